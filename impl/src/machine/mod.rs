@@ -1,0 +1,59 @@
+//! Machines: where a job's script and its terminals actually run.
+//!
+//! Executors (shell, docker, custom) decide *when* things run and how they are tied
+//! together; a [`Machine`] decides *how* a process runs. [`os::OsMachine`] starts real
+//! processes and PTYs; [`sim::SimMachine`] interprets scripts and shells in-process
+//! on `tokio::time`, so that a whole runner can live inside turmoil.
+
+pub mod os;
+pub mod sim;
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+
+use tokio::io::AsyncRead;
+
+use crate::terminal::{Closing, Terminal, TerminalSpec};
+
+/// A job script to run: the lines of the job's steps, in order.
+#[derive(Clone, Debug, Default)]
+pub struct ScriptSpec {
+    pub lines: Vec<String>,
+    /// Shell to interpret the lines (`bash`, `sh`); the machine's default if `None`.
+    pub shell: Option<String>,
+    pub cwd: Option<std::path::PathBuf>,
+    pub env: Vec<(String, String)>,
+}
+
+/// How a script ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScriptExit {
+    /// Exited with this code.
+    Code(i32),
+    /// Killed (by signal, or by `kill`).
+    Killed,
+}
+
+impl ScriptExit {
+    pub fn success(self) -> bool {
+        self == ScriptExit::Code(0)
+    }
+}
+
+/// A running script.
+pub struct ScriptRun {
+    /// Standard output and error, merged, in the order written. EOF when the
+    /// script's process tree has closed it.
+    pub output: Box<dyn AsyncRead + Send + Unpin>,
+    /// Resolves with the script's exit.
+    pub exit: Pin<Box<dyn Future<Output = io::Result<ScriptExit>> + Send>>,
+    /// Kills the script's whole process tree at once.
+    pub kill: Box<dyn Fn() -> Closing + Send + Sync>,
+}
+
+/// Where processes run.
+pub trait Machine: Send + Sync + 'static {
+    fn run_script(&self, spec: &ScriptSpec) -> io::Result<ScriptRun>;
+    fn open_terminal(&self, spec: &TerminalSpec) -> io::Result<Terminal>;
+}

@@ -1,0 +1,186 @@
+//! Sessions: one per job, created when the job is taken (JOB-2) and removed when
+//! it ends (LC-7). A session is the meeting point of the job lifecycle (which
+//! attaches a terminal source and waits on the connection) and the server (which
+//! routes requests to it and holds its single terminal connection, EX-4).
+
+mod registry;
+
+pub use registry::Sessions;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::protocol::CloseReason;
+use crate::terminal::Terminal;
+
+/// Why the executor could not give a terminal (EX-5).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TerminalUnavailable(pub String);
+
+/// A terminal being opened; may wait (docker: up to 15 s for the build container).
+pub type Opening = Pin<Box<dyn Future<Output = Result<Terminal, TerminalUnavailable>> + Send>>;
+
+/// What the executor attaches to a session when the job starts running (EX-3).
+pub trait TerminalSource: Send + Sync {
+    fn open(&self) -> Opening;
+}
+
+/// A service port the job declares, reachable through the proxy route (RT-2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServicePort {
+    /// Name or alias of the service, as it appears in the URL.
+    pub name: String,
+    pub port: u16,
+    /// Host to dial for it.
+    pub host: String,
+}
+
+/// One job's interactive session.
+pub struct Session {
+    pub id: String,
+    /// The exact value the `Authorization` header must carry (EX-1).
+    pub token: String,
+    services: Vec<ServicePort>,
+    source: watch::Sender<Option<Arc<dyn TerminalSource>>>,
+    connection: Mutex<Option<Connection>>,
+    /// Whether a terminal connection is open; the job lifecycle waits on it (LC-1/2).
+    connected: watch::Sender<bool>,
+    next_connection: Mutex<u64>,
+}
+
+struct Connection {
+    id: u64,
+    stop: watch::Sender<Option<CloseReason>>,
+}
+
+impl Session {
+    pub(crate) fn new(id: String, token: String, services: Vec<ServicePort>) -> Self {
+        Session {
+            id,
+            token,
+            services,
+            source: watch::channel(None).0,
+            connection: Mutex::new(None),
+            connected: watch::channel(false).0,
+            next_connection: Mutex::new(0),
+        }
+    }
+
+    /// The session's URL path, without the host: `/session/<id>`.
+    pub fn endpoint(&self) -> String {
+        format!("/session/{}", self.id)
+    }
+
+    pub fn service(&self, name: &str, port: u16) -> Option<&ServicePort> {
+        self.services.iter().find(|s| s.name == name && s.port == port)
+    }
+
+    /// EX-3: the job entered its running stage; terminals can be opened.
+    pub fn attach(&self, source: Arc<dyn TerminalSource>) {
+        self.source.send_replace(Some(source));
+    }
+
+    /// Terminal requests are refused from now on (EX-5), e.g. after the build container stopped.
+    pub fn detach(&self) {
+        self.source.send_replace(None);
+    }
+
+    /// Waits up to `limit` for a terminal source (EX-3).
+    pub async fn wait_attached(&self, limit: Duration) -> Option<Arc<dyn TerminalSource>> {
+        let mut rx = self.source.subscribe();
+        let found = tokio::time::timeout(limit, rx.wait_for(|s| s.is_some())).await;
+        match found {
+            Ok(Ok(source)) => source.clone(),
+            _ => None,
+        }
+    }
+
+    /// EX-4: takes the session's single terminal slot, or `None` if it is taken.
+    pub fn lock(self: &Arc<Self>) -> Option<ConnectionGuard> {
+        let mut slot = self.connection.lock().expect("session lock poisoned");
+        if slot.is_some() {
+            return None;
+        }
+        let id = {
+            let mut n = self.next_connection.lock().expect("session lock poisoned");
+            *n += 1;
+            *n
+        };
+        let (stop, stop_rx) = watch::channel(None);
+        *slot = Some(Connection { id, stop });
+        self.connected.send_replace(true);
+        Some(ConnectionGuard { session: self.clone(), id, stop: stop_rx })
+    }
+
+    pub fn is_connected(&self) -> bool {
+        *self.connected.borrow()
+    }
+
+    /// Resolves when no terminal connection is open.
+    pub async fn disconnected(&self) {
+        let mut rx = self.connected.subscribe();
+        let _ = rx.wait_for(|c| !c).await;
+    }
+
+    /// Ends the open terminal connection, if any, with `reason`, and waits (at
+    /// most `grace`) until it is gone, so that its close frame is on the wire
+    /// before the job goes on.
+    pub async fn end_terminal(&self, reason: CloseReason, grace: Duration) {
+        {
+            let slot = self.connection.lock().expect("session lock poisoned");
+            match slot.as_ref() {
+                Some(conn) => {
+                    conn.stop.send_replace(Some(reason));
+                }
+                None => return,
+            }
+        }
+        let _ = tokio::time::timeout(grace, self.disconnected()).await;
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// Holds the session's terminal slot; dropping it frees the slot and tells the
+/// job that the terminal disconnected (LC-2).
+pub struct ConnectionGuard {
+    session: Arc<Session>,
+    id: u64,
+    stop: watch::Receiver<Option<CloseReason>>,
+}
+
+impl ConnectionGuard {
+    /// Resolves with the reason when the session asks this connection to end.
+    pub fn stop_requested(&mut self) -> impl Future<Output = CloseReason> + Send + '_ {
+        async move {
+            match self.stop.wait_for(|r| r.is_some()).await {
+                Ok(r) => r.clone().expect("checked by wait_for"),
+                // The session is gone: the job ended.
+                Err(_) => CloseReason::JobFinished,
+            }
+        }
+    }
+
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        let mut slot = self.session.connection.lock().expect("session lock poisoned");
+        if slot.as_ref().map(|c| c.id) == Some(self.id) {
+            *slot = None;
+            self.session.connected.send_replace(false);
+        }
+    }
+}
