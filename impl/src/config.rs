@@ -93,6 +93,8 @@ pub struct RunnerConfig {
     pub builds_dir: Option<PathBuf>,
     /// `[runners.docker] image`, reported in the job log.
     pub docker_image: Option<String>,
+    /// `tls-ca-file`: roots to trust for an https coordinator (else Mozilla's).
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +123,8 @@ struct RawRunner {
     shell: Option<String>,
     builds_dir: Option<PathBuf>,
     docker: Option<RawDocker>,
+    #[serde(rename = "tls-ca-file")]
+    tls_ca_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -215,6 +219,7 @@ impl RawRunner {
             shell: self.shell.filter(|s| !s.is_empty()),
             builds_dir: self.builds_dir,
             docker_image: self.docker.and_then(|d| d.image),
+            tls_ca_file: self.tls_ca_file,
         })
     }
 }

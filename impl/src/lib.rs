@@ -31,3 +31,7 @@ pub mod server;
 pub mod session;
 pub mod terminal;
 pub mod tls;
+pub mod coordinator;
+pub mod executor;
+pub mod job;
+pub mod runner;

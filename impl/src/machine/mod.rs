@@ -56,4 +56,9 @@ pub struct ScriptRun {
 pub trait Machine: Send + Sync + 'static {
     fn run_script(&self, spec: &ScriptSpec) -> io::Result<ScriptRun>;
     fn open_terminal(&self, spec: &TerminalSpec) -> io::Result<Terminal>;
+    /// Where job directories go when `builds_dir` is not configured; `None`:
+    /// the machine has no file system of its own (simulation).
+    fn default_builds_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 }

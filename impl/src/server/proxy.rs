@@ -22,7 +22,7 @@ pub(super) async fn handle<N: Net>(
 ) -> Response<Body> {
     let mut parts = target.splitn(3, '/');
     let (name, port, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let Some(service) = port.parse().ok().and_then(|port| session.service(name, port)).cloned() else {
+    let Some(service) = port.parse().ok().and_then(|port| session.service(name, port)) else {
         return text(StatusCode::NOT_FOUND, format!("the job declares no service {name:?} with port {port:?}"));
     };
     let address = format!("{}:{}", service.host, service.port);

@@ -45,7 +45,7 @@ pub struct Session {
     pub id: String,
     /// The exact value the `Authorization` header must carry (EX-1).
     pub token: String,
-    services: Vec<ServicePort>,
+    services: Mutex<Vec<ServicePort>>,
     source: watch::Sender<Option<Arc<dyn TerminalSource>>>,
     connection: Mutex<Option<Connection>>,
     /// Whether a terminal connection is open; the job lifecycle waits on it (LC-1/2).
@@ -59,11 +59,11 @@ struct Connection {
 }
 
 impl Session {
-    pub(crate) fn new(id: String, token: String, services: Vec<ServicePort>) -> Self {
+    pub(crate) fn new(id: String, token: String) -> Self {
         Session {
             id,
             token,
-            services,
+            services: Mutex::new(Vec::new()),
             source: watch::channel(None).0,
             connection: Mutex::new(None),
             connected: watch::channel(false).0,
@@ -76,8 +76,13 @@ impl Session {
         format!("/session/{}", self.id)
     }
 
-    pub fn service(&self, name: &str, port: u16) -> Option<&ServicePort> {
-        self.services.iter().find(|s| s.name == name && s.port == port)
+    /// The job's service ports, known once the job arrives (after the session was offered).
+    pub fn set_services(&self, services: Vec<ServicePort>) {
+        *self.services.lock().expect("session lock poisoned") = services;
+    }
+
+    pub fn service(&self, name: &str, port: u16) -> Option<ServicePort> {
+        self.services.lock().expect("session lock poisoned").iter().find(|s| s.name == name && s.port == port).cloned()
     }
 
     /// EX-3: the job entered its running stage; terminals can be opened.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use super::{ServicePort, Session};
+use super::Session;
 use crate::rng::Rng;
 
 /// All live sessions, by id. A BTreeMap keeps any listing in a stable order.
@@ -13,8 +13,8 @@ pub struct Sessions(Arc<Mutex<BTreeMap<String, Arc<Session>>>>);
 
 impl Sessions {
     /// A new session with a fresh id and token (JOB-2).
-    pub fn create(&self, rng: &Rng, services: Vec<ServicePort>) -> Arc<Session> {
-        let session = Arc::new(Session::new(rng.hex_token(), rng.hex_token(), services));
+    pub fn create(&self, rng: &Rng) -> Arc<Session> {
+        let session = Arc::new(Session::new(rng.hex_token(), rng.hex_token()));
         self.0.lock().expect("sessions lock poisoned").insert(session.id.clone(), session.clone());
         session
     }
@@ -48,7 +48,7 @@ mod tests {
     #[test]
     fn routes_by_endpoint_prefix_only() {
         let sessions = Sessions::default();
-        let s = sessions.create(&Rng::seeded(1), vec![]);
+        let s = sessions.create(&Rng::seeded(1));
         let exec = format!("{}/exec", s.endpoint());
         assert_eq!(sessions.route(&exec).map(|(_, rest)| rest), Some("exec"));
         assert!(sessions.route(&s.endpoint()).is_none(), "endpoint without '/' is not inside it");
@@ -60,7 +60,7 @@ mod tests {
     #[test]
     fn one_connection_at_a_time_and_the_slot_frees_on_drop() {
         let sessions = Sessions::default();
-        let s = sessions.create(&Rng::seeded(1), vec![]);
+        let s = sessions.create(&Rng::seeded(1));
         let first = s.lock().expect("free slot");
         assert!(s.lock().is_none());
         assert!(s.is_connected());
