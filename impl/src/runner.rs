@@ -94,13 +94,18 @@ impl Runner {
         let mut session_address = None;
         let session_server = match config.session_server.clone() {
             None => None,
-            Some(settings) => {
+            Some(mut settings) => {
                 let identity = tls::generate(settings.public_host())?;
                 let listener = net
                     .bind(&settings.listen_address)
                     .await
                     .with_context(|| format!("session_server.listen_address {:?}", settings.listen_address))?;
-                session_address = Some(listener.local_addr()?);
+                let bound = listener.local_addr()?;
+                session_address = Some(bound);
+                // Port 0 asks the system for a free port; advertise the one it gave.
+                if let Some(host) = settings.advertise_address.strip_suffix(":0") {
+                    settings.advertise_address = format!("{host}:{}", bound.port());
+                }
                 info!(listen = %settings.listen_address, advertise = %settings.advertised_url(), "session server listening");
                 let context = ServerContext { sessions: sessions.clone(), net: net.clone(), timing, limits };
                 tokio::spawn(server::serve(listener, identity.clone(), context, abort_rx.clone()));
