@@ -99,23 +99,25 @@ impl Machine for OsMachine {
 
         let mut exited = exit_rx.clone();
         let exit = Box::pin(async move {
+            // None: the task was dropped unfinished, with its runtime.
             let exit = exited
                 .wait_for(Option::is_some)
                 .await
-                .map_err(|_| {
-                    io::Error::other("the script's waiter was dropped (runtime shut down?)")
-                })?
-                .clone();
+                .ok()
+                .and_then(|exit| exit.clone());
             match exit {
                 Some(Ok(exit)) => Ok(exit),
                 Some(Err((kind, message))) => Err(io::Error::new(kind, message)),
-                None => unreachable!("wait_for returned a value it did not accept"),
+                None => Err(io::Error::other(
+                    "the script's waiter was dropped (runtime shut down?)",
+                )),
             }
         });
         let kill = Box::new(move || -> Closing {
-            // SAFETY: killpg only sends a signal. The group is the script's own
-            // (pid > 1, so never ours nor init's); ESRCH (all gone) is fine.
-            // Without job control, the script's processes all stay in it.
+            // SAFETY: killpg only sends a signal, to the script's own group (pid > 1,
+            // so never ours nor init's). Without job control, everything the script
+            // started stays in it; after its exit, this still reaches what it left
+            // behind (pids are allocated cyclically: the number is not reused soon).
             unsafe { libc::killpg(pid, libc::SIGKILL) };
             let mut exited = exit_rx.clone();
             Box::pin(async move {

@@ -344,7 +344,10 @@ fn run_endings() {
         }
         let leaders: Vec<libc::pid_t> = endings.iter().map(|e| e.reaper.pid).collect();
         let trees = trees(&leaders);
-        endings.retain_mut(|ending| !ending.step(&trees[&ending.reaper.pid]));
+        endings.retain_mut(|ending| {
+            let tree = trees.get(&ending.reaper.pid).map_or(&[][..], Vec::as_slice);
+            !ending.step(tree)
+        });
         std::thread::sleep(POLL_INTERVAL);
     }
 }
@@ -408,7 +411,12 @@ fn signal_tree(leader: libc::pid_t, tree: &[libc::pid_t], signals: &[libc::c_int
 fn trees(leaders: &[libc::pid_t]) -> HashMap<libc::pid_t, Vec<libc::pid_t>> {
     let mut trees: HashMap<_, _> = leaders.iter().map(|&leader| (leader, Vec::new())).collect();
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return trees;
+        // Without /proc, take each leader for alive: its group is signalled
+        // until KILL_WAIT runs out, and then its shell is reaped.
+        return leaders
+            .iter()
+            .map(|&leader| (leader, vec![leader]))
+            .collect();
     };
     for pid in entries.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok()) {
         let Some((pgrp, session)) = live_groups(pid) else {
