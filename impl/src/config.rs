@@ -17,15 +17,26 @@ const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(3);
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Syntax(String),
     #[error("{key} = {value:?}: {expected}")]
-    Value { key: String, value: String, expected: String },
+    Value {
+        key: String,
+        value: String,
+        expected: String,
+    },
 }
 
 fn bad(key: &str, value: impl ToString, expected: impl ToString) -> ConfigError {
-    ConfigError::Value { key: key.to_string(), value: value.to_string(), expected: expected.to_string() }
+    ConfigError::Value {
+        key: key.to_string(),
+        value: value.to_string(),
+        expected: expected.to_string(),
+    }
 }
 
 /// The whole runner configuration, validated.
@@ -57,7 +68,9 @@ impl SessionServerConfig {
 
     /// The host the certificate is made for (TLS-1).
     pub fn public_host(&self) -> &str {
-        split_host_port(&self.advertise_address).map(|(h, _)| h).unwrap_or(&self.advertise_address)
+        split_host_port(&self.advertise_address)
+            .map(|(h, _)| h)
+            .unwrap_or(&self.advertise_address)
     }
 }
 
@@ -134,8 +147,10 @@ struct RawDocker {
 
 impl Config {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::parse(&text).map_err(|e| match e {
             ConfigError::Syntax(msg) => ConfigError::Syntax(format!("{}: {msg}", path.display())),
             other => other,
@@ -143,7 +158,8 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
         let concurrent = match raw.concurrent {
             None => 1,
             Some(n) if n >= 1 => n as usize,
@@ -152,7 +168,13 @@ impl Config {
         let check_interval = match raw.check_interval {
             None | Some(0) => DEFAULT_CHECK_INTERVAL,
             Some(n) if n > 0 => Duration::from_secs(n as u64),
-            Some(n) => return Err(bad("check_interval", n, "seconds, 0 or more (0: the default, 3)")),
+            Some(n) => {
+                return Err(bad(
+                    "check_interval",
+                    n,
+                    "seconds, 0 or more (0: the default, 3)",
+                ))
+            }
         };
         let session_server = raw.session_server.validate()?;
         let runners = raw
@@ -161,7 +183,12 @@ impl Config {
             .enumerate()
             .map(|(i, r)| r.validate(i))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Config { concurrent, check_interval, session_server, runners })
+        Ok(Config {
+            concurrent,
+            check_interval,
+            session_server,
+            runners,
+        })
     }
 }
 
@@ -190,7 +217,11 @@ impl RawSessionServer {
             Some(s) if s > 0 => Duration::from_secs(s as u64),
             _ => DEFAULT_SESSION_TIMEOUT, // CFG-3: absent, zero or negative.
         };
-        Ok(Some(SessionServerConfig { listen_address: listen, advertise_address: advertise, session_timeout }))
+        Ok(Some(SessionServerConfig {
+            listen_address: listen,
+            advertise_address: advertise,
+            session_timeout,
+        }))
     }
 }
 
@@ -199,7 +230,11 @@ impl RawRunner {
         let key = |k: &str| format!("runners[{index}].{k}");
         let url = self.url.unwrap_or_default();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(bad(&key("url"), &url, "the GitLab URL, starting with http:// or https://"));
+            return Err(bad(
+                &key("url"),
+                &url,
+                "the GitLab URL, starting with http:// or https://",
+            ));
         }
         let token = self.token.unwrap_or_default();
         if token.is_empty() {
@@ -228,7 +263,10 @@ impl RawRunner {
 pub fn split_host_port(addr: &str) -> Option<(&str, u16)> {
     let (host, port) = addr.rsplit_once(':')?;
     let port: u16 = port.parse().ok()?;
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     Some((host, port))
 }
 
@@ -243,7 +281,8 @@ fn check_host_port(key: &str, value: &str) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
 
-    const RUNNER: &str = "[[runners]]\nurl = \"http://gitlab\"\ntoken = \"t\"\nexecutor = \"shell\"\n";
+    const RUNNER: &str =
+        "[[runners]]\nurl = \"http://gitlab\"\ntoken = \"t\"\nexecutor = \"shell\"\n";
 
     fn parse(session: &str) -> Result<Config, ConfigError> {
         Config::parse(&format!("[session_server]\n{session}\n{RUNNER}"))
@@ -252,46 +291,72 @@ mod tests {
     #[test]
     fn empty_listen_address_means_no_session_server() {
         assert!(parse("").unwrap().session_server.is_none());
-        assert!(parse("listen_address = \"\"").unwrap().session_server.is_none());
+        assert!(parse("listen_address = \"\"")
+            .unwrap()
+            .session_server
+            .is_none());
     }
 
     #[test]
     fn advertise_address_defaults_to_listen_address() {
-        let s = parse("listen_address = \"0.0.0.0:8093\"").unwrap().session_server.unwrap();
+        let s = parse("listen_address = \"0.0.0.0:8093\"")
+            .unwrap()
+            .session_server
+            .unwrap();
         assert_eq!(s.advertise_address, "0.0.0.0:8093");
         assert_eq!(s.advertised_url(), "https://0.0.0.0:8093");
     }
 
     #[test]
     fn advertise_address_with_a_scheme_is_a_startup_error() {
-        let err = parse("listen_address = \"0.0.0.0:8093\"\nadvertise_address = \"https://runner:8093\"")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("session_server.advertise_address") && err.contains("without a scheme"), "{err}");
+        let err =
+            parse("listen_address = \"0.0.0.0:8093\"\nadvertise_address = \"https://runner:8093\"")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("session_server.advertise_address") && err.contains("without a scheme"),
+            "{err}"
+        );
     }
 
     #[test]
     fn session_timeout_zero_or_negative_is_the_default() {
         for v in ["0", "-5"] {
             let s = parse(&format!("listen_address = \"a:1\"\nsession_timeout = {v}")).unwrap();
-            assert_eq!(s.session_server.unwrap().session_timeout, DEFAULT_SESSION_TIMEOUT);
+            assert_eq!(
+                s.session_server.unwrap().session_timeout,
+                DEFAULT_SESSION_TIMEOUT
+            );
         }
         let s = parse("listen_address = \"a:1\"\nsession_timeout = 90").unwrap();
-        assert_eq!(s.session_server.unwrap().session_timeout, Duration::from_secs(90));
+        assert_eq!(
+            s.session_server.unwrap().session_timeout,
+            Duration::from_secs(90)
+        );
     }
 
     #[test]
     fn listen_address_without_port_names_the_key() {
-        let err = parse("listen_address = \"runner\"").unwrap_err().to_string();
-        assert!(err.starts_with("session_server.listen_address = \"runner\""), "{err}");
+        let err = parse("listen_address = \"runner\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("session_server.listen_address = \"runner\""),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_executor_is_refused_with_the_choices() {
-        let err = Config::parse("[[runners]]\nurl = \"http://g\"\ntoken = \"t\"\nexecutor = \"kubernetes\"")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("runners[0].executor") && err.contains("shell, docker, custom"), "{err}");
+        let err = Config::parse(
+            "[[runners]]\nurl = \"http://g\"\ntoken = \"t\"\nexecutor = \"kubernetes\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("runners[0].executor") && err.contains("shell, docker, custom"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -302,10 +367,11 @@ mod tests {
 
     #[test]
     fn public_host_strips_port_and_brackets() {
-        let s = parse("listen_address = \"[::]:8093\"\nadvertise_address = \"runner.example:9000\"")
-            .unwrap()
-            .session_server
-            .unwrap();
+        let s =
+            parse("listen_address = \"[::]:8093\"\nadvertise_address = \"runner.example:9000\"")
+                .unwrap()
+                .session_server
+                .unwrap();
         assert_eq!(s.public_host(), "runner.example");
         assert_eq!(split_host_port("[::1]:80"), Some(("::1", 80)));
     }

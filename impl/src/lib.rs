@@ -22,16 +22,16 @@
 //! runs deterministically inside turmoil (feature `turmoil`).
 
 pub mod config;
+pub mod coordinator;
 pub mod duration;
+pub mod executor;
+pub mod job;
 pub mod machine;
 pub mod net;
 pub mod protocol;
 pub mod rng;
+pub mod runner;
 pub mod server;
 pub mod session;
 pub mod terminal;
 pub mod tls;
-pub mod coordinator;
-pub mod executor;
-pub mod job;
-pub mod runner;

@@ -50,20 +50,28 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Run { config } => {
             let config = Config::from_file(&config)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(run(config))
         }
     }
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let parts = RunnerParts::new(config, TokioNet, Arc::new(OsMachine::default()), Rng::from_os());
+    let parts = RunnerParts::new(
+        config,
+        TokioNet,
+        Arc::new(OsMachine::default()),
+        Rng::from_os(),
+    );
     let runner = Runner::start(parts).await?;
     if let Some(addr) = runner.session_address() {
         tracing::info!(%addr, "session server bound");
     }
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut quit = signal(SignalKind::quit()).context("installing the SIGQUIT handler")?;
     let mode = tokio::select! {
         biased;

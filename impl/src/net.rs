@@ -11,7 +11,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// A connected byte stream.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// Reads without consuming, to tell TLS from plain HTTP on the TLS port (EX-7).
-    fn peek<'a>(&'a mut self, buf: &'a mut [u8]) -> impl Future<Output = io::Result<usize>> + Send + 'a;
+    fn peek<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
 }
 
 /// A bound listening socket.
@@ -34,7 +37,10 @@ pub trait Net: Clone + Send + Sync + 'static {
 pub struct TokioNet;
 
 impl Stream for tokio::net::TcpStream {
-    fn peek<'a>(&'a mut self, buf: &'a mut [u8]) -> impl Future<Output = io::Result<usize>> + Send + 'a {
+    fn peek<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
         tokio::net::TcpStream::peek(self, buf)
     }
 }
@@ -81,7 +87,10 @@ mod sim {
     pub struct TurmoilNet;
 
     impl Stream for turmoil::net::TcpStream {
-        fn peek<'a>(&'a mut self, buf: &'a mut [u8]) -> impl Future<Output = io::Result<usize>> + Send + 'a {
+        fn peek<'a>(
+            &'a mut self,
+            buf: &'a mut [u8],
+        ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
             turmoil::net::TcpStream::peek(self, buf)
         }
     }
@@ -102,9 +111,9 @@ mod sim {
         async fn bind(&self, addr: &str) -> io::Result<Self::Listener> {
             // turmoil binds only to the unspecified address or the host's own.
             let port = addr.rsplit_once(':').map(|(_, p)| p).unwrap_or(addr);
-            let port: u16 = port
-                .parse()
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr} has no port")))?;
+            let port: u16 = port.parse().map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("{addr} has no port"))
+            })?;
             turmoil::net::TcpListener::bind(("0.0.0.0", port)).await
         }
         async fn connect(&self, addr: &str) -> io::Result<Self::Stream> {

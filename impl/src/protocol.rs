@@ -44,7 +44,11 @@ pub enum Subprotocol {
 impl Subprotocol {
     /// Picks by the server's preference, binary first, like the reference's upgrader.
     pub fn select<'a>(offered: impl IntoIterator<Item = &'a str>) -> Subprotocol {
-        let offered: Vec<&str> = offered.into_iter().flat_map(|v| v.split(',')).map(str::trim).collect();
+        let offered: Vec<&str> = offered
+            .into_iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
         if offered.contains(&BINARY_SUBPROTOCOL) {
             Subprotocol::Binary
         } else if offered.contains(&BASE64_SUBPROTOCOL) {
@@ -64,7 +68,9 @@ impl Subprotocol {
 
     fn encode(self, bytes: Bytes) -> Message {
         match self {
-            Subprotocol::Base64 => Message::text(base64::engine::general_purpose::STANDARD.encode(&bytes)),
+            Subprotocol::Base64 => {
+                Message::text(base64::engine::general_purpose::STANDARD.encode(&bytes))
+            }
             _ => Message::Binary(bytes),
         }
     }
@@ -119,16 +125,24 @@ impl CloseReason {
             CloseReason::PeerUnresponsive => (CloseCode::Away, "no answer to ping".to_string()),
             CloseReason::SessionTimeout(d) => (
                 CloseCode::Away,
-                format!("terminal session timed out (maximum time allowed - {})", go_format(*d)),
+                format!(
+                    "terminal session timed out (maximum time allowed - {})",
+                    go_format(*d)
+                ),
             ),
             CloseReason::ContainerExited => (CloseCode::Away, "build container exited".to_string()),
             CloseReason::JobCancelled => (CloseCode::Away, "job canceled".to_string()),
             CloseReason::RunnerShutdown => (CloseCode::Away, "runner shutting down".to_string()),
             CloseReason::JobFinished => (CloseCode::Away, "job finished".to_string()),
-            CloseReason::MessageTooBig => (CloseCode::Size, format!("message over {MAX_MESSAGE} bytes")),
+            CloseReason::MessageTooBig => {
+                (CloseCode::Size, format!("message over {MAX_MESSAGE} bytes"))
+            }
             CloseReason::InvalidPayload(what) => (CloseCode::Invalid, what.to_string()),
         };
-        Some(CloseFrame { code, reason: reason.into() })
+        Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })
     }
 }
 
@@ -189,7 +203,9 @@ where
         r = downstream(&mut sink, &mut **reader, protocol, &clock, timing) => r,
     };
 
-    let mut ws = sink.reunite(stream).expect("both halves come from one stream");
+    let mut ws = sink
+        .reunite(stream)
+        .expect("both halves come from one stream");
     close_websocket(&mut ws, &reason, timing).await;
     terminal.control.close().await;
     reason
@@ -241,7 +257,8 @@ async fn downstream<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let mut ping = tokio::time::interval_at(clock.start + timing.ping_interval, timing.ping_interval);
+    let mut ping =
+        tokio::time::interval_at(clock.start + timing.ping_interval, timing.ping_interval);
     let mut buf = BytesMut::new();
     loop {
         let deadline = clock.last_seen() + timing.ping_interval + timing.pong_timeout;
@@ -277,9 +294,15 @@ where
             let _ = tokio::time::timeout(grace, ws.flush()).await;
         }
         other => {
-            if tokio::time::timeout(grace, ws.close(other.close_frame())).await.is_ok() {
+            if tokio::time::timeout(grace, ws.close(other.close_frame()))
+                .await
+                .is_ok()
+            {
                 // Wait for the browser's close reply, then the transport may go.
-                let _ = tokio::time::timeout(grace, async { while let Some(Ok(_)) = ws.next().await {} }).await;
+                let _ = tokio::time::timeout(grace, async {
+                    while let Some(Ok(_)) = ws.next().await {}
+                })
+                .await;
             }
         }
     }
@@ -294,7 +317,10 @@ struct Clock {
 
 impl Clock {
     fn new() -> Self {
-        Clock { start: Instant::now(), last_seen_nanos: AtomicU64::new(0) }
+        Clock {
+            start: Instant::now(),
+            last_seen_nanos: AtomicU64::new(0),
+        }
     }
 
     fn saw_peer(&self) {
@@ -313,27 +339,44 @@ mod tests {
 
     #[test]
     fn binary_is_preferred_then_base64_then_none() {
-        assert_eq!(Subprotocol::select(["base64.terminal.gitlab.com, terminal.gitlab.com"]), Subprotocol::Binary);
-        assert_eq!(Subprotocol::select(["base64.terminal.gitlab.com"]), Subprotocol::Base64);
+        assert_eq!(
+            Subprotocol::select(["base64.terminal.gitlab.com, terminal.gitlab.com"]),
+            Subprotocol::Binary
+        );
+        assert_eq!(
+            Subprotocol::select(["base64.terminal.gitlab.com"]),
+            Subprotocol::Base64
+        );
         assert_eq!(Subprotocol::select(["chat"]), Subprotocol::Unspecified);
         assert_eq!(Subprotocol::select([]), Subprotocol::Unspecified);
     }
 
     #[test]
     fn base64_input_is_decoded_and_bad_base64_refused() {
-        assert_eq!(Subprotocol::Base64.decode(Bytes::from_static(b"aGk=")), Ok(Bytes::from_static(b"hi")));
+        assert_eq!(
+            Subprotocol::Base64.decode(Bytes::from_static(b"aGk=")),
+            Ok(Bytes::from_static(b"hi"))
+        );
         assert_eq!(
             Subprotocol::Base64.decode(Bytes::from_static(b"!!")),
             Err(CloseReason::InvalidPayload("invalid base64"))
         );
-        assert_eq!(Subprotocol::Binary.decode(Bytes::from_static(b"!!")), Ok(Bytes::from_static(b"!!")));
+        assert_eq!(
+            Subprotocol::Binary.decode(Bytes::from_static(b"!!")),
+            Ok(Bytes::from_static(b"!!"))
+        );
     }
 
     #[test]
     fn timeout_close_frame_names_the_duration() {
-        let frame = CloseReason::SessionTimeout(Duration::from_secs(1800)).close_frame().unwrap();
+        let frame = CloseReason::SessionTimeout(Duration::from_secs(1800))
+            .close_frame()
+            .unwrap();
         assert_eq!(u16::from(frame.code), 1001);
-        assert_eq!(frame.reason.as_str(), "terminal session timed out (maximum time allowed - 30m0s)");
+        assert_eq!(
+            frame.reason.as_str(),
+            "terminal session timed out (maximum time allowed - 30m0s)"
+        );
         assert!(CloseReason::ClientGone.close_frame().is_none());
     }
 }

@@ -28,7 +28,10 @@ impl Rng {
     /// 32 random bytes as 64 lowercase hex characters (JOB-2).
     pub fn hex_token(&self) -> String {
         let mut bytes = [0u8; 32];
-        self.0.lock().expect("rng lock poisoned").fill_bytes(&mut bytes);
+        self.0
+            .lock()
+            .expect("rng lock poisoned")
+            .fill_bytes(&mut bytes);
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
@@ -55,7 +58,9 @@ mod tests {
     fn tokens_are_64_lowercase_hex() {
         let t = Rng::from_os().hex_token();
         assert_eq!(t.len(), 64);
-        assert!(t.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(t
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
     }
 
     #[test]

@@ -85,8 +85,19 @@ struct Shared<N: Net> {
 impl Runner {
     /// Binds the session server (if configured) and starts asking for jobs.
     pub async fn start<N: Net>(parts: RunnerParts<N>) -> anyhow::Result<Runner> {
-        let RunnerParts { config, net, machine, rng, timing, limits, update_interval } = parts;
-        anyhow::ensure!(!config.runners.is_empty(), "config.toml has no [[runners]] entry: add one with url, token and executor");
+        let RunnerParts {
+            config,
+            net,
+            machine,
+            rng,
+            timing,
+            limits,
+            update_interval,
+        } = parts;
+        anyhow::ensure!(
+            !config.runners.is_empty(),
+            "config.toml has no [[runners]] entry: add one with url, token and executor"
+        );
         let sessions = Sessions::default();
         let (abort, abort_rx) = watch::channel(false);
         let (stop_polling, stop_rx) = watch::channel(false);
@@ -96,10 +107,12 @@ impl Runner {
             None => None,
             Some(mut settings) => {
                 let identity = tls::generate(settings.public_host())?;
-                let listener = net
-                    .bind(&settings.listen_address)
-                    .await
-                    .with_context(|| format!("session_server.listen_address {:?}", settings.listen_address))?;
+                let listener = net.bind(&settings.listen_address).await.with_context(|| {
+                    format!(
+                        "session_server.listen_address {:?}",
+                        settings.listen_address
+                    )
+                })?;
                 let bound = listener.local_addr()?;
                 session_address = Some(bound);
                 // Port 0 asks the system for a free port; advertise the one it gave.
@@ -107,13 +120,27 @@ impl Runner {
                     settings.advertise_address = format!("{host}:{}", bound.port());
                 }
                 info!(listen = %settings.listen_address, advertise = %settings.advertised_url(), "session server listening");
-                let context = ServerContext { sessions: sessions.clone(), net: net.clone(), timing, limits };
-                tokio::spawn(server::serve(listener, identity.clone(), context, abort_rx.clone()));
+                let context = ServerContext {
+                    sessions: sessions.clone(),
+                    net: net.clone(),
+                    timing,
+                    limits,
+                };
+                tokio::spawn(server::serve(
+                    listener,
+                    identity.clone(),
+                    context,
+                    abort_rx.clone(),
+                ));
                 Some((settings, identity))
             }
         };
-        let certificate_pem = session_server.as_ref().map(|(_, id)| id.certificate_pem.clone());
-        let concurrent = u32::try_from(config.concurrent).unwrap_or(u32::MAX).min(Semaphore::MAX_PERMITS as u32);
+        let certificate_pem = session_server
+            .as_ref()
+            .map(|(_, id)| id.certificate_pem.clone());
+        let concurrent = u32::try_from(config.concurrent)
+            .unwrap_or(u32::MAX)
+            .min(Semaphore::MAX_PERMITS as u32);
         let slots = Arc::new(Semaphore::new(concurrent as usize));
         let shared = Arc::new(Shared {
             net,
@@ -128,11 +155,26 @@ impl Runner {
         });
         let mut pollers = Vec::new();
         for entry in config.runners {
-            let coordinator = Coordinator::new(shared.net.clone(), &entry.url, ca_pem(&entry)?.as_deref())
-                .with_context(|| format!("runner {:?}", entry.name))?;
-            pollers.push(tokio::spawn(poll(entry, Arc::new(coordinator), shared.clone(), stop_rx.clone())));
+            let coordinator =
+                Coordinator::new(shared.net.clone(), &entry.url, ca_pem(&entry)?.as_deref())
+                    .with_context(|| format!("runner {:?}", entry.name))?;
+            pollers.push(tokio::spawn(poll(
+                entry,
+                Arc::new(coordinator),
+                shared.clone(),
+                stop_rx.clone(),
+            )));
         }
-        Ok(Runner { session_address, certificate_pem, sessions, abort, stop_polling, pollers, slots, concurrent })
+        Ok(Runner {
+            session_address,
+            certificate_pem,
+            sessions,
+            abort,
+            stop_polling,
+            pollers,
+            slots,
+            concurrent,
+        })
     }
 
     /// Where the session server listens, if it does.
@@ -168,17 +210,28 @@ fn ca_pem(entry: &RunnerConfig) -> anyhow::Result<Option<String>> {
     entry
         .tls_ca_file
         .as_ref()
-        .map(|path| std::fs::read_to_string(path).with_context(|| format!("reading tls-ca-file {}", path.display())))
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading tls-ca-file {}", path.display()))
+        })
         .transpose()
 }
 
 /// Asks for jobs while there is a free slot, every `check_interval`.
-async fn poll<N: Net>(entry: RunnerConfig, coordinator: Arc<Coordinator<N>>, shared: Arc<Shared<N>>, mut stop: watch::Receiver<bool>) {
+async fn poll<N: Net>(
+    entry: RunnerConfig,
+    coordinator: Arc<Coordinator<N>>,
+    shared: Arc<Shared<N>>,
+    mut stop: watch::Receiver<bool>,
+) {
     let executor = Executor::new(
         entry.executor,
         shared.machine.clone(),
         entry.shell.clone(),
-        entry.builds_dir.clone().or_else(|| real_builds_dir(&*shared.machine)),
+        entry
+            .builds_dir
+            .clone()
+            .or_else(|| real_builds_dir(&*shared.machine)),
         entry.docker_image.clone(),
     );
     loop {
@@ -187,7 +240,10 @@ async fn poll<N: Net>(entry: RunnerConfig, coordinator: Arc<Coordinator<N>>, sha
             _ = stop.wait_for(|s| *s) => return,
             slot = shared.slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
         };
-        let session = shared.session_server.as_ref().map(|_| shared.sessions.create(&shared.rng));
+        let session = shared
+            .session_server
+            .as_ref()
+            .map(|_| shared.sessions.create(&shared.rng));
         let request = JobRequest {
             token: entry.token.clone(),
             info: RunnerInfo {
@@ -204,11 +260,13 @@ async fn poll<N: Net>(entry: RunnerConfig, coordinator: Arc<Coordinator<N>>, sha
                     trace_checksum: false,
                 },
             },
-            session: session.as_ref().zip(shared.session_server.as_ref()).map(|(s, (settings, identity))| SessionInfo {
-                url: format!("{}{}", settings.advertised_url(), s.endpoint()),
-                certificate: identity.certificate_pem.clone(),
-                authorization: s.token.clone(),
-            }),
+            session: session.as_ref().zip(shared.session_server.as_ref()).map(
+                |(s, (settings, identity))| SessionInfo {
+                    url: format!("{}{}", settings.advertised_url(), s.endpoint()),
+                    certificate: identity.certificate_pem.clone(),
+                    authorization: s.token.clone(),
+                },
+            ),
             last_update: String::new(),
         };
         match coordinator.request_job(&request).await {
@@ -220,7 +278,11 @@ async fn poll<N: Net>(entry: RunnerConfig, coordinator: Arc<Coordinator<N>>, sha
                     coordinator: coordinator.clone(),
                     session,
                     sessions: shared.sessions.clone(),
-                    session_timeout: shared.session_server.as_ref().map(|(s, _)| s.session_timeout).unwrap_or_default(),
+                    session_timeout: shared
+                        .session_server
+                        .as_ref()
+                        .map(|(s, _)| s.session_timeout)
+                        .unwrap_or_default(),
                     shutdown: shared.abort.clone(),
                     update_interval: shared.update_interval,
                 };

@@ -35,7 +35,9 @@ pub fn generate(public_host: &str) -> anyhow::Result<Identity> {
         anyhow::anyhow!("making a self-signed certificate for {public_host:?}: {e}; check advertise_address")
     })?;
     let certificate_der = certified.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        certified.signing_key.serialize_der(),
+    ));
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
@@ -68,7 +70,9 @@ pub fn client_config_trusting(certificate_pem: &str) -> anyhow::Result<rustls::C
     Ok(config)
 }
 
-fn rustls_pemfile_certs(reader: &mut dyn std::io::BufRead) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+fn rustls_pemfile_certs(
+    reader: &mut dyn std::io::BufRead,
+) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     use rustls::pki_types::pem::PemObject;
     let mut text = String::new();
     reader.read_to_string(&mut text)?;

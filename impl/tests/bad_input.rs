@@ -30,8 +30,17 @@ impl Machine for Counting {
     }
 }
 
-async fn two_sessions(machine: Arc<dyn Machine>) -> (World, session_server::coordinator::api::SessionInfo, session_server::coordinator::api::SessionInfo) {
-    let world = world("shell", 60, machine, |p| p.limits.header_timeout = Duration::from_millis(300)).await;
+async fn two_sessions(
+    machine: Arc<dyn Machine>,
+) -> (
+    World,
+    session_server::coordinator::api::SessionInfo,
+    session_server::coordinator::api::SessionInfo,
+) {
+    let world = world("shell", 60, machine, |p| {
+        p.limits.header_timeout = Duration::from_millis(300)
+    })
+    .await;
     world.gitlab.push(job(1, &["sleep 600"], &[]));
     world.gitlab.push(job(2, &["sleep 600"], &[]));
     let (one, two) = (world.session(1).await, world.session(2).await);
@@ -57,7 +66,12 @@ async fn malformed_http_is_400() {
 async fn oversized_headers_are_431() {
     let (_world, one, two) = two_sessions(Arc::new(SimMachine)).await;
     let big = "x".repeat(64 * 1024);
-    let (status, _) = raw_exchange(&TokioNet, &one, request_head(&one, "/exec", &[("X-Big", &big)]).as_bytes()).await;
+    let (status, _) = raw_exchange(
+        &TokioNet,
+        &one,
+        request_head(&one, "/exec", &[("X-Big", &big)]).as_bytes(),
+    )
+    .await;
     assert_eq!(status, 431);
     still_works(&two).await;
 }
@@ -79,9 +93,18 @@ async fn upgrade_without_a_key_is_400_and_spawns_no_shell() {
     let machine = Arc::new(Counting::default());
     let (_world, one, two) = two_sessions(machine.clone()).await;
     let auth = ("Authorization", one.authorization.as_str());
-    let headers = [auth, ("Connection", "Upgrade"), ("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")];
+    let headers = [
+        auth,
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+    ];
     assert_eq!(status(&TokioNet, &one, "/exec", &headers).await, 400);
-    assert_eq!(machine.terminals.load(Ordering::SeqCst), 0, "a shell was spawned for a bad upgrade");
+    assert_eq!(
+        machine.terminals.load(Ordering::SeqCst),
+        0,
+        "a shell was spawned for a bad upgrade"
+    );
     still_works(&two).await;
     assert_eq!(machine.terminals.load(Ordering::SeqCst), 1);
 }
@@ -90,7 +113,10 @@ async fn upgrade_without_a_key_is_400_and_spawns_no_shell() {
 async fn an_unauthorized_request_spawns_no_shell() {
     let machine = Arc::new(Counting::default());
     let (_world, one, _two) = two_sessions(machine.clone()).await;
-    assert!(matches!(open_terminal(&TokioNet, &one, Some("wrong"), &[]).await, Opened::Refused(401, _)));
+    assert!(matches!(
+        open_terminal(&TokioNet, &one, Some("wrong"), &[]).await,
+        Opened::Refused(401, _)
+    ));
     assert_eq!(machine.terminals.load(Ordering::SeqCst), 0);
 }
 

@@ -9,7 +9,9 @@ use session_server::machine::sim::SimMachine;
 use session_server::net::TokioNet;
 use support::*;
 
-async fn running_shell_job(session_timeout: i64) -> (World, session_server::coordinator::api::SessionInfo) {
+async fn running_shell_job(
+    session_timeout: i64,
+) -> (World, session_server::coordinator::api::SessionInfo) {
     let world = world("shell", session_timeout, Arc::new(SimMachine), |_| {}).await;
     world.gitlab.push(job(1, &["sleep 600"], &[]));
     let session = world.session(1).await;
@@ -26,7 +28,10 @@ const UPGRADE: [(&str, &str); 4] = [
 #[tokio::test]
 async fn exec_without_token_is_401() {
     let (_world, session) = running_shell_job(60).await;
-    assert!(matches!(open_terminal(&TokioNet, &session, None, &[]).await, Opened::Refused(401, _)));
+    assert!(matches!(
+        open_terminal(&TokioNet, &session, None, &[]).await,
+        Opened::Refused(401, _)
+    ));
 }
 
 #[tokio::test]
@@ -35,7 +40,10 @@ async fn exec_with_bearer_prefix_or_wrong_token_is_401() {
     let bearer = format!("Bearer {}", session.authorization);
     for token in [bearer.as_str(), "wrong", &session.authorization[..63]] {
         let refused = open_terminal(&TokioNet, &session, Some(token), &[]).await;
-        assert!(matches!(refused, Opened::Refused(401, _)), "token {token:?}");
+        assert!(
+            matches!(refused, Opened::Refused(401, _)),
+            "token {token:?}"
+        );
     }
 }
 
@@ -46,7 +54,10 @@ async fn another_jobs_token_is_401() {
     world.gitlab.push(job(2, &["sleep 600"], &[]));
     let (one, two) = (world.session(1).await, world.session(2).await);
     assert_ne!(one.authorization, two.authorization);
-    assert!(matches!(open_terminal(&TokioNet, &one, Some(&two.authorization), &[]).await, Opened::Refused(401, _)));
+    assert!(matches!(
+        open_terminal(&TokioNet, &one, Some(&two.authorization), &[]).await,
+        Opened::Refused(401, _)
+    ));
 }
 
 #[tokio::test]
@@ -54,7 +65,16 @@ async fn plain_get_is_405_and_missing_key_is_400() {
     let (_world, session) = running_shell_job(60).await;
     let auth = ("Authorization", session.authorization.as_str());
     assert_eq!(status(&TokioNet, &session, "/exec", &[auth]).await, 405);
-    assert_eq!(status(&TokioNet, &session, "/exec", &[auth, UPGRADE[0], UPGRADE[1], UPGRADE[2]]).await, 400);
+    assert_eq!(
+        status(
+            &TokioNet,
+            &session,
+            "/exec",
+            &[auth, UPGRADE[0], UPGRADE[1], UPGRADE[2]]
+        )
+        .await,
+        400
+    );
 }
 
 #[tokio::test]
@@ -79,7 +99,9 @@ async fn unknown_session_and_unknown_endpoint_are_404() {
     assert_eq!(status(&TokioNet, &session, "/nope", &[auth]).await, 404);
     assert_eq!(status(&TokioNet, &session, "", &[auth]).await, 404);
     let mut other = session.clone();
-    other.url = other.url.replace(&session.url[session.url.len() - 8..], "00000000");
+    other.url = other
+        .url
+        .replace(&session.url[session.url.len() - 8..], "00000000");
     assert_eq!(status(&TokioNet, &other, "/exec", &[auth]).await, 404);
 }
 
@@ -87,7 +109,8 @@ async fn unknown_session_and_unknown_endpoint_are_404() {
 async fn exec_answers_101_with_the_binary_subprotocol_first() {
     let (_world, session) = running_shell_job(60).await;
     let offered = ["base64.terminal.gitlab.com", "terminal.gitlab.com"];
-    let Opened::Upgraded(mut ws, protocol) = open_terminal(&TokioNet, &session, Some(&session.authorization), &offered).await
+    let Opened::Upgraded(mut ws, protocol) =
+        open_terminal(&TokioNet, &session, Some(&session.authorization), &offered).await
     else {
         panic!("refused")
     };
@@ -102,15 +125,26 @@ async fn a_client_offering_neither_subprotocol_gets_101_without_one() {
     let mut headers = UPGRADE.to_vec();
     headers.push(("Authorization", &session.authorization));
     headers.push(("Sec-WebSocket-Protocol", "chat"));
-    let (status, answer) = raw_exchange(&TokioNet, &session, request_head(&session, "/exec", &headers).as_bytes()).await;
+    let (status, answer) = raw_exchange(
+        &TokioNet,
+        &session,
+        request_head(&session, "/exec", &headers).as_bytes(),
+    )
+    .await;
     assert_eq!(status, 101);
-    assert!(!answer.to_ascii_lowercase().contains("sec-websocket-protocol"), "{answer}");
+    assert!(
+        !answer
+            .to_ascii_lowercase()
+            .contains("sec-websocket-protocol"),
+        "{answer}"
+    );
 }
 
 #[tokio::test]
 async fn a_client_offering_no_subprotocol_gets_raw_bytes() {
     let (_world, session) = running_shell_job(60).await;
-    let Opened::Upgraded(mut ws, protocol) = open_terminal(&TokioNet, &session, Some(&session.authorization), &[]).await
+    let Opened::Upgraded(mut ws, protocol) =
+        open_terminal(&TokioNet, &session, Some(&session.authorization), &[]).await
     else {
         panic!("refused")
     };
@@ -124,16 +158,27 @@ async fn a_query_string_on_exec_is_accepted() {
     let (_world, session) = running_shell_job(60).await;
     let auth = ("Authorization", session.authorization.as_str());
     // Routed to exec (not 404): it then answers 405 to a plain GET.
-    assert_eq!(status(&TokioNet, &session, "/exec?cols=80", &[auth]).await, 405);
+    assert_eq!(
+        status(&TokioNet, &session, "/exec?cols=80", &[auth]).await,
+        405
+    );
 }
 
 #[tokio::test]
 async fn second_terminal_is_423_and_the_first_keeps_working() {
     let (_world, session) = running_shell_job(60).await;
     let mut first = connect(&TokioNet, &session, &["terminal.gitlab.com"]).await;
-    for offered in [&["terminal.gitlab.com"][..], &["base64.terminal.gitlab.com"], &[]] {
-        let second = open_terminal(&TokioNet, &session, Some(&session.authorization), offered).await;
-        assert!(matches!(second, Opened::Refused(423, _)), "offering {offered:?}");
+    for offered in [
+        &["terminal.gitlab.com"][..],
+        &["base64.terminal.gitlab.com"],
+        &[],
+    ] {
+        let second =
+            open_terminal(&TokioNet, &session, Some(&session.authorization), offered).await;
+        assert!(
+            matches!(second, Opened::Refused(423, _)),
+            "offering {offered:?}"
+        );
     }
     type_text(&mut first, "echo still here\r").await;
     read_until(&mut first, "still here\r\n").await;
@@ -144,7 +189,10 @@ async fn after_the_first_leaves_a_new_terminal_gets_a_new_shell() {
     let (_world, session) = running_shell_job(60).await;
     let mut first = connect(&TokioNet, &session, &[]).await;
     type_text(&mut first, "exit\r").await;
-    assert_eq!(read_close(&mut first).await, Some((1000, "shell exited".into())));
+    assert_eq!(
+        read_close(&mut first).await,
+        Some((1000, "shell exited".into()))
+    );
     let mut again = loop {
         match open_terminal(&TokioNet, &session, Some(&session.authorization), &[]).await {
             Opened::Upgraded(ws, _) => break ws,
@@ -157,8 +205,15 @@ async fn after_the_first_leaves_a_new_terminal_gets_a_new_shell() {
 
 #[tokio::test]
 async fn terminal_requested_while_the_job_prepares_is_503_after_the_wait() {
-    let world = world("shell", 60, Arc::new(SimMachine), |p| p.limits.attach_wait = Duration::from_millis(300)).await;
-    world.gitlab.push(job(1, &["true"], &[(session_server::job::PREPARE_VARIABLE, "30")]));
+    let world = world("shell", 60, Arc::new(SimMachine), |p| {
+        p.limits.attach_wait = Duration::from_millis(300)
+    })
+    .await;
+    world.gitlab.push(job(
+        1,
+        &["true"],
+        &[(session_server::job::PREPARE_VARIABLE, "30")],
+    ));
     let session = world.session(1).await;
     let started = std::time::Instant::now();
     assert!(matches!(connect_status(&session).await, 503));
@@ -168,7 +223,11 @@ async fn terminal_requested_while_the_job_prepares_is_503_after_the_wait() {
 #[tokio::test]
 async fn terminal_requested_while_the_job_prepares_is_attached_once_it_runs() {
     let world = world("shell", 60, Arc::new(SimMachine), |_| {}).await;
-    world.gitlab.push(job(1, &["sleep 60"], &[(session_server::job::PREPARE_VARIABLE, "0.5")]));
+    world.gitlab.push(job(
+        1,
+        &["sleep 60"],
+        &[(session_server::job::PREPARE_VARIABLE, "0.5")],
+    ));
     let session = world.session(1).await;
     let mut ws = connect(&TokioNet, &session, &[]).await;
     read_until(&mut ws, "$ ").await;
@@ -179,7 +238,10 @@ async fn custom_executor_gives_500() {
     let world = world("custom", 60, Arc::new(SimMachine), |_| {}).await;
     world.gitlab.push(job(1, &["sleep 60"], &[]));
     let session = world.session(1).await;
-    assert!(!world.gitlab.taken(1).await.info.features.terminal, "JOB-1: custom announces no terminal");
+    assert!(
+        !world.gitlab.taken(1).await.info.features.terminal,
+        "JOB-1: custom announces no terminal"
+    );
     match open_terminal(&TokioNet, &session, Some(&session.authorization), &[]).await {
         Opened::Refused(500, body) => assert!(body.contains("not yet supported"), "{body}"),
         _ => panic!("expected 500"),
@@ -192,7 +254,10 @@ async fn plain_http_on_the_tls_port_is_400() {
     let addr = world.runner.session_address().unwrap();
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.0 400 Bad Request"), "{answer}");
@@ -209,7 +274,9 @@ async fn job_request_carries_the_session_and_features() {
         assert_eq!(hex.len(), 64);
         assert!(hex.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')));
     }
-    assert!(session.certificate.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(session
+        .certificate
+        .starts_with("-----BEGIN CERTIFICATE-----"));
 }
 
 #[tokio::test]
@@ -221,7 +288,12 @@ async fn without_listen_address_no_session_is_offered() {
     gitlab.serve(listener);
     let toml = config_toml(&addr, "shell", "", 60);
     let config = session_server::config::Config::parse(&toml).unwrap();
-    let parts = session_server::runner::RunnerParts::new(config, TokioNet, Arc::new(SimMachine), session_server::rng::Rng::from_os());
+    let parts = session_server::runner::RunnerParts::new(
+        config,
+        TokioNet,
+        Arc::new(SimMachine),
+        session_server::rng::Rng::from_os(),
+    );
     let runner = session_server::runner::Runner::start(parts).await.unwrap();
     gitlab.push(job(1, &["true"], &[]));
     let request = gitlab.taken(1).await;

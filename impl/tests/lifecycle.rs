@@ -14,7 +14,11 @@ use session_server::runner::StopMode;
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
 
-async fn start(executor: &str, session_timeout: i64, job: session_server::coordinator::api::JobResponse) -> (World, SessionInfo) {
+async fn start(
+    executor: &str,
+    session_timeout: i64,
+    job: session_server::coordinator::api::JobResponse,
+) -> (World, SessionInfo) {
     let world = world(executor, session_timeout, Arc::new(SimMachine), |_| {}).await;
     let id = job.id;
     world.gitlab.push(job);
@@ -26,12 +30,27 @@ async fn start(executor: &str, session_timeout: i64, job: session_server::coordi
 async fn connected_terminal_holds_the_job_until_the_session_timeout() {
     let (world, session) = start("shell", 1, job(1, &["sleep 0.3"], &[])).await;
     let mut ws = connect(&TokioNet, &session, &[]).await;
-    world.gitlab.trace_contains(1, "Terminal is connected, will time out in 1s...").await;
+    world
+        .gitlab
+        .trace_contains(1, "Terminal is connected, will time out in 1s...")
+        .await;
     let close = read_close(&mut ws).await;
-    assert_eq!(close, Some((1001, "terminal session timed out (maximum time allowed - 1s)".into())));
+    assert_eq!(
+        close,
+        Some((
+            1001,
+            "terminal session timed out (maximum time allowed - 1s)".into()
+        ))
+    );
     let end = world.gitlab.finished(1).await;
-    assert_eq!(end.state, "success", "LC-6: the timeout does not fail the job");
-    assert!(world.gitlab.trace(1).contains("terminal session timed out (maximum time allowed - 1s)"));
+    assert_eq!(
+        end.state, "success",
+        "LC-6: the timeout does not fail the job"
+    );
+    assert!(world
+        .gitlab
+        .trace(1)
+        .contains("terminal session timed out (maximum time allowed - 1s)"));
 }
 
 #[tokio::test]
@@ -40,7 +59,10 @@ async fn the_wait_is_capped_by_the_job_deadline() {
     j.runner_info.timeout = 3;
     let (world, session) = start("shell", 1800, j).await;
     let _ws = connect(&TokioNet, &session, &[]).await;
-    world.gitlab.trace_contains(1, "Terminal is connected, will time out in 2s...").await;
+    world
+        .gitlab
+        .trace_contains(1, "Terminal is connected, will time out in 2s...")
+        .await;
     assert_eq!(world.gitlab.finished(1).await.state, "success");
 }
 
@@ -48,7 +70,10 @@ async fn the_wait_is_capped_by_the_job_deadline() {
 async fn disconnect_ends_the_wait_early() {
     let (world, session) = start("shell", 1800, job(1, &["sleep 0.3"], &[])).await;
     let mut ws = connect(&TokioNet, &session, &[]).await;
-    world.gitlab.trace_contains(1, "Terminal is connected, will time out in 30m0s...").await;
+    world
+        .gitlab
+        .trace_contains(1, "Terminal is connected, will time out in 30m0s...")
+        .await;
     let left = Instant::now();
     ws.send(Message::Close(None)).await.unwrap();
     assert_eq!(world.gitlab.finished(1).await.state, "success");
@@ -60,7 +85,10 @@ async fn disconnect_ends_the_wait_early() {
 async fn a_vanished_browser_also_ends_the_wait() {
     let (world, session) = start("shell", 1800, job(1, &["sleep 0.3"], &[])).await;
     let ws = connect(&TokioNet, &session, &[]).await;
-    world.gitlab.trace_contains(1, "Terminal is connected").await;
+    world
+        .gitlab
+        .trace_contains(1, "Terminal is connected")
+        .await;
     drop(ws); // a bare TCP drop, no close frame (WS-7)
     assert_eq!(world.gitlab.finished(1).await.state, "success");
     assert!(world.gitlab.trace(1).contains("Terminal disconnected"));
@@ -95,10 +123,19 @@ async fn a_failed_script_stays_failed_with_a_terminal() {
 async fn cancel_kills_the_terminal_at_once() {
     let (world, session) = start("shell", 1800, job(1, &["sleep 0.2"], &[])).await;
     let mut ws = connect(&TokioNet, &session, &[]).await;
-    world.gitlab.trace_contains(1, "Terminal is connected").await;
+    world
+        .gitlab
+        .trace_contains(1, "Terminal is connected")
+        .await;
     world.gitlab.cancel(1);
-    assert_eq!(read_close(&mut ws).await, Some((1001, "job canceled".into())));
-    assert_eq!(world.gitlab.finished(1).await.failure_reason.as_deref(), Some("job_canceled"));
+    assert_eq!(
+        read_close(&mut ws).await,
+        Some((1001, "job canceled".into()))
+    );
+    assert_eq!(
+        world.gitlab.finished(1).await.failure_reason.as_deref(),
+        Some("job_canceled")
+    );
 }
 
 #[tokio::test]
@@ -108,9 +145,15 @@ async fn runner_stop_kills_the_terminal_at_once() {
     read_until(&mut ws, "$ ").await;
     let World { gitlab, runner, .. } = world;
     let stopping = tokio::spawn(runner.stop(StopMode::Abort));
-    assert_eq!(read_close(&mut ws).await, Some((1001, "runner shutting down".into())));
+    assert_eq!(
+        read_close(&mut ws).await,
+        Some((1001, "runner shutting down".into()))
+    );
     stopping.await.unwrap();
-    assert_eq!(gitlab.finished(1).await.failure_reason.as_deref(), Some("runner_system_failure"));
+    assert_eq!(
+        gitlab.finished(1).await.failure_reason.as_deref(),
+        Some("runner_system_failure")
+    );
 }
 
 #[tokio::test]
@@ -126,7 +169,10 @@ async fn docker_terminal_drops_when_the_script_ends_and_the_job_is_not_held() {
     let (world, session) = start("docker", 1800, job(1, &["sleep 0.5"], &[])).await;
     let mut ws = connect(&TokioNet, &session, &[]).await;
     read_until(&mut ws, "$ ").await;
-    assert_eq!(read_close(&mut ws).await, Some((1001, "build container exited".into())));
+    assert_eq!(
+        read_close(&mut ws).await,
+        Some((1001, "build container exited".into()))
+    );
     assert_eq!(world.gitlab.finished(1).await.state, "success");
     assert!(!world.gitlab.trace(1).contains("Terminal is connected"));
 }
@@ -138,16 +184,24 @@ async fn docker_terminal_waits_for_the_container_to_run() {
     let asked = Instant::now();
     let mut ws = connect(&TokioNet, &session, &[]).await;
     read_until(&mut ws, "$ ").await;
-    assert!(asked.elapsed() >= Duration::from_millis(400), "answered before the container ran");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(400),
+        "answered before the container ran"
+    );
 }
 
 #[tokio::test]
 async fn session_timeout_counts_from_the_script_end_not_the_connection() {
-    let (world, session) = start("shell", 1, job(1, &["sleep 1"], &[(PREPARE_VARIABLE, "0")])).await;
+    let (world, session) =
+        start("shell", 1, job(1, &["sleep 1"], &[(PREPARE_VARIABLE, "0")])).await;
     let connected = Instant::now();
     let mut ws = connect(&TokioNet, &session, &[]).await;
     read_close(&mut ws).await;
     // Script (1 s) + timeout (1 s): about 2 s after connecting, not 1 s.
-    assert!(connected.elapsed() >= Duration::from_millis(1800), "{:?}", connected.elapsed());
+    assert!(
+        connected.elapsed() >= Duration::from_millis(1800),
+        "{:?}",
+        connected.elapsed()
+    );
     world.gitlab.finished(1).await;
 }

@@ -13,7 +13,10 @@ async fn python_client(subprotocol: &str) {
     let world = world("shell", 60, Arc::new(SimMachine), |_| {}).await;
     world.gitlab.push(job(1, &["sleep 600"], &[]));
     let session = world.session(1).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/terminal_client.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/terminal_client.py"
+    );
     let output = tokio::process::Command::new("python3")
         .arg(script)
         .env("SESSION_URL", &session.url)
@@ -23,7 +26,10 @@ async fn python_client(subprotocol: &str) {
         .output()
         .await
         .expect("python3 runs (install Python 3)");
-    let (out, err) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
     assert!(
         output.status.success() && out.contains("OK"),
         "python websockets client failed ({}); if the module is missing: pip install websockets\nstdout: {out}\nstderr: {err}",
@@ -33,8 +39,15 @@ async fn python_client(subprotocol: &str) {
 
 #[test]
 fn python_websockets_is_installed() {
-    let ok = Command::new("python3").args(["-c", "import websockets"]).status().map(|s| s.success()).unwrap_or(false);
-    assert!(ok, "these interop tests need Python 3 with `websockets`: pip install websockets");
+    let ok = Command::new("python3")
+        .args(["-c", "import websockets"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "these interop tests need Python 3 with `websockets`: pip install websockets"
+    );
 }
 
 #[tokio::test]

@@ -14,7 +14,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
-async fn running(tweak: impl FnOnce(&mut session_server::runner::RunnerParts<TokioNet>)) -> (World, session_server::coordinator::api::SessionInfo) {
+async fn running(
+    tweak: impl FnOnce(&mut session_server::runner::RunnerParts<TokioNet>),
+) -> (World, session_server::coordinator::api::SessionInfo) {
     let world = world("shell", 60, Arc::new(SimMachine), tweak).await;
     world.gitlab.push(job(1, &["sleep 600"], &[]));
     let session = world.session(1).await;
@@ -27,11 +29,15 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 async fn base64_subprotocol_carries_base64_text_both_ways() {
     let (_world, session) = running(|_| {}).await;
     let mut ws = connect(&TokioNet, &session, &["base64.terminal.gitlab.com"]).await;
-    ws.send(Message::text(B64.encode("echo hi\r"))).await.unwrap();
+    ws.send(Message::text(B64.encode("echo hi\r")))
+        .await
+        .unwrap();
     let mut seen = Vec::new();
     while !String::from_utf8_lossy(&seen).contains("hi\r\n$ ") {
         match ws.next().await {
-            Some(Ok(Message::Text(t))) => seen.extend(B64.decode(t.as_str()).expect("server output is base64")),
+            Some(Ok(Message::Text(t))) => {
+                seen.extend(B64.decode(t.as_str()).expect("server output is base64"))
+            }
             Some(Ok(Message::Binary(_))) => panic!("binary frame on the base64 subprotocol"),
             Some(Ok(_)) => {}
             other => panic!("{other:?}"),
@@ -44,7 +50,10 @@ async fn invalid_base64_is_refused_with_1007() {
     let (_world, session) = running(|_| {}).await;
     let mut ws = connect(&TokioNet, &session, &["base64.terminal.gitlab.com"]).await;
     ws.send(Message::text("not base64!")).await.unwrap();
-    assert_eq!(read_close(&mut ws).await, Some((1007, "invalid base64".into())));
+    assert_eq!(
+        read_close(&mut ws).await,
+        Some((1007, "invalid base64".into()))
+    );
 }
 
 #[tokio::test]
@@ -83,7 +92,10 @@ async fn output_arrives_in_order_without_loss() {
     type_text(&mut ws, "seq 20000\r").await;
     let seen = read_until(&mut ws, "\r\n20000\r\n$ ").await;
     let start = seen.find("\r\n1\r\n").expect("first line") + 2;
-    let lines: Vec<&str> = seen[start..].trim_end_matches("$ ").split_terminator("\r\n").collect();
+    let lines: Vec<&str> = seen[start..]
+        .trim_end_matches("$ ")
+        .split_terminator("\r\n")
+        .collect();
     let expected: Vec<String> = (1..=20000).map(|i| i.to_string()).collect();
     assert_eq!(lines, expected);
 }
@@ -93,7 +105,12 @@ async fn client_close_is_answered_with_1000() {
     let (_world, session) = running(|_| {}).await;
     let mut ws = connect(&TokioNet, &session, &[]).await;
     read_until(&mut ws, "$ ").await;
-    ws.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() }))).await.unwrap();
+    ws.send(Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    })))
+    .await
+    .unwrap();
     assert_eq!(read_close(&mut ws).await.map(|(code, _)| code), Some(1000));
 }
 
@@ -103,7 +120,10 @@ async fn shell_exit_closes_with_1000_after_all_output() {
     let mut ws = connect(&TokioNet, &session, &[]).await;
     type_text(&mut ws, "echo last words\rexit\r").await;
     read_until(&mut ws, "last words\r\n").await;
-    assert_eq!(read_close(&mut ws).await, Some((1000, "shell exited".into())));
+    assert_eq!(
+        read_close(&mut ws).await,
+        Some((1000, "shell exited".into()))
+    );
 }
 
 #[tokio::test]
@@ -134,6 +154,8 @@ async fn server_pings_and_a_silent_peer_is_dropped() {
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(10), freed).await.expect("the silent peer's slot is freed");
+    tokio::time::timeout(Duration::from_secs(10), freed)
+        .await
+        .expect("the silent peer's slot is freed");
     drop(ws);
 }

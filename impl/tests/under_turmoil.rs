@@ -34,9 +34,16 @@ fn world(sim: &mut turmoil::Sim<'static>, gitlab: &Gitlab, session_timeout: i64,
         }
     });
     sim.host("runner", move || async move {
-        let toml = config_toml("gitlab:80", "shell", "0.0.0.0:8093", session_timeout)
-            .replace("[session_server]\n", "[session_server]\nadvertise_address = \"runner:8093\"\n");
-        let parts = RunnerParts::new(Config::parse(&toml)?, TurmoilNet, Arc::new(SimMachine), Rng::seeded(seed));
+        let toml = config_toml("gitlab:80", "shell", "0.0.0.0:8093", session_timeout).replace(
+            "[session_server]\n",
+            "[session_server]\nadvertise_address = \"runner:8093\"\n",
+        );
+        let parts = RunnerParts::new(
+            Config::parse(&toml)?,
+            TurmoilNet,
+            Arc::new(SimMachine),
+            Rng::seeded(seed),
+        );
         let _runner = Runner::start(parts).await?;
         std::future::pending::<()>().await;
         Ok(())
@@ -61,11 +68,17 @@ fn a_31_minute_session_under_simulation() {
         read_until(&mut ws, "hello\r\n").await;
         loop {
             match ws.next().await {
-                Some(Ok(Message::Ping(_))) => seen.lock().unwrap().push((start.elapsed().as_millis() + 500) / 1000),
+                Some(Ok(Message::Ping(_))) => seen
+                    .lock()
+                    .unwrap()
+                    .push((start.elapsed().as_millis() + 500) / 1000),
                 Some(Ok(Message::Close(frame))) => {
                     let frame = frame.expect("a close frame");
                     assert_eq!(u16::from(frame.code), 1001);
-                    assert_eq!(frame.reason.as_str(), "terminal session timed out (maximum time allowed - 30m0s)");
+                    assert_eq!(
+                        frame.reason.as_str(),
+                        "terminal session timed out (maximum time allowed - 30m0s)"
+                    );
                     break;
                 }
                 Some(Ok(_)) => {}
@@ -77,7 +90,9 @@ fn a_31_minute_session_under_simulation() {
         assert!((1859..=1861).contains(&elapsed), "closed after {elapsed} s");
         let end = g.finished(1).await;
         assert_eq!(end.state, "success");
-        assert!(g.trace(1).contains("Terminal is connected, will time out in 30m0s..."));
+        assert!(g
+            .trace(1)
+            .contains("Terminal is connected, will time out in 30m0s..."));
         Ok(())
     });
     sim.run().unwrap();

@@ -47,19 +47,26 @@ pub struct Coordinator<N: Net> {
 impl<N: Net> Coordinator<N> {
     /// `ca_pem`: for https, the roots to trust (`tls-ca-file`); else Mozilla's roots.
     pub fn new(net: N, url: &str, ca_pem: Option<&str>) -> anyhow::Result<Self> {
-        let uri: Uri = url.parse().with_context(|| format!("coordinator url {url:?} is not a URL"))?;
+        let uri: Uri = url
+            .parse()
+            .with_context(|| format!("coordinator url {url:?} is not a URL"))?;
         let https = match uri.scheme_str() {
             Some("http") => false,
             Some("https") => true,
             _ => bail!("coordinator url {url:?}: use http:// or https://"),
         };
-        let host = uri.host().ok_or_else(|| anyhow!("coordinator url {url:?} has no host"))?.to_string();
+        let host = uri
+            .host()
+            .ok_or_else(|| anyhow!("coordinator url {url:?} has no host"))?
+            .to_string();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let tls = if https {
             let config = match ca_pem {
                 Some(pem) => crate::tls::client_config_trusting(pem)?,
                 None => {
-                    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+                    let roots = rustls::RootCertStore {
+                        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+                    };
                     rustls::ClientConfig::builder_with_provider(crate::tls::provider())
                         .with_safe_default_protocol_versions()?
                         .with_root_certificates(roots)
@@ -82,34 +89,56 @@ impl<N: Net> Coordinator<N> {
     /// JOB-1: asks for a job; `None` when there is none (204).
     pub async fn request_job(&self, request: &JobRequest) -> anyhow::Result<Option<JobResponse>> {
         let body = serde_json::to_vec(request)?;
-        let (status, _, body) = self.call(Method::POST, "/api/v4/jobs/request", &[], body.into()).await?;
+        let (status, _, body) = self
+            .call(Method::POST, "/api/v4/jobs/request", &[], body.into())
+            .await?;
         match status {
             StatusCode::CREATED => {
-                let job = serde_json::from_slice(&body).context("the coordinator's job is not valid JSON")?;
+                let job = serde_json::from_slice(&body)
+                    .context("the coordinator's job is not valid JSON")?;
                 Ok(Some(job))
             }
             StatusCode::NO_CONTENT => Ok(None),
-            StatusCode::FORBIDDEN => bail!("the coordinator refused the runner token (403): check [[runners]] token"),
-            other => bail!("job request answered {other}: {}", String::from_utf8_lossy(&body)),
+            StatusCode::FORBIDDEN => {
+                bail!("the coordinator refused the runner token (403): check [[runners]] token")
+            }
+            other => bail!(
+                "job request answered {other}: {}",
+                String::from_utf8_lossy(&body)
+            ),
         }
     }
 
     /// JOB-3: the job's state (`running` as a keep-alive, then `success` or `failed`).
     pub async fn update_job(&self, id: u64, update: &UpdateJob) -> anyhow::Result<Remote> {
         let body = serde_json::to_vec(update)?;
-        let (status, headers, _) = self.call(Method::PUT, &format!("/api/v4/jobs/{id}"), &[], body.into()).await?;
+        let (status, headers, _) = self
+            .call(Method::PUT, &format!("/api/v4/jobs/{id}"), &[], body.into())
+            .await?;
         match status {
             StatusCode::OK | StatusCode::ACCEPTED => Ok(remote(&headers, false)),
             // The job is not running any more on GitLab's side.
-            StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => Ok(Remote { canceled: true, ..remote(&headers, false) }),
+            StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => Ok(Remote {
+                canceled: true,
+                ..remote(&headers, false)
+            }),
             other => bail!("job update answered {other}"),
         }
     }
 
     /// JOB-3: appends `bytes` at `offset` of the job log.
-    pub async fn patch_trace(&self, id: u64, job_token: &str, offset: usize, bytes: Bytes) -> anyhow::Result<Remote> {
+    pub async fn patch_trace(
+        &self,
+        id: u64,
+        job_token: &str,
+        offset: usize,
+        bytes: Bytes,
+    ) -> anyhow::Result<Remote> {
         let end = (offset + bytes.len()).saturating_sub(1);
-        let headers = [("job-token", job_token.to_string()), ("content-range", format!("{offset}-{end}"))];
+        let headers = [
+            ("job-token", job_token.to_string()),
+            ("content-range", format!("{offset}-{end}")),
+        ];
         let path = format!("/api/v4/jobs/{id}/trace");
         let (status, headers, _) = self.call(Method::PATCH, &path, &headers, bytes).await?;
         match status {
@@ -120,9 +149,15 @@ impl<N: Net> Coordinator<N> {
                     .and_then(|r| r.to_str().ok())
                     .and_then(|r| r.rsplit('-').next())
                     .and_then(|n| n.parse().ok());
-                Ok(Remote { trace_offset: Some(have.unwrap_or(0)), ..remote(&headers, false) })
+                Ok(Remote {
+                    trace_offset: Some(have.unwrap_or(0)),
+                    ..remote(&headers, false)
+                })
             }
-            StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => Ok(Remote { canceled: true, ..remote(&headers, false) }),
+            StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => Ok(Remote {
+                canceled: true,
+                ..remote(&headers, false)
+            }),
             other => bail!("trace update answered {other}"),
         }
     }
@@ -138,7 +173,10 @@ impl<N: Net> Coordinator<N> {
             .method(method)
             .uri(format!("{}{path}", self.prefix))
             .header(header::HOST, &self.host)
-            .header(header::USER_AGENT, concat!("session-server/", env!("CARGO_PKG_VERSION")))
+            .header(
+                header::USER_AGENT,
+                concat!("session-server/", env!("CARGO_PKG_VERSION")),
+            )
             .header(header::CONTENT_TYPE, "application/json");
         for (name, value) in headers {
             request = request.header(*name, value);
@@ -156,12 +194,20 @@ impl<N: Net> Coordinator<N> {
         };
         tokio::time::timeout(CALL_TIMEOUT, call)
             .await
-            .map_err(|_| anyhow!("the coordinator at {} did not answer within {CALL_TIMEOUT:?}", self.address))?
+            .map_err(|_| {
+                anyhow!(
+                    "the coordinator at {} did not answer within {CALL_TIMEOUT:?}",
+                    self.address
+                )
+            })?
             .with_context(|| format!("calling the coordinator at {}", self.address))
     }
 }
 
-async fn send<S>(io: S, request: Request<Full<Bytes>>) -> anyhow::Result<(StatusCode, http::HeaderMap, Bytes)>
+async fn send<S>(
+    io: S,
+    request: Request<Full<Bytes>>,
+) -> anyhow::Result<(StatusCode, http::HeaderMap, Bytes)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -176,11 +222,16 @@ where
 }
 
 fn host_only(address: &str) -> &str {
-    crate::config::split_host_port(address).map(|(h, _)| h).unwrap_or(address)
+    crate::config::split_host_port(address)
+        .map(|(h, _)| h)
+        .unwrap_or(address)
 }
 
 fn remote(headers: &http::HeaderMap, canceled: bool) -> Remote {
-    let status = headers.get("job-status").and_then(|s| s.to_str().ok()).unwrap_or("");
+    let status = headers
+        .get("job-status")
+        .and_then(|s| s.to_str().ok())
+        .unwrap_or("");
     Remote {
         canceled: canceled || matches!(status, "canceled" | "canceling" | "failed"),
         update_interval: headers

@@ -33,7 +33,10 @@ pub struct Container {
 impl Container {
     /// `start_delay: None` models a container that never gets to run.
     pub fn create(start_delay: Option<Duration>) -> Arc<Self> {
-        Arc::new(Container { state: watch::channel(ContainerState::Created).0, start_delay })
+        Arc::new(Container {
+            state: watch::channel(ContainerState::Created).0,
+            start_delay,
+        })
     }
 
     /// Starts the container and waits until it runs. Never returns for a
@@ -65,7 +68,9 @@ impl Container {
     async fn wait_running(&self, limit: Duration) -> bool {
         let mut rx = self.state.subscribe();
         let settled = tokio::time::timeout(limit, async {
-            rx.wait_for(|s| *s != ContainerState::Created).await.map(|s| *s)
+            rx.wait_for(|s| *s != ContainerState::Created)
+                .await
+                .map(|s| *s)
         })
         .await;
         matches!(settled, Ok(Ok(ContainerState::Running)))
@@ -80,14 +85,26 @@ pub(super) struct ExecTerminals {
 }
 
 impl ExecTerminals {
-    pub(super) fn new(container: Arc<Container>, machine: Arc<dyn Machine>, spec: TerminalSpec) -> Self {
-        ExecTerminals { container, machine, spec }
+    pub(super) fn new(
+        container: Arc<Container>,
+        machine: Arc<dyn Machine>,
+        spec: TerminalSpec,
+    ) -> Self {
+        ExecTerminals {
+            container,
+            machine,
+            spec,
+        }
     }
 }
 
 impl TerminalSource for ExecTerminals {
     fn open(&self) -> Opening {
-        let (container, machine, spec) = (self.container.clone(), self.machine.clone(), self.spec.clone());
+        let (container, machine, spec) = (
+            self.container.clone(),
+            self.machine.clone(),
+            self.spec.clone(),
+        );
         Box::pin(async move {
             if !container.wait_running(CONTAINER_WAIT).await {
                 return Err(TerminalUnavailable(format!(
@@ -95,7 +112,9 @@ impl TerminalSource for ExecTerminals {
                     CONTAINER_WAIT.as_secs()
                 )));
             }
-            machine.open_terminal(&spec).map_err(|e| TerminalUnavailable(e.to_string()))
+            machine
+                .open_terminal(&spec)
+                .map_err(|e| TerminalUnavailable(e.to_string()))
         })
     }
 }
@@ -106,7 +125,11 @@ mod tests {
     use crate::machine::sim::SimMachine;
 
     fn source(container: &Arc<Container>) -> ExecTerminals {
-        ExecTerminals::new(container.clone(), Arc::new(SimMachine), TerminalSpec::default())
+        ExecTerminals::new(
+            container.clone(),
+            Arc::new(SimMachine),
+            TerminalSpec::default(),
+        )
     }
 
     #[tokio::test(start_paused = true)]

@@ -52,7 +52,13 @@ impl Executor {
         builds_dir: Option<PathBuf>,
         docker_image: Option<String>,
     ) -> Self {
-        Executor { kind, machine, shell, builds_dir, docker_image }
+        Executor {
+            kind,
+            machine,
+            shell,
+            builds_dir,
+            docker_image,
+        }
     }
 
     /// JOB-1: `info.features.terminal` (shell on non-Windows and docker: true; custom: false).
@@ -64,7 +70,11 @@ impl Executor {
     pub fn prepare_log(&self, spec: &BuildSpec) -> Vec<String> {
         let mut lines = vec![format!("Preparing the \"{}\" executor", self.kind.name())];
         if self.kind == ExecutorKind::Docker {
-            let image = spec.image.as_deref().or(self.docker_image.as_deref()).unwrap_or("(none)");
+            let image = spec
+                .image
+                .as_deref()
+                .or(self.docker_image.as_deref())
+                .unwrap_or("(none)");
             lines.push(format!("Using Docker executor with image {image} ..."));
         }
         lines
@@ -76,13 +86,22 @@ impl Executor {
         let cwd = match &self.builds_dir {
             Some(dir) => {
                 let dir = dir.join(spec.job_id.to_string());
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| io::Error::new(e.kind(), format!("creating build directory {}: {e}", dir.display())))?;
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("creating build directory {}: {e}", dir.display()),
+                    )
+                })?;
                 Some(dir)
             }
             None => None,
         };
-        let script = ScriptSpec { lines: spec.script.clone(), shell: self.shell.clone(), cwd: cwd.clone(), env: spec.env.clone() };
+        let script = ScriptSpec {
+            lines: spec.script.clone(),
+            shell: self.shell.clone(),
+            cwd: cwd.clone(),
+            env: spec.env.clone(),
+        };
         let terminal_spec = TerminalSpec {
             command: self.shell.iter().cloned().collect(),
             cwd,
@@ -90,15 +109,30 @@ impl Executor {
             ..TerminalSpec::default()
         };
         let (terminal, container): (Arc<dyn TerminalSource>, _) = match self.kind {
-            ExecutorKind::Shell => (Arc::new(ShellTerminals { machine: self.machine.clone(), spec: terminal_spec }), None),
+            ExecutorKind::Shell => (
+                Arc::new(ShellTerminals {
+                    machine: self.machine.clone(),
+                    spec: terminal_spec,
+                }),
+                None,
+            ),
             ExecutorKind::Docker => {
                 let container = Container::create(spec.container_start);
-                let source = docker::ExecTerminals::new(container.clone(), self.machine.clone(), terminal_spec);
+                let source = docker::ExecTerminals::new(
+                    container.clone(),
+                    self.machine.clone(),
+                    terminal_spec,
+                );
                 (Arc::new(source), Some(container))
             }
             ExecutorKind::Custom => (Arc::new(NoTerminal), None),
         };
-        Ok(Build { terminal, container, machine: self.machine.clone(), script })
+        Ok(Build {
+            terminal,
+            container,
+            machine: self.machine.clone(),
+            script,
+        })
     }
 }
 
@@ -127,7 +161,10 @@ struct ShellTerminals {
 
 impl TerminalSource for ShellTerminals {
     fn open(&self) -> Opening {
-        let opened = self.machine.open_terminal(&self.spec).map_err(|e| TerminalUnavailable(e.to_string()));
+        let opened = self
+            .machine
+            .open_terminal(&self.spec)
+            .map_err(|e| TerminalUnavailable(e.to_string()));
         Box::pin(std::future::ready(opened))
     }
 }

@@ -18,7 +18,11 @@ struct Inner {
 
 impl JobLog {
     pub fn append(&self, bytes: &[u8]) {
-        self.0.bytes.lock().expect("job log lock poisoned").extend_from_slice(bytes);
+        self.0
+            .bytes
+            .lock()
+            .expect("job log lock poisoned")
+            .extend_from_slice(bytes);
         self.0.grew.notify_waiters();
     }
 

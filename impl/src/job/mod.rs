@@ -52,7 +52,10 @@ enum Stop {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobResult {
     Success,
-    Failed { reason: &'static str, exit_code: Option<i32> },
+    Failed {
+        reason: &'static str,
+        exit_code: Option<i32>,
+    },
 }
 
 /// Everything a job needs from its runner.
@@ -80,17 +83,33 @@ pub async fn run<N: Net>(job: JobResponse, ctx: JobContext<N>) -> JobResult {
     let deadline = Instant::now() + timeout;
     let log = JobLog::default();
     let (canceled_tx, canceled) = watch::channel(false);
-    let reporter = Reporter::start(ctx.coordinator.clone(), &job, log.clone(), canceled_tx, ctx.update_interval);
-    let mut stops = Stops { deadline, shutdown: ctx.shutdown.clone(), canceled };
+    let reporter = Reporter::start(
+        ctx.coordinator.clone(),
+        &job,
+        log.clone(),
+        canceled_tx,
+        ctx.update_interval,
+    );
+    let mut stops = Stops {
+        deadline,
+        shutdown: ctx.shutdown.clone(),
+        canceled,
+    };
 
-    log.line(&format!("Running with session-server {} on {}", env!("CARGO_PKG_VERSION"), ctx.runner_name));
+    log.line(&format!(
+        "Running with session-server {} on {}",
+        env!("CARGO_PKG_VERSION"),
+        ctx.runner_name
+    ));
     let outcome = execute(&job, &ctx, &log, &mut stops).await;
 
     if let Some(session) = &ctx.session {
         match outcome {
             // LC-1..3: the script ended by itself; a connected terminal may hold the job.
             Ok(_) => {
-                if let Some(abort) = hold_for_terminal(session, ctx.session_timeout, &log, &mut stops).await {
+                if let Some(abort) =
+                    hold_for_terminal(session, ctx.session_timeout, &log, &mut stops).await
+                {
                     finish(session, &ctx.sessions, abort_reason(abort)).await;
                     return reporter.finish(aborted(abort, &log)).await;
                 }
@@ -110,15 +129,27 @@ pub async fn run<N: Net>(job: JobResponse, ctx: JobContext<N>) -> JobResult {
         }
         Ok(ScriptExit::Code(code)) => {
             log.line(&format!("ERROR: Job failed: exit code {code}"));
-            JobResult::Failed { reason: "script_failure", exit_code: Some(code) }
+            JobResult::Failed {
+                reason: "script_failure",
+                exit_code: Some(code),
+            }
         }
         Ok(ScriptExit::Killed) => {
             log.line("ERROR: Job failed: the script was killed");
-            JobResult::Failed { reason: "script_failure", exit_code: None }
+            JobResult::Failed {
+                reason: "script_failure",
+                exit_code: None,
+            }
         }
         Err(Stop::Deadline) => {
-            log.line(&format!("ERROR: Job failed: execution took longer than {}", go_format(timeout)));
-            JobResult::Failed { reason: "job_execution_timeout", exit_code: None }
+            log.line(&format!(
+                "ERROR: Job failed: execution took longer than {}",
+                go_format(timeout)
+            ));
+            JobResult::Failed {
+                reason: "job_execution_timeout",
+                exit_code: None,
+            }
         }
         Err(Stop::Abort(abort)) => aborted(abort, &log),
     };
@@ -137,7 +168,11 @@ async fn execute<N: Net>(
     for line in ctx.executor.prepare_log(&spec) {
         log.line(&line);
     }
-    stops.bound(tokio::time::sleep(model_seconds(job, PREPARE_VARIABLE).unwrap_or_default())).await?;
+    stops
+        .bound(tokio::time::sleep(
+            model_seconds(job, PREPARE_VARIABLE).unwrap_or_default(),
+        ))
+        .await?;
     let build = match ctx.executor.build(&spec) {
         Ok(build) => build,
         Err(e) => {
@@ -155,13 +190,19 @@ async fn execute<N: Net>(
         container.exit();
         if let Some(session) = &ctx.session {
             session.detach();
-            session.end_terminal(CloseReason::ContainerExited, CLOSE_GRACE).await;
+            session
+                .end_terminal(CloseReason::ContainerExited, CLOSE_GRACE)
+                .await;
         }
     }
     exit
 }
 
-async fn run_script(build: &crate::executor::Build, log: &JobLog, stops: &mut Stops) -> Result<ScriptExit, Stop> {
+async fn run_script(
+    build: &crate::executor::Build,
+    log: &JobLog,
+    stops: &mut Stops,
+) -> Result<ScriptExit, Stop> {
     if let Some(container) = &build.container {
         stops.bound(container.start()).await?;
     }
@@ -205,12 +246,20 @@ async fn run_script(build: &crate::executor::Build, log: &JobLog, stops: &mut St
 
 /// LC-1..3, LC-5: after the script, a connected terminal holds the job for
 /// `min(session_timeout, time left until the deadline)`, or until it disconnects.
-async fn hold_for_terminal(session: &Session, session_timeout: Duration, log: &JobLog, stops: &mut Stops) -> Option<Abort> {
+async fn hold_for_terminal(
+    session: &Session,
+    session_timeout: Duration,
+    log: &JobLog,
+    stops: &mut Stops,
+) -> Option<Abort> {
     if !session.is_connected() {
         return None; // LC-5
     }
     let wait = session_timeout.min(stops.deadline.saturating_duration_since(Instant::now()));
-    log.line(&format!("Terminal is connected, will time out in {}...", go_format(wait)));
+    log.line(&format!(
+        "Terminal is connected, will time out in {}...",
+        go_format(wait)
+    ));
     let (mut shutdown, mut canceled) = (stops.shutdown.clone(), stops.canceled.clone());
     tokio::select! {
         biased;
@@ -243,11 +292,17 @@ fn aborted(abort: Abort, log: &JobLog) -> JobResult {
     match abort {
         Abort::Canceled => {
             log.line("ERROR: Job failed: canceled");
-            JobResult::Failed { reason: "job_canceled", exit_code: None }
+            JobResult::Failed {
+                reason: "job_canceled",
+                exit_code: None,
+            }
         }
         Abort::RunnerShutdown => {
             log.line("ERROR: Job failed: aborted: the runner is shutting down");
-            JobResult::Failed { reason: "runner_system_failure", exit_code: None }
+            JobResult::Failed {
+                reason: "runner_system_failure",
+                exit_code: None,
+            }
         }
     }
 }
@@ -280,13 +335,21 @@ async fn raised(flag: &mut watch::Receiver<bool>) {
 }
 
 fn build_spec(job: &JobResponse) -> BuildSpec {
-    let script = job.steps.iter().flat_map(|s| s.script.iter().cloned()).collect();
+    let script = job
+        .steps
+        .iter()
+        .flat_map(|s| s.script.iter().cloned())
+        .collect();
     let mut env: Vec<(String, String)> = vec![
         ("CI".into(), "true".into()),
         ("GITLAB_CI".into(), "true".into()),
         ("CI_JOB_ID".into(), job.id.to_string()),
     ];
-    env.extend(job.variables.iter().map(|v| (v.key.clone(), v.value.clone())));
+    env.extend(
+        job.variables
+            .iter()
+            .map(|v| (v.key.clone(), v.value.clone())),
+    );
     let container_start = match variable(job, CONTAINER_START_VARIABLE) {
         Some("never") => None,
         _ => Some(model_seconds(job, CONTAINER_START_VARIABLE).unwrap_or_default()),
@@ -296,26 +359,48 @@ fn build_spec(job: &JobResponse) -> BuildSpec {
         script,
         env,
         container_start,
-        image: job.image.as_ref().map(|i| i.name.clone()).filter(|n| !n.is_empty()),
+        image: job
+            .image
+            .as_ref()
+            .map(|i| i.name.clone())
+            .filter(|n| !n.is_empty()),
     }
 }
 
 fn variable<'a>(job: &'a JobResponse, key: &str) -> Option<&'a str> {
-    job.variables.iter().find(|v| v.key == key).map(|v| v.value.as_str())
+    job.variables
+        .iter()
+        .find(|v| v.key == key)
+        .map(|v| v.value.as_str())
 }
 
 fn model_seconds(job: &JobResponse, key: &str) -> Option<Duration> {
-    variable(job, key)?.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+    variable(job, key)?
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
 }
 
 /// The job's services, by name and by alias, as the proxy route finds them.
 fn service_ports(job: &JobResponse) -> Vec<ServicePort> {
     let mut ports = Vec::new();
     for service in &job.services {
-        let host = if service.alias.is_empty() { service.name.clone() } else { service.alias.clone() };
+        let host = if service.alias.is_empty() {
+            service.name.clone()
+        } else {
+            service.alias.clone()
+        };
         for port in &service.ports {
-            for name in [&service.name, &service.alias].into_iter().filter(|n| !n.is_empty()) {
-                ports.push(ServicePort { name: name.clone(), port: port.number, host: host.clone() });
+            for name in [&service.name, &service.alias]
+                .into_iter()
+                .filter(|n| !n.is_empty())
+            {
+                ports.push(ServicePort {
+                    name: name.clone(),
+                    port: port.number,
+                    host: host.clone(),
+                });
             }
         }
     }

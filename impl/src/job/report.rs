@@ -49,7 +49,12 @@ impl<N: Net> Reporter<N> {
                 let remote = if l.len() > sent {
                     send_trace(&c, id, &token, &l, &mut sent).await
                 } else {
-                    let touch = UpdateJob { token: token.clone(), state: "running".into(), failure_reason: None, exit_code: None };
+                    let touch = UpdateJob {
+                        token: token.clone(),
+                        state: "running".into(),
+                        failure_reason: None,
+                        exit_code: None,
+                    };
                     c.update_job(id, &touch).await
                 };
                 match remote {
@@ -63,7 +68,14 @@ impl<N: Net> Reporter<N> {
                 }
             }
         });
-        Reporter { coordinator, id, token: job.token.clone(), log, stop, task }
+        Reporter {
+            coordinator,
+            id,
+            token: job.token.clone(),
+            log,
+            stop,
+            task,
+        }
     }
 
     /// Sends the rest of the log and the final state; returns `result`.
@@ -72,11 +84,27 @@ impl<N: Net> Reporter<N> {
         let mut sent = self.task.await.unwrap_or(0);
         let (state, failure_reason, exit_code) = match &result {
             JobResult::Success => ("success", None, None),
-            JobResult::Failed { reason, exit_code } => ("failed", Some(reason.to_string()), *exit_code),
+            JobResult::Failed { reason, exit_code } => {
+                ("failed", Some(reason.to_string()), *exit_code)
+            }
         };
-        let update = UpdateJob { token: self.token.clone(), state: state.into(), failure_reason, exit_code };
+        let update = UpdateJob {
+            token: self.token.clone(),
+            state: state.into(),
+            failure_reason,
+            exit_code,
+        };
         for attempt in 1..=FINAL_TRIES {
-            let trace_done = self.log.len() <= sent || send_trace(&self.coordinator, self.id, &self.token, &self.log, &mut sent).await.is_ok();
+            let trace_done = self.log.len() <= sent
+                || send_trace(
+                    &self.coordinator,
+                    self.id,
+                    &self.token,
+                    &self.log,
+                    &mut sent,
+                )
+                .await
+                .is_ok();
             if trace_done && self.log.len() <= sent {
                 match self.coordinator.update_job(self.id, &update).await {
                     Ok(_) => return result,
@@ -98,7 +126,9 @@ async fn send_trace<N: Net>(
     sent: &mut usize,
 ) -> anyhow::Result<crate::coordinator::Remote> {
     let chunk = log.since(*sent);
-    let remote = coordinator.patch_trace(id, token, *sent, chunk.clone()).await?;
+    let remote = coordinator
+        .patch_trace(id, token, *sent, chunk.clone())
+        .await?;
     *sent = remote.trace_offset.unwrap_or(*sent + chunk.len());
     Ok(remote)
 }

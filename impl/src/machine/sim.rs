@@ -40,7 +40,10 @@ impl Machine for SimMachine {
         Ok(ScriptRun {
             output: Box::new(outside),
             exit: Box::pin(async move {
-                let exit = exit_rx.wait_for(Option::is_some).await.map_err(|_| io::Error::other("script task lost"))?;
+                let exit = exit_rx
+                    .wait_for(Option::is_some)
+                    .await
+                    .map_err(|_| io::Error::other("script task lost"))?;
                 Ok(exit.expect("checked by wait_for"))
             }),
             kill: Box::new(kill),
@@ -59,7 +62,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn script_runs_and_reports_its_code() {
-        let spec = ScriptSpec { lines: vec!["echo hi".into(), "exit 2".into()], ..Default::default() };
+        let spec = ScriptSpec {
+            lines: vec!["echo hi".into(), "exit 2".into()],
+            ..Default::default()
+        };
         let mut run = SimMachine.run_script(&spec).unwrap();
         let mut out = String::new();
         run.output.read_to_string(&mut out).await.unwrap();
@@ -69,7 +75,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn killed_script_reports_killed() {
-        let spec = ScriptSpec { lines: vec!["sleep 100".into()], ..Default::default() };
+        let spec = ScriptSpec {
+            lines: vec!["sleep 100".into()],
+            ..Default::default()
+        };
         let run = SimMachine.run_script(&spec).unwrap();
         (run.kill)().await;
         assert_eq!(run.exit.await.unwrap(), ScriptExit::Killed);

@@ -17,7 +17,11 @@ const TLS_HANDSHAKE: u8 = 0x16;
 
 const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
 
-pub(super) async fn handle<N: Net>(mut stream: N::Stream, identity: Identity, context: ServerContext<N>) {
+pub(super) async fn handle<N: Net>(
+    mut stream: N::Stream,
+    identity: Identity,
+    context: ServerContext<N>,
+) {
     let limits = context.limits;
     let mut first = [0u8; 1];
     match tokio::time::timeout(limits.handshake_timeout, stream.peek(&mut first)).await {
@@ -33,7 +37,9 @@ pub(super) async fn handle<N: Net>(mut stream: N::Stream, identity: Identity, co
         .await;
         return;
     }
-    let tls = match tokio::time::timeout(limits.handshake_timeout, identity.acceptor.accept(stream)).await {
+    let tls = match tokio::time::timeout(limits.handshake_timeout, identity.acceptor.accept(stream))
+        .await
+    {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => return debug!("session server: TLS handshake failed: {e}"),
         Err(_) => return debug!("session server: TLS handshake timed out"),

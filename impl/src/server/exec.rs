@@ -24,7 +24,7 @@ pub(super) async fn handle<N: Net>(
     // EX-2 (and the handshake's own 400/403), before anything is spawned.
     let ws = match upgrade::check(&request) {
         Ok(ws) => ws,
-        Err(response) => return response,
+        Err(refusal) => return refusal.response(),
     };
     // EX-3: the terminal exists once the job runs.
     let Some(source) = session.wait_attached(context.limits.attach_wait).await else {
@@ -35,12 +35,20 @@ pub(super) async fn handle<N: Net>(
     };
     // EX-4: one terminal per session; the open one is left alone.
     let Some(mut guard) = session.lock() else {
-        return text(StatusCode::LOCKED, "a terminal is already connected to this job: close it first");
+        return text(
+            StatusCode::LOCKED,
+            "a terminal is already connected to this job: close it first",
+        );
     };
     // EX-5: the executor may be unable to give one.
     let terminal = match source.open().await {
         Ok(terminal) => terminal,
-        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot open a terminal: {e}")),
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot open a terminal: {e}"),
+            )
+        }
     };
     // EX-6: switch protocols, then relay on the upgraded connection.
     let on_upgrade = hyper::upgrade::on(&mut request);
@@ -51,7 +59,12 @@ pub(super) async fn handle<N: Net>(
             // The client left during the switch: the terminal and the slot are dropped.
             Err(e) => return debug!("terminal upgrade failed: {e}"),
         };
-        let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(websocket_config())).await;
+        let socket = WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            Some(websocket_config()),
+        )
+        .await;
         let reason = protocol::relay(socket, protocol, terminal, &mut guard, timing).await;
         info!(session = %id, ?reason, "terminal disconnected");
     });

@@ -20,3 +20,13 @@ pub fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
 pub fn full(bytes: Bytes) -> Body {
     Full::new(bytes).map_err(|never| match never {}).boxed()
 }
+
+/// A refusal decided before any response is built: a status and what to do.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refusal(pub StatusCode, pub &'static str);
+
+impl Refusal {
+    pub fn response(self) -> Response<Body> {
+        text(self.0, self.1)
+    }
+}

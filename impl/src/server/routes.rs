@@ -15,12 +15,18 @@ pub(super) async fn route<N: Net>(
     let path = request.uri().path().to_string();
     let Some((session, rest)) = context.sessions.route(&path) else {
         // RT-1: unknown id, or the job ended and its session is gone.
-        return Ok(text(StatusCode::NOT_FOUND, "no such session: the job may have ended"));
+        return Ok(text(
+            StatusCode::NOT_FOUND,
+            "no such session: the job may have ended",
+        ));
     };
     let is_endpoint = rest == "exec" || rest.starts_with("proxy/");
     if is_endpoint && !authorized(&request, &session) {
         // EX-1: nothing else happens on a 401.
-        return Ok(text(StatusCode::UNAUTHORIZED, "the Authorization header must be the session's token"));
+        return Ok(text(
+            StatusCode::UNAUTHORIZED,
+            "the Authorization header must be the session's token",
+        ));
     }
     let response = if rest == "exec" {
         exec::handle(request, session, &context).await
@@ -29,7 +35,10 @@ pub(super) async fn route<N: Net>(
         proxy::handle(request, session, &target, &context).await
     } else {
         // RT-2: only exec and proxy exist inside a session.
-        text(StatusCode::NOT_FOUND, "no such endpoint: use <session>/exec or <session>/proxy/<service>/<port>/")
+        text(
+            StatusCode::NOT_FOUND,
+            "no such endpoint: use <session>/exec or <session>/proxy/<service>/<port>/",
+        )
     };
     Ok(response)
 }
@@ -38,6 +47,10 @@ pub(super) async fn route<N: Net>(
 /// compared in constant time so that response timing leaks nothing of it.
 fn authorized<B>(request: &Request<B>, session: &Session) -> bool {
     use subtle::ConstantTimeEq;
-    let given = request.headers().get(http::header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or_default();
+    let given = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
     given.ct_eq(session.token.as_bytes()).into()
 }

@@ -4,7 +4,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
-use super::response::{text, Body};
+use super::response::{Body, Refusal};
 use crate::protocol::Subprotocol;
 
 /// A valid WebSocket upgrade request.
@@ -29,26 +29,48 @@ pub(super) fn is_upgrade(headers: &HeaderMap) -> bool {
 /// Checks the upgrade before anything is spawned: EX-2 (405), a missing key or
 /// version (400: the reference spawns a shell first, EX-7; here nothing is
 /// spawned), a cross-site Origin (403, as the reference).
-pub(super) fn check<B>(request: &Request<B>) -> Result<WebSocketRequest, Response<Body>> {
+pub(super) fn check<B>(request: &Request<B>) -> Result<WebSocketRequest, Refusal> {
     let headers = request.headers();
     if !is_upgrade(headers) {
-        return Err(text(
+        return Err(Refusal(
             StatusCode::METHOD_NOT_ALLOWED,
             "this endpoint takes WebSocket upgrades only (Connection: upgrade, Upgrade: websocket)",
         ));
     }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
-        return Err(text(StatusCode::BAD_REQUEST, "Sec-WebSocket-Version must be 13"));
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        return Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            "Sec-WebSocket-Version must be 13",
+        ));
     }
-    let key = headers.get(header::SEC_WEBSOCKET_KEY).map(HeaderValue::as_bytes).unwrap_or_default();
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .map(HeaderValue::as_bytes)
+        .unwrap_or_default();
     if !valid_key(key) {
-        return Err(text(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key must be base64 of 16 bytes"));
+        return Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            "Sec-WebSocket-Key must be base64 of 16 bytes",
+        ));
     }
     if !same_origin(headers) {
-        return Err(text(StatusCode::FORBIDDEN, "cross-origin WebSocket request refused"));
+        return Err(Refusal(
+            StatusCode::FORBIDDEN,
+            "cross-origin WebSocket request refused",
+        ));
     }
-    let offered = headers.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter().filter_map(|v| v.to_str().ok());
-    Ok(WebSocketRequest { accept: derive_accept_key(key), protocol: Subprotocol::select(offered) })
+    let offered = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    Ok(WebSocketRequest {
+        accept: derive_accept_key(key),
+        protocol: Subprotocol::select(offered),
+    })
 }
 
 fn valid_key(key: &[u8]) -> bool {
@@ -61,8 +83,14 @@ fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
         return true;
     };
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or(origin);
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let origin_host = origin
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or(origin);
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
     origin_host.eq_ignore_ascii_case(host)
 }
 
@@ -76,7 +104,9 @@ pub(super) fn switching_protocols(ws: &WebSocketRequest) -> Response<Body> {
     if let Some(protocol) = ws.protocol.header_value() {
         response = response.header(header::SEC_WEBSOCKET_PROTOCOL, protocol);
     }
-    response.body(super::response::full(bytes::Bytes::new())).expect("valid header values")
+    response
+        .body(super::response::full(bytes::Bytes::new()))
+        .expect("valid header values")
 }
 
 #[cfg(test)]
@@ -99,7 +129,7 @@ mod tests {
     ];
 
     fn status(headers: &[(&str, &str)]) -> Option<StatusCode> {
-        check(&request(headers)).err().map(|r| r.status())
+        check(&request(headers)).err().map(|r| r.0)
     }
 
     #[test]
@@ -110,7 +140,10 @@ mod tests {
     #[test]
     fn upgrade_without_key_is_400() {
         assert_eq!(status(&UPGRADE[..3]), Some(StatusCode::BAD_REQUEST));
-        assert_eq!(status(&[UPGRADE[0], UPGRADE[1], UPGRADE[3]]), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(
+            status(&[UPGRADE[0], UPGRADE[1], UPGRADE[3]]),
+            Some(StatusCode::BAD_REQUEST)
+        );
     }
 
     #[test]

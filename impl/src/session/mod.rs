@@ -82,7 +82,12 @@ impl Session {
     }
 
     pub fn service(&self, name: &str, port: u16) -> Option<ServicePort> {
-        self.services.lock().expect("session lock poisoned").iter().find(|s| s.name == name && s.port == port).cloned()
+        self.services
+            .lock()
+            .expect("session lock poisoned")
+            .iter()
+            .find(|s| s.name == name && s.port == port)
+            .cloned()
     }
 
     /// EX-3: the job entered its running stage; terminals can be opened.
@@ -119,7 +124,11 @@ impl Session {
         let (stop, stop_rx) = watch::channel(None);
         *slot = Some(Connection { id, stop });
         self.connected.send_replace(true);
-        Some(ConnectionGuard { session: self.clone(), id, stop: stop_rx })
+        Some(ConnectionGuard {
+            session: self.clone(),
+            id,
+            stop: stop_rx,
+        })
     }
 
     pub fn is_connected(&self) -> bool {
@@ -151,7 +160,9 @@ impl Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -165,13 +176,11 @@ pub struct ConnectionGuard {
 
 impl ConnectionGuard {
     /// Resolves with the reason when the session asks this connection to end.
-    pub fn stop_requested(&mut self) -> impl Future<Output = CloseReason> + Send + '_ {
-        async move {
-            match self.stop.wait_for(|r| r.is_some()).await {
-                Ok(r) => r.clone().expect("checked by wait_for"),
-                // The session is gone: the job ended.
-                Err(_) => CloseReason::JobFinished,
-            }
+    pub async fn stop_requested(&mut self) -> CloseReason {
+        match self.stop.wait_for(|r| r.is_some()).await {
+            Ok(r) => r.clone().expect("checked by wait_for"),
+            // The session is gone: the job ended.
+            Err(_) => CloseReason::JobFinished,
         }
     }
 
@@ -182,7 +191,11 @@ impl ConnectionGuard {
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        let mut slot = self.session.connection.lock().expect("session lock poisoned");
+        let mut slot = self
+            .session
+            .connection
+            .lock()
+            .expect("session lock poisoned");
         if slot.as_ref().map(|c| c.id) == Some(self.id) {
             *slot = None;
             self.session.connected.send_replace(false);

@@ -15,7 +15,10 @@ impl Sessions {
     /// A new session with a fresh id and token (JOB-2).
     pub fn create(&self, rng: &Rng) -> Arc<Session> {
         let session = Arc::new(Session::new(rng.hex_token(), rng.hex_token()));
-        self.0.lock().expect("sessions lock poisoned").insert(session.id.clone(), session.clone());
+        self.0
+            .lock()
+            .expect("sessions lock poisoned")
+            .insert(session.id.clone(), session.clone());
         session
     }
 
@@ -36,7 +39,12 @@ impl Sessions {
     pub fn route<'p>(&self, path: &'p str) -> Option<(Arc<Session>, &'p str)> {
         let rest = path.strip_prefix("/session/")?;
         let (id, rest) = rest.split_once('/')?;
-        let session = self.0.lock().expect("sessions lock poisoned").get(id).cloned()?;
+        let session = self
+            .0
+            .lock()
+            .expect("sessions lock poisoned")
+            .get(id)
+            .cloned()?;
         Some((session, rest))
     }
 }
@@ -51,7 +59,10 @@ mod tests {
         let s = sessions.create(&Rng::seeded(1));
         let exec = format!("{}/exec", s.endpoint());
         assert_eq!(sessions.route(&exec).map(|(_, rest)| rest), Some("exec"));
-        assert!(sessions.route(&s.endpoint()).is_none(), "endpoint without '/' is not inside it");
+        assert!(
+            sessions.route(&s.endpoint()).is_none(),
+            "endpoint without '/' is not inside it"
+        );
         assert!(sessions.route("/session/unknown/exec").is_none());
         sessions.remove(&s.id);
         assert!(sessions.route(&exec).is_none());

@@ -112,7 +112,10 @@ async fn interactive(
 
 /// Runs script lines in order, stopping at the first failure like GitLab's
 /// `set -eo pipefail` scripts. Returns the exit code.
-pub(crate) async fn script(lines: &[String], mut output: impl AsyncWrite + Unpin) -> io::Result<i32> {
+pub(crate) async fn script(
+    lines: &[String],
+    mut output: impl AsyncWrite + Unpin,
+) -> io::Result<i32> {
     for line in lines {
         output.write_all(format!("$ {line}\n").as_bytes()).await?;
         match run_line(line, &mut output, "\n").await? {
@@ -125,26 +128,38 @@ pub(crate) async fn script(lines: &[String], mut output: impl AsyncWrite + Unpin
 }
 
 /// One command line. `newline` is `\r\n` on a terminal, `\n` in a job log.
-pub(crate) async fn run_line(line: &str, output: &mut (impl AsyncWrite + Unpin), newline: &str) -> io::Result<Flow> {
+pub(crate) async fn run_line(
+    line: &str,
+    output: &mut (impl AsyncWrite + Unpin),
+    newline: &str,
+) -> io::Result<Flow> {
     let words: Vec<&str> = line.split_whitespace().collect();
     let Some((&command, args)) = words.split_first() else {
         return Ok(Flow::Next(0));
     };
     let flow = match command {
         "echo" => {
-            output.write_all(format!("{}{newline}", args.join(" ")).as_bytes()).await?;
+            output
+                .write_all(format!("{}{newline}", args.join(" ")).as_bytes())
+                .await?;
             Flow::Next(0)
         }
         "true" => Flow::Next(0),
         "false" => Flow::Next(1),
         "exit" => Flow::Exit(args.first().and_then(|c| c.parse().ok()).unwrap_or(0)),
-        "sleep" => match args.first().and_then(|s| s.parse::<f64>().ok()).filter(|s| s.is_finite() && *s >= 0.0) {
+        "sleep" => match args
+            .first()
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+        {
             Some(seconds) => {
                 tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
                 Flow::Next(0)
             }
             None => {
-                output.write_all(format!("sleep: invalid time interval{newline}").as_bytes()).await?;
+                output
+                    .write_all(format!("sleep: invalid time interval{newline}").as_bytes())
+                    .await?;
                 Flow::Next(1)
             }
         },
@@ -156,7 +171,9 @@ pub(crate) async fn run_line(line: &str, output: &mut (impl AsyncWrite + Unpin),
             Flow::Next(0)
         }
         other => {
-            output.write_all(format!("sh: {other}: command not found{newline}").as_bytes()).await?;
+            output
+                .write_all(format!("sh: {other}: command not found{newline}").as_bytes())
+                .await?;
             Flow::Next(127)
         }
     };
@@ -178,7 +195,11 @@ mod tests {
         let mut buf = [0u8; 256];
         while !String::from_utf8_lossy(&seen).contains(needle) {
             let n = t.reader.read(&mut buf).await.unwrap();
-            assert!(n > 0, "EOF before {needle:?}; saw {:?}", String::from_utf8_lossy(&seen));
+            assert!(
+                n > 0,
+                "EOF before {needle:?}; saw {:?}",
+                String::from_utf8_lossy(&seen)
+            );
             seen.extend_from_slice(&buf[..n]);
         }
         String::from_utf8_lossy(&seen).into_owned()

@@ -15,7 +15,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use session_server::coordinator::api::{JobRequest, JobResponse, JobRunnerInfo, SessionInfo, Step, UpdateJob, Variable};
+use session_server::coordinator::api::{
+    JobRequest, JobResponse, JobRunnerInfo, SessionInfo, Step, UpdateJob, Variable,
+};
 use session_server::net::{Listener, Net};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -82,7 +84,10 @@ impl Gitlab {
 
     /// The session of job `id` (JOB-2).
     pub async fn session(&self, id: u64) -> SessionInfo {
-        self.taken(id).await.session.expect("the runner offered no session")
+        self.taken(id)
+            .await
+            .session
+            .expect("the runner offered no session")
     }
 
     /// The job's final state, once reported.
@@ -95,7 +100,16 @@ impl Gitlab {
     }
 
     pub fn trace(&self, id: u64) -> String {
-        String::from_utf8_lossy(self.state.lock().unwrap().traces.get(&id).map(Vec::as_slice).unwrap_or_default()).into_owned()
+        String::from_utf8_lossy(
+            self.state
+                .lock()
+                .unwrap()
+                .traces
+                .get(&id)
+                .map(Vec::as_slice)
+                .unwrap_or_default(),
+        )
+        .into_owned()
     }
 
     /// Waits until the job log of `id` contains `needle`.
@@ -119,7 +133,11 @@ impl Gitlab {
 
     async fn answer(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let (parts, body) = request.into_parts();
-        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         let path = parts.uri.path().to_string();
         let mut state = self.state.lock().unwrap();
         let response = if path == "/api/v4/jobs/request" {
@@ -132,15 +150,34 @@ impl Gitlab {
                 }
                 None => reply(StatusCode::NO_CONTENT, vec![]),
             }
-        } else if let Some(id) = path.strip_prefix("/api/v4/jobs/").and_then(|r| r.strip_suffix("/trace")) {
+        } else if let Some(id) = path
+            .strip_prefix("/api/v4/jobs/")
+            .and_then(|r| r.strip_suffix("/trace"))
+        {
             let id: u64 = id.parse().unwrap();
-            let start: usize = parts.headers["content-range"].to_str().unwrap().split('-').next().unwrap().parse().unwrap();
+            let start: usize = parts.headers["content-range"]
+                .to_str()
+                .unwrap()
+                .split('-')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
             let trace = state.traces.entry(id).or_default();
-            assert_eq!(start, trace.len(), "trace patches arrive in order, without gaps");
+            assert_eq!(
+                start,
+                trace.len(),
+                "trace patches arrive in order, without gaps"
+            );
             trace.extend_from_slice(&body);
-            let status = if state.canceled.contains(&id) { "canceled" } else { "running" };
+            let status = if state.canceled.contains(&id) {
+                "canceled"
+            } else {
+                "running"
+            };
             let mut r = reply(StatusCode::ACCEPTED, vec![]);
-            r.headers_mut().insert("job-status", status.parse().unwrap());
+            r.headers_mut()
+                .insert("job-status", status.parse().unwrap());
             r
         } else if let Some(id) = path.strip_prefix("/api/v4/jobs/") {
             let id: u64 = id.parse().unwrap();
@@ -150,7 +187,12 @@ impl Gitlab {
                 state.finals.insert(id, update);
             }
             let mut r = reply(StatusCode::OK, vec![]);
-            r.headers_mut().insert("job-status", if canceled { "canceled" } else { "running" }.parse().unwrap());
+            r.headers_mut().insert(
+                "job-status",
+                if canceled { "canceled" } else { "running" }
+                    .parse()
+                    .unwrap(),
+            );
             r
         } else {
             reply(StatusCode::NOT_FOUND, vec![])
@@ -162,7 +204,10 @@ impl Gitlab {
 }
 
 fn reply(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
-    Response::builder().status(status).body(Full::new(Bytes::from(body))).unwrap()
+    Response::builder()
+        .status(status)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
 }
 
 /// A job running `script`, with optional model variables.
@@ -171,8 +216,19 @@ pub fn job(id: u64, script: &[&str], variables: &[(&str, &str)]) -> JobResponse 
         id,
         token: format!("job-token-{id}"),
         runner_info: JobRunnerInfo { timeout: 3600 },
-        steps: vec![Step { name: "script".into(), script: script.iter().map(|s| s.to_string()).collect(), ..Default::default() }],
-        variables: variables.iter().map(|(k, v)| Variable { key: k.to_string(), value: v.to_string(), ..Default::default() }).collect(),
+        steps: vec![Step {
+            name: "script".into(),
+            script: script.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }],
+        variables: variables
+            .iter()
+            .map(|(k, v)| Variable {
+                key: k.to_string(),
+                value: v.to_string(),
+                ..Default::default()
+            })
+            .collect(),
         ..Default::default()
     }
 }
@@ -187,17 +243,25 @@ pub fn config_toml(gitlab: &str, executor: &str, listen: &str, session_timeout: 
 
 /// Dials the session host of `session` (the URL's host:port) through `net`,
 /// trusting only the session's certificate (TLS-2).
-pub async fn dial_tls<N: Net>(net: &N, session: &SessionInfo) -> std::io::Result<TlsStream<N::Stream>> {
-    let config = session_server::tls::client_config_trusting(&session.certificate).expect("certificate PEM");
+pub async fn dial_tls<N: Net>(
+    net: &N,
+    session: &SessionInfo,
+) -> std::io::Result<TlsStream<N::Stream>> {
+    let config =
+        session_server::tls::client_config_trusting(&session.certificate).expect("certificate PEM");
     let address = host_port(&session.url);
     let host = address.rsplit_once(':').unwrap().0.to_string();
     let stream = net.connect(&address).await?;
-    TlsConnector::from(Arc::new(config)).connect(ServerName::try_from(host).unwrap(), stream).await
+    TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(host).unwrap(), stream)
+        .await
 }
 
 /// `https://host:port/session/<id>` -> `host:port`.
 pub fn host_port(url: &str) -> String {
-    let rest = url.strip_prefix("https://").expect("advertised URLs are https");
+    let rest = url
+        .strip_prefix("https://")
+        .expect("advertised URLs are https");
     rest.split('/').next().unwrap().to_string()
 }
 
@@ -208,6 +272,7 @@ pub fn path(session: &SessionInfo, suffix: &str) -> String {
 }
 
 /// How an upgrade attempt ended.
+#[allow(clippy::large_enum_variant)] // a test value, made once per connection
 pub enum Opened<S> {
     Upgraded(WebSocketStream<S>, Option<String>),
     Refused(u16, String),
@@ -220,22 +285,40 @@ pub async fn open_terminal<N: Net>(
     authorization: Option<&str>,
     protocols: &[&str],
 ) -> Opened<TlsStream<N::Stream>> {
-    let tls = dial_tls(net, session).await.expect("TLS to the session server");
-    let url = format!("wss://{}{}", host_port(&session.url), path(session, "/exec"));
+    let tls = dial_tls(net, session)
+        .await
+        .expect("TLS to the session server");
+    let url = format!(
+        "wss://{}{}",
+        host_port(&session.url),
+        path(session, "/exec")
+    );
     let mut request = url.into_client_request().unwrap();
     if let Some(token) = authorization {
-        request.headers_mut().insert("authorization", token.parse().unwrap());
+        request
+            .headers_mut()
+            .insert("authorization", token.parse().unwrap());
     }
     if !protocols.is_empty() {
-        request.headers_mut().insert("sec-websocket-protocol", protocols.join(", ").parse().unwrap());
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            protocols.join(", ").parse().unwrap(),
+        );
     }
     match tokio_tungstenite::client_async(request, tls).await {
         Ok((ws, response)) => {
-            let protocol = response.headers().get("sec-websocket-protocol").map(|p| p.to_str().unwrap().to_string());
+            let protocol = response
+                .headers()
+                .get("sec-websocket-protocol")
+                .map(|p| p.to_str().unwrap().to_string());
             Opened::Upgraded(ws, protocol)
         }
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            let body = response.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+            let body = response
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
             Opened::Refused(response.status().as_u16(), body)
         }
         Err(e) => panic!("upgrade failed without an HTTP answer: {e}"),
@@ -243,7 +326,11 @@ pub async fn open_terminal<N: Net>(
 }
 
 /// Opens a terminal that must be accepted, with the session's token.
-pub async fn connect<N: Net>(net: &N, session: &SessionInfo, protocols: &[&str]) -> WebSocketStream<TlsStream<N::Stream>> {
+pub async fn connect<N: Net>(
+    net: &N,
+    session: &SessionInfo,
+    protocols: &[&str],
+) -> WebSocketStream<TlsStream<N::Stream>> {
     match open_terminal(net, session, Some(&session.authorization), protocols).await {
         Opened::Upgraded(ws, _) => ws,
         Opened::Refused(status, body) => panic!("terminal refused: {status} {body}"),
@@ -251,17 +338,35 @@ pub async fn connect<N: Net>(net: &N, session: &SessionInfo, protocols: &[&str])
 }
 
 /// The status of `<session><suffix>` for a raw HTTP/1.1 request with `headers`.
-pub async fn status<N: Net>(net: &N, session: &SessionInfo, suffix: &str, headers: &[(&str, &str)]) -> u16 {
-    raw_exchange(net, session, request_head(session, suffix, headers).as_bytes()).await.0
+pub async fn status<N: Net>(
+    net: &N,
+    session: &SessionInfo,
+    suffix: &str,
+    headers: &[(&str, &str)],
+) -> u16 {
+    raw_exchange(
+        net,
+        session,
+        request_head(session, suffix, headers).as_bytes(),
+    )
+    .await
+    .0
 }
 
 /// A GET request head for `<session><suffix>` that asks the server to close.
 pub fn request_head(session: &SessionInfo, suffix: &str, headers: &[(&str, &str)]) -> String {
-    let mut head = format!("GET {} HTTP/1.1\r\nHost: {}\r\n", path(session, suffix), host_port(&session.url));
+    let mut head = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\n",
+        path(session, suffix),
+        host_port(&session.url)
+    );
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("connection")) {
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("connection"))
+    {
         head.push_str("Connection: close\r\n");
     }
     head.push_str("\r\n");
@@ -273,7 +378,13 @@ pub async fn raw_exchange<N: Net>(net: &N, session: &SessionInfo, bytes: &[u8]) 
     let mut tls = dial_tls(net, session).await.expect("TLS");
     tls.write_all(bytes).await.unwrap();
     let mut answer = Vec::new();
-    let status = |a: &[u8]| String::from_utf8_lossy(a).split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = |a: &[u8]| {
+        String::from_utf8_lossy(a)
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
     // Read one whole answer: the connection may stay open after it.
     let read = async {
         let mut buf = [0u8; 4096];
@@ -285,7 +396,10 @@ pub async fn raw_exchange<N: Net>(net: &N, session: &SessionInfo, bytes: &[u8]) 
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(30), read).await;
-    (status(&answer), String::from_utf8_lossy(&answer).into_owned())
+    (
+        status(&answer),
+        String::from_utf8_lossy(&answer).into_owned(),
+    )
 }
 
 /// A response head, and as much body as its Content-Length says (none after a 101).
@@ -321,7 +435,9 @@ where
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(20), read).await.unwrap_or_else(|_| panic!("no {needle:?} in 20 s; saw {seen:?}"));
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .unwrap_or_else(|_| panic!("no {needle:?} in 20 s; saw {seen:?}"));
     seen
 }
 
@@ -332,7 +448,9 @@ where
 {
     loop {
         match ws.next().await {
-            Some(Ok(Message::Close(frame))) => return frame.map(|f| (u16::from(f.code), f.reason.to_string())),
+            Some(Ok(Message::Close(frame))) => {
+                return frame.map(|f| (u16::from(f.code), f.reason.to_string()))
+            }
             Some(Ok(_)) => continue,
             _ => return None,
         }
@@ -343,7 +461,9 @@ pub async fn type_text<S>(ws: &mut WebSocketStream<S>, text: &str)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    ws.send(Message::binary(text.as_bytes().to_vec())).await.unwrap();
+    ws.send(Message::binary(text.as_bytes().to_vec()))
+        .await
+        .unwrap();
 }
 
 pub fn local(addr: SocketAddr) -> String {
@@ -371,12 +491,27 @@ pub async fn world(
     let listener = net.bind("127.0.0.1:0").await.unwrap();
     let gitlab_addr = local(listener.local_addr().unwrap());
     gitlab.serve(listener);
-    let config = session_server::config::Config::parse(&config_toml(&gitlab_addr, executor, "127.0.0.1:0", session_timeout)).unwrap();
-    let mut parts = session_server::runner::RunnerParts::new(config, net, machine, session_server::rng::Rng::from_os());
+    let config = session_server::config::Config::parse(&config_toml(
+        &gitlab_addr,
+        executor,
+        "127.0.0.1:0",
+        session_timeout,
+    ))
+    .unwrap();
+    let mut parts = session_server::runner::RunnerParts::new(
+        config,
+        net,
+        machine,
+        session_server::rng::Rng::from_os(),
+    );
     parts.update_interval = Duration::from_millis(100);
     tweak(&mut parts);
     let runner = session_server::runner::Runner::start(parts).await.unwrap();
-    World { gitlab, runner, net }
+    World {
+        gitlab,
+        runner,
+        net,
+    }
 }
 
 impl World {
