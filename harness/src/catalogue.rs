@@ -1,0 +1,129 @@
+//! The scenario catalogue on disk: `scenarios/<family>/<name>.toml`, and each
+//! one's snapshot `snapshots/<family>/<name>.snap` (insta's format).
+
+use std::path::{Path, PathBuf};
+
+use crate::scenario::{self, LoadError, Scenario};
+
+/// The snapshot file's header, as insta writes it for `tests/scenarios.rs`.
+const SNAPSHOT_SOURCE: &str = "harness/tests/scenarios.rs";
+
+/// The project root: the nearest ancestor of the current directory holding
+/// `scenarios/`, else the one this binary was built from.
+pub fn root() -> PathBuf {
+    if let Ok(mut dir) = std::env::current_dir() {
+        loop {
+            if dir.join("scenarios").is_dir() && dir.join("snapshots").is_dir() {
+                return dir;
+            }
+            if !dir.pop() {
+                break;
+            }
+        }
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("harness/ has a parent")
+        .to_path_buf()
+}
+
+/// Loads every scenario under `paths` (files or folders; default: all of
+/// `scenarios/`), sorted by id. All load errors are returned together.
+pub fn discover(root: &Path, paths: &[PathBuf]) -> Result<Vec<Scenario>, Vec<LoadError>> {
+    let scenarios_dir = root.join("scenarios");
+    let roots = if paths.is_empty() {
+        vec![scenarios_dir.clone()]
+    } else {
+        paths.to_vec()
+    };
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for path in roots {
+        if path.is_dir() {
+            collect(&path, &mut files);
+        } else if path.is_file() {
+            files.push(path);
+        } else {
+            errors.push(LoadError {
+                path,
+                line: None,
+                field: String::new(),
+                message: "no such scenario file or folder".into(),
+            });
+        }
+    }
+    files.sort();
+    files.dedup();
+    let mut scenarios = Vec::new();
+    for file in files {
+        let absolute = std::fs::canonicalize(&file).unwrap_or(file.clone());
+        let base = std::fs::canonicalize(&scenarios_dir).unwrap_or(scenarios_dir.clone());
+        match scenario::load(&absolute, &base) {
+            Ok(mut s) => {
+                s.path = file;
+                scenarios.push(s);
+            }
+            Err(mut e) => {
+                e.path = file;
+                errors.push(e);
+            }
+        }
+    }
+    if errors.is_empty() {
+        scenarios.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(scenarios)
+    } else {
+        Err(errors)
+    }
+}
+
+fn collect(dir: &Path, files: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect(&path, files);
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            files.push(path);
+        }
+    }
+}
+
+pub fn snapshot_path(root: &Path, scenario: &Scenario) -> PathBuf {
+    root.join("snapshots").join(format!("{}.snap", scenario.id))
+}
+
+/// The stored trace of a snapshot file, without insta's header.
+pub fn read_snapshot(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let body = text.strip_prefix("---\n")?;
+    let end = body.find("\n---\n")?;
+    Some(body[end + 5..].to_string())
+}
+
+/// Writes `trace` as an insta snapshot.
+pub fn write_snapshot(path: &Path, scenario: &Scenario, trace: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let description = serde_json::to_string(&scenario.title).unwrap_or_default();
+    let text = format!(
+        "---\nsource: {SNAPSHOT_SOURCE}\ndescription: {description}\n---\n{}\n",
+        trace.trim_end()
+    );
+    std::fs::write(path, text)
+}
+
+/// The rendered trace of a run: a header naming the scenario, then the events.
+pub fn trace_text(scenario: &Scenario, events: &[crate::trace::Event]) -> String {
+    format!(
+        "# {}\n# user sees: {}\n# checks: {}\n# seed: {}\n\n{}",
+        scenario.title,
+        scenario.user_sees,
+        scenario.spec.join(", "),
+        scenario.seed,
+        crate::trace::render(events)
+    )
+}

@@ -1,0 +1,22 @@
+//! A simulation and conformance harness for GitLab Runner's interactive web
+//! terminals.
+//!
+//! # Layout
+//! - [`scenario`]: scenario files: the world, a timeline of steps, expectations.
+//! - [`world`]: the simulated world on turmoil: GitLab (coordinator, Rails,
+//!   Workhorse), the runner under test, browsers, middleboxes, faults.
+//! - [`trace`]: what was observed, in canonical order; rendered, it is the snapshot.
+//! - [`expect`]: verdicts of expectations against a trace.
+//! - [`run`], [`catalogue`], [`report`]: running the catalogue, snapshots on
+//!   disk, human/JSON/JUnit reports.
+//!
+//! The harness drives the runner only through its public API and its sockets,
+//! as it would drive a third party's runner.
+
+pub mod catalogue;
+pub mod expect;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod trace;
+pub mod world;

@@ -1,0 +1,119 @@
+//! Running scenarios in simulation: verdict plus snapshot comparison.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::catalogue;
+use crate::expect::{self, Strictness, Verdict};
+use crate::scenario::Scenario;
+use crate::world;
+
+/// How a trace compares with the stored snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "snapshot", rename_all = "snake_case")]
+pub enum Snapshot {
+    Matches,
+    /// No snapshot yet: run with `--update`, then read and commit it.
+    Missing,
+    Differs {
+        diff: String,
+    },
+    /// Written by `--update`.
+    Written,
+    /// Not compared (another seed than the scenario's own).
+    NotCompared,
+}
+
+/// The result of one scenario.
+#[derive(Clone, Debug, Serialize)]
+pub struct CaseResult {
+    pub id: String,
+    pub title: String,
+    pub spec: Vec<String>,
+    pub seed: u64,
+    pub verdict: Verdict,
+    pub snapshot: Snapshot,
+    /// The run itself failed (the world could not be built or simulated).
+    pub error: Option<String>,
+    #[serde(serialize_with = "secs")]
+    pub wall: Duration,
+    #[serde(serialize_with = "secs")]
+    pub simulated: Duration,
+    #[serde(skip)]
+    pub trace: String,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
+impl CaseResult {
+    pub fn passed(&self) -> bool {
+        self.error.is_none()
+            && self.verdict.passed()
+            && !matches!(self.snapshot, Snapshot::Differs { .. } | Snapshot::Missing)
+    }
+}
+
+/// Runs one scenario. `seed`: another seed than the file's (no snapshot
+/// comparison then: latencies differ, verdicts must not). `update`: write the
+/// snapshot instead of comparing.
+pub fn run(root: &Path, scenario: &Scenario, seed: Option<u64>, update: bool) -> CaseResult {
+    let started = Instant::now();
+    let own_seed = seed.is_none_or(|s| s == scenario.seed);
+    let seed = seed.unwrap_or(scenario.seed);
+    let mut result = CaseResult {
+        id: scenario.id.clone(),
+        title: scenario.title.clone(),
+        spec: scenario.spec.clone(),
+        seed,
+        verdict: Verdict::default(),
+        snapshot: Snapshot::NotCompared,
+        error: None,
+        wall: Duration::ZERO,
+        simulated: Duration::ZERO,
+        trace: String::new(),
+    };
+    match world::simulate(scenario, seed) {
+        Ok(run) => {
+            result.verdict = expect::check(scenario, &run.events, Strictness::Strict);
+            result.trace = catalogue::trace_text(scenario, &run.events);
+            result.simulated = run.simulated;
+            if own_seed {
+                result.snapshot = compare(root, scenario, &result.trace, update);
+            }
+        }
+        Err(e) => result.error = Some(format!("{e:#}")),
+    }
+    result.wall = started.elapsed();
+    result
+}
+
+fn compare(root: &Path, scenario: &Scenario, trace: &str, update: bool) -> Snapshot {
+    let path = catalogue::snapshot_path(root, scenario);
+    let stored = catalogue::read_snapshot(&path);
+    match stored {
+        Some(stored) if stored.trim_end() == trace.trim_end() => Snapshot::Matches,
+        _ if update => match catalogue::write_snapshot(&path, scenario, trace) {
+            Ok(()) => Snapshot::Written,
+            Err(e) => Snapshot::Differs {
+                diff: format!("cannot write {}: {e}", path.display()),
+            },
+        },
+        None => Snapshot::Missing,
+        Some(stored) => Snapshot::Differs {
+            diff: diff(&stored, trace),
+        },
+    }
+}
+
+/// A unified diff, stored snapshot (-) against this run (+).
+pub fn diff(expected: &str, observed: &str) -> String {
+    similar::TextDiff::from_lines(expected.trim_end(), observed.trim_end())
+        .unified_diff()
+        .context_radius(2)
+        .header("snapshot", "observed")
+        .to_string()
+}

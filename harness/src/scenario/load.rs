@@ -1,0 +1,358 @@
+//! Reading and checking scenario files. Every error names the file, the line
+//! and the field, and says what is expected.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::{Dur, Scenario, Step};
+
+/// The SPEC ids a scenario may cite (`../shared/SPEC.md`).
+pub const SPEC_IDS: &[(&str, u32)] = &[
+    ("CFG", 3),
+    ("TLS", 2),
+    ("JOB", 3),
+    ("RT", 2),
+    ("EX", 7),
+    ("WS", 7),
+    ("LC", 7),
+    ("DK", 3),
+    ("WH", 6),
+    ("AU", 2),
+    ("DP", 4),
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Loads `path`; its id is its path relative to `root` without `.toml`.
+pub fn load(path: &Path, root: &Path) -> Result<Scenario, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|e| LoadError {
+        path: path.to_path_buf(),
+        line: None,
+        field: String::new(),
+        message: format!("cannot read: {e}"),
+    })?;
+    let id = path
+        .strip_prefix(root)
+        .unwrap_or(path)
+        .with_extension("")
+        .to_string_lossy()
+        .replace('\\', "/");
+    load_str(&text, path, &id)
+}
+
+pub fn load_str(text: &str, path: &Path, id: &str) -> Result<Scenario, LoadError> {
+    let err = |line: Option<usize>, field: &str, message: String| LoadError {
+        path: path.to_path_buf(),
+        line,
+        field: field.to_string(),
+        message,
+    };
+    let mut scenario: Scenario = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start));
+        err(line, "", e.message().trim().to_string())
+    })?;
+    scenario.path = path.to_path_buf();
+    scenario.id = id.to_string();
+    check(&scenario, text).map_err(|(line, field, message)| err(line, &field, message))?;
+    scenario.steps.sort_by_key(|s| s.at);
+    Ok(scenario)
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The line of the `n`-th (0-based) line that starts with `header`.
+fn nth_header(text: &str, header: &str, n: usize) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with(header))
+        .nth(n)
+        .map(|(i, _)| i + 1)
+}
+
+fn first_line_with(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+type Problem = (Option<usize>, String, String);
+
+fn check(s: &Scenario, text: &str) -> Result<(), Problem> {
+    let top = |field: &str, message: String| -> Problem {
+        (first_line_with(text, field), field.to_string(), message)
+    };
+    if s.spec.is_empty() {
+        return Err(top(
+            "spec",
+            "name at least one SPEC id, e.g. spec = [\"LC-1\"]".into(),
+        ));
+    }
+    for id in &s.spec {
+        if !known_spec_id(id) {
+            return Err(top(
+                "spec",
+                format!("{id:?} is not a rule of SPEC.md (e.g. LC-1, EX-4, WS-6)"),
+            ));
+        }
+    }
+    if !["shell", "docker", "custom"].contains(&s.runner.executor.as_str()) {
+        return Err(top(
+            "executor",
+            format!("{:?}: use shell, docker or custom", s.runner.executor),
+        ));
+    }
+    if s.runner.replicas == 0 {
+        return Err(top("replicas", "at least 1".into()));
+    }
+    if let Some(mode) = &s.network.front_proxy {
+        if mode != "pass" && mode != "strip-upgrade" {
+            return Err(top(
+                "front_proxy",
+                format!("{mode:?}: use \"pass\" or \"strip-upgrade\""),
+            ));
+        }
+    }
+    for (i, job) in s.jobs.iter().enumerate() {
+        let at = nth_header(text, "[[job]]", i);
+        if s.jobs[..i].iter().any(|j| j.id == job.id) {
+            return Err((
+                at,
+                format!("job {}", job.id),
+                "job ids must be unique".into(),
+            ));
+        }
+        if !s.users.contains_key(&job.owner) {
+            return Err((
+                at,
+                format!("job {}: owner", job.id),
+                format!("{:?} is not a user: add [users.{}]", job.owner, job.owner),
+            ));
+        }
+        if let Some(start) = &job.container_start {
+            if start != "never" && Dur::parse(start).is_err() {
+                return Err((
+                    at,
+                    format!("job {}: container_start", job.id),
+                    format!("{start:?}: a duration or \"never\""),
+                ));
+            }
+        }
+    }
+    for (name, browser) in &s.browsers {
+        if !s.users.contains_key(&browser.user) {
+            return Err(top(
+                &format!("[browsers.{name}]"),
+                format!("user {:?} is not a user", browser.user),
+            ));
+        }
+    }
+    let hosts = hosts(s);
+    for (i, step) in s.steps.iter().enumerate() {
+        let at = nth_header(text, "[[step]]", i);
+        let field = format!("step {} (do = {:?})", i + 1, step.action);
+        check_step(s, step, &hosts).map_err(|message| (at, field, message))?;
+    }
+    for name in s.expect.browser.keys() {
+        if !is_browser(s, name) {
+            return Err(top(
+                &format!("[expect.browser.{name}]"),
+                "no such browser".into(),
+            ));
+        }
+    }
+    for id in s.expect.job.keys() {
+        if !id
+            .parse::<u64>()
+            .is_ok_and(|id| s.jobs.iter().any(|j| j.id == id))
+        {
+            return Err(top(&format!("[expect.job.{id}]"), "no such job".into()));
+        }
+    }
+    Ok(())
+}
+
+fn known_spec_id(id: &str) -> bool {
+    let Some((family, n)) = id.split_once('-') else {
+        return false;
+    };
+    let Ok(n) = n.parse::<u32>() else {
+        return false;
+    };
+    SPEC_IDS
+        .iter()
+        .any(|(f, max)| *f == family && (1..=*max).contains(&n))
+}
+
+fn is_browser(s: &Scenario, name: &str) -> bool {
+    s.browsers.contains_key(name) || s.users.contains_key(name)
+}
+
+/// The hosts of the world a scenario builds (for faults).
+pub fn hosts(s: &Scenario) -> Vec<String> {
+    let mut hosts = vec!["gitlab".to_string()];
+    hosts.extend(crate::world::runner_hosts(s.runner.replicas));
+    if s.runner.replicas > 1 {
+        hosts.push("lb".into());
+    }
+    if s.network.front_proxy.is_some() {
+        hosts.push("proxy".into());
+    }
+    if s.network.runner_tls_proxy {
+        hosts.push("runner-proxy".into());
+    }
+    hosts.extend(browser_names(s));
+    hosts
+}
+
+/// Every browser a scenario uses, in name order.
+pub fn browser_names(s: &Scenario) -> Vec<String> {
+    let mut names: Vec<String> = s.steps.iter().filter_map(|st| st.browser.clone()).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn check_step(s: &Scenario, step: &Step, hosts: &[String]) -> Result<(), String> {
+    let need_browser = || match &step.browser {
+        Some(b) if is_browser(s, b) => Ok(()),
+        Some(b) => Err(format!("browser {b:?} is not a user or a declared browser")),
+        None => Err("needs browser = \"...\"".into()),
+    };
+    let need_job = || match step.job {
+        Some(id) if s.jobs.iter().any(|j| j.id == id) => Ok(()),
+        Some(id) => Err(format!("job {id} is not defined by a [[job]]")),
+        None => Err("needs job = N".into()),
+    };
+    let need_host = |key: &str, value: &Option<String>| match value {
+        Some(h) if hosts.contains(h) => Ok(()),
+        Some(h) => Err(format!(
+            "{key} = {h:?} is not a host of this world ({})",
+            hosts.join(", ")
+        )),
+        None => Err(format!("needs {key} = \"host\"")),
+    };
+    match step.action.as_str() {
+        "open" => {
+            need_browser()?;
+            need_job()?;
+            match step.via.as_deref().unwrap_or("gitlab") {
+                "gitlab" | "direct" => {}
+                other => return Err(format!("via = {other:?}: use \"gitlab\" or \"direct\"")),
+            }
+            if let Some(token) = &step.token {
+                let ok = ["own", "none", "wrong", "bearer"].contains(&token.as_str())
+                    || token.strip_prefix("job:").is_some_and(|n| n.parse::<u64>().is_ok());
+                if !ok {
+                    return Err(format!("token = {token:?}: use own, none, wrong, bearer or job:N"));
+                }
+            }
+            Ok(())
+        }
+        "type" => {
+            need_browser()?;
+            step.text.as_ref().map(|_| ()).ok_or_else(|| "needs text = \"...\"".to_string())
+        }
+        "close" | "vanish" => need_browser(),
+        "cancel" => need_job(),
+        "signal" => match step.mode.as_deref() {
+            Some("abort" | "graceful") => Ok(()),
+            _ => Err("needs mode = \"abort\" (SIGTERM) or \"graceful\" (SIGQUIT)".into()),
+        },
+        "revoke" => match (&step.user, step.role) {
+            (Some(u), Some(_)) if s.users.contains_key(u) => Ok(()),
+            _ => Err("needs user = \"<a user>\" and role = \"reporter\" (the new role)".into()),
+        },
+        "archive" => step.project.as_ref().map(|_| ()).ok_or_else(|| "needs project = \"...\"".to_string()),
+        "partition" | "repair" | "hold" | "release" => {
+            need_host("a", &step.a)?;
+            need_host("b", &step.b)
+        }
+        "crash" | "bounce" => need_host("host", &step.host),
+        other => Err(format!(
+            "unknown action {other:?}: use open, type, close, vanish, cancel, signal, revoke, archive, partition, repair, hold, release, crash or bounce"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+title = "t"
+user_sees = "u"
+spec = ["LC-1"]
+[users.alice]
+role = "developer"
+[[job]]
+id = 1
+owner = "alice"
+script = ["sleep 1"]
+[[step]]
+at = "1s"
+do = "open"
+browser = "alice"
+job = 1
+"#;
+
+    fn load(text: &str) -> Result<Scenario, LoadError> {
+        load_str(text, Path::new("scenarios/x/y.toml"), "x/y")
+    }
+
+    #[test]
+    fn a_good_scenario_loads() {
+        let s = load(GOOD).unwrap();
+        assert_eq!(s.steps.len(), 1);
+        assert_eq!(s.id, "x/y");
+    }
+
+    #[test]
+    fn a_syntax_error_names_file_and_line() {
+        let err = load("title = \n").unwrap_err().to_string();
+        assert!(err.starts_with("scenarios/x/y.toml:1:"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_names_its_line() {
+        let err = load(&GOOD.replace("job = 1", "job = 1\ncolour = \"red\"")).unwrap_err();
+        assert_eq!(err.line, Some(17));
+        assert!(err.message.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn a_step_with_an_unknown_browser_names_the_step() {
+        let err = load(&GOOD.replace("browser = \"alice\"", "browser = \"bob\"")).unwrap_err();
+        assert_eq!(err.line, Some(12));
+        assert!(
+            err.to_string().contains("step 1 (do = \"open\")") && err.message.contains("bob"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_spec_id_is_refused() {
+        let err = load(&GOOD.replace("LC-1", "LC-9")).unwrap_err();
+        assert_eq!(err.field, "spec");
+    }
+}

@@ -1,0 +1,341 @@
+//! The trace: every observable event of a run, with virtual time, actor and
+//! the SPEC rule it bears on. The rendered trace is the scenario's snapshot.
+//!
+//! Only what the harness sees from outside the runner is recorded: statuses,
+//! frames, closes, job log and state as GitLab receives them, faults injected.
+//! Session ids, tokens and certificates are never written into an event.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Who closed a terminal connection, as a browser sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Close {
+    /// A close frame arrived with this code and reason.
+    Frame { code: u16, reason: String },
+    /// The connection ended without a close frame (a client library says 1006).
+    Abnormal,
+}
+
+impl Close {
+    pub fn describe(&self) -> String {
+        match self {
+            Close::Frame { code, reason } if reason.is_empty() => format!("{code}"),
+            Close::Frame { code, reason } => format!("{code} {reason}"),
+            Close::Abnormal => "1006 (no close frame)".to_string(),
+        }
+    }
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum What {
+    /// The runner took a job; what its request said (JOB-1).
+    JobTaken {
+        job: u64,
+        runner: String,
+        session: bool,
+        terminal: bool,
+    },
+    /// A line of the job log reached GitLab.
+    JobLog { job: u64, line: String },
+    /// The runner reported the job's final state.
+    JobState {
+        job: u64,
+        state: String,
+        failure_reason: Option<String>,
+        exit_code: Option<i32>,
+    },
+    /// A browser asks for a terminal.
+    Open {
+        browser: String,
+        target: String,
+        protocols: Vec<String>,
+    },
+    /// The answer to it: an HTTP status (101 on success).
+    Answer {
+        browser: String,
+        status: u16,
+        protocol: Option<String>,
+        body: String,
+    },
+    Typed {
+        browser: String,
+        bytes: usize,
+        preview: String,
+    },
+    Output {
+        browser: String,
+        bytes: usize,
+        frames: usize,
+        preview: String,
+        /// The whole output, for expectations; the trace shows the preview.
+        #[serde(skip)]
+        text: String,
+    },
+    /// A Ping reached a browser (summarized at close, not rendered alone).
+    Ping { browser: String },
+    Closed {
+        browser: String,
+        close: Close,
+        pings: String,
+    },
+    /// Rails' answer to Workhorse (AU).
+    Authorize {
+        user: String,
+        job: u64,
+        verdict: String,
+    },
+    /// Workhorse's connection to the runner (WH-2..5, TLS-2).
+    RunnerLink { job: u64, event: String },
+    /// A fault or an operator action the scenario injected.
+    Injected { description: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// Virtual time since the start, in milliseconds.
+    pub at_ms: u64,
+    pub actor: String,
+    pub spec: Option<String>,
+    #[serde(flatten)]
+    pub what: What,
+}
+
+/// Records events from every host of a run.
+#[derive(Clone)]
+pub struct Recorder {
+    inner: Arc<Mutex<Vec<Event>>>,
+    clock: Clock,
+}
+
+/// Simulated time inside turmoil; real time since the recorder's start elsewhere.
+#[derive(Clone)]
+struct Clock(std::time::Instant);
+
+impl Clock {
+    fn now(&self) -> Duration {
+        turmoil::sim_elapsed().unwrap_or_else(|| self.0.elapsed())
+    }
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder {
+            inner: Arc::default(),
+            clock: Clock(std::time::Instant::now()),
+        }
+    }
+}
+
+impl Recorder {
+    pub fn record(&self, actor: &str, spec: Option<&str>, what: What) {
+        let at_ms = u64::try_from(self.clock.now().as_millis()).unwrap_or(u64::MAX);
+        let event = Event {
+            at_ms,
+            actor: actor.to_string(),
+            spec: spec.map(str::to_string),
+            what,
+        };
+        self.inner.lock().expect("recorder lock").push(event);
+    }
+
+    pub fn now(&self) -> Duration {
+        self.clock.now()
+    }
+
+    /// Records at an explicit time: for the scenario runner, outside any host.
+    pub fn record_at(&self, at: Duration, actor: &str, spec: Option<&str>, what: What) {
+        let at_ms = u64::try_from(at.as_millis()).unwrap_or(u64::MAX);
+        let event = Event {
+            at_ms,
+            actor: actor.to_string(),
+            spec: spec.map(str::to_string),
+            what,
+        };
+        self.inner.lock().expect("recorder lock").push(event);
+    }
+
+    /// The events in canonical order: by time, then in the order recorded
+    /// (which turmoil makes deterministic).
+    pub fn events(&self) -> Vec<Event> {
+        let mut events = self.inner.lock().expect("recorder lock").clone();
+        events.sort_by_key(|e| e.at_ms);
+        events
+    }
+}
+
+/// A short, escaped preview of terminal bytes.
+pub fn preview(bytes: &[u8]) -> String {
+    const MAX: usize = 48;
+    let text: String = String::from_utf8_lossy(bytes).escape_debug().collect();
+    if text.chars().count() > MAX {
+        format!("{}…", text.chars().take(MAX).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// Renders events as the snapshot text: one line an event, pings folded into
+/// the close line, consecutive output of one browser folded into one line.
+pub fn render(events: &[Event]) -> String {
+    let mut out = String::new();
+    let mut folded: Vec<Event> = Vec::new();
+    for event in events {
+        match (&event.what, folded.last_mut()) {
+            (What::Ping { .. }, _) => continue,
+            (
+                What::Output {
+                    browser,
+                    bytes,
+                    frames,
+                    preview: p,
+                    text,
+                },
+                Some(Event {
+                    what:
+                        What::Output {
+                            browser: last,
+                            bytes: b,
+                            frames: f,
+                            preview: lp,
+                            text: lt,
+                        },
+                    at_ms,
+                    ..
+                }),
+            ) if browser == last && event.at_ms - *at_ms < 1000 => {
+                *b += bytes;
+                *f += frames;
+                lt.push_str(text);
+                if lp.chars().count() < 48 {
+                    lp.push_str(p);
+                    *lp = lp.chars().take(48).collect();
+                }
+            }
+            _ => folded.push(event.clone()),
+        }
+    }
+    for event in &folded {
+        let at = format!("{}.{:03}s", event.at_ms / 1000, event.at_ms % 1000);
+        let spec = event
+            .spec
+            .as_deref()
+            .map(|s| format!("  [{s}]"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{at:>10}  {:<10} {}{spec}",
+            event.actor,
+            line(&event.what)
+        );
+    }
+    out
+}
+
+fn line(what: &What) -> String {
+    match what {
+        What::JobTaken {
+            job,
+            runner,
+            session,
+            terminal,
+        } => format!(
+            "job {job} taken by {runner}: session offered: {}, terminal feature: {terminal}",
+            if *session { "yes" } else { "no" }
+        ),
+        What::JobLog { job, line } => format!("job {job} log | {line}"),
+        What::JobState {
+            job,
+            state,
+            failure_reason,
+            exit_code,
+        } => {
+            let mut s = format!("job {job} state: {state}");
+            if let Some(r) = failure_reason {
+                let _ = write!(s, " ({r})");
+            }
+            if let Some(c) = exit_code {
+                let _ = write!(s, ", exit code {c}");
+            }
+            s
+        }
+        What::Open {
+            target, protocols, ..
+        } => {
+            if protocols.is_empty() {
+                format!("opens {target} (no subprotocol)")
+            } else {
+                format!("opens {target} ({})", protocols.join(", "))
+            }
+        }
+        What::Answer {
+            status: 101,
+            protocol,
+            ..
+        } => {
+            format!(
+                "101 Switching Protocols ({})",
+                protocol.as_deref().unwrap_or("no subprotocol")
+            )
+        }
+        What::Answer { status, body, .. } => format!("{status} {}", body.trim()),
+        What::Typed { bytes, preview, .. } => format!("types {bytes} bytes \"{preview}\""),
+        What::Output {
+            bytes,
+            frames,
+            preview,
+            ..
+        } => {
+            format!(
+                "receives {bytes} bytes in {frames} frame{} \"{preview}\"",
+                if *frames == 1 { "" } else { "s" }
+            )
+        }
+        What::Ping { .. } => "ping".to_string(),
+        What::Closed { close, pings, .. } => {
+            format!("connection closed: {}{pings}", close.describe())
+        }
+        What::Authorize { user, job, verdict } => {
+            format!("authorize {user} for job {job}: {verdict}")
+        }
+        What::RunnerLink { job, event } => format!("job {job} runner link: {event}"),
+        What::Injected { description } => description.clone(),
+    }
+}
+
+/// Pings seen on one connection, summarized in one phrase when it ends.
+#[derive(Default)]
+pub struct Pings(Vec<Duration>);
+
+impl Pings {
+    pub fn saw(&mut self, at: Duration) {
+        self.0.push(at);
+    }
+
+    /// ` (61 pings from GitLab, every 30s)`, or nothing without pings.
+    pub fn summary(&self, from: &str) -> String {
+        let n = self.0.len();
+        if n == 0 {
+            return String::new();
+        }
+        let intervals: Vec<u64> = self
+            .0
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_secs_f64().round() as u64)
+            .collect();
+        let every = intervals
+            .first()
+            .copied()
+            .filter(|first| intervals.iter().all(|i| i == first));
+        let plural = if n == 1 { "" } else { "s" };
+        match every {
+            Some(every) => format!(" ({n} ping{plural} {from}, every {every}s)"),
+            None => format!(" ({n} ping{plural} {from})"),
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! The simulated world: GitLab (coordinator, Rails, Workhorse), the runner under
+//! test (the impl's unchanged code on turmoil), browsers and middleboxes, driven
+//! through a scenario's timeline in virtual time.
+//!
+//! Hosts: `gitlab:80` (API and Workhorse), `runner:8093` (or `runner-1..N`
+//! behind `lb:8093`), `proxy:80` in front of GitLab, `runner-proxy:8093` in
+//! front of the runner, and one host per browser.
+
+pub mod browser;
+pub mod gitlab;
+mod middlebox;
+pub mod workhorse;
+pub mod ws;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use session_server::config::Config;
+use session_server::machine::sim::SimMachine;
+use session_server::net::{Net, TurmoilNet};
+use session_server::rng::Rng;
+use session_server::runner::{Runner, RunnerParts, StopMode};
+use tokio::sync::watch;
+
+use crate::scenario::{Dur, Scenario, Step};
+use crate::trace::{Event, Recorder, What};
+use browser::{Browser, Token, Via};
+use gitlab::{Gitlab, JobDef, Role};
+
+pub const SESSION_PORT: u16 = 8093;
+pub const RUNNER_TOKEN: &str = "glrt-session-harness";
+const DEFAULT_TICK: Duration = Duration::from_millis(10);
+const DEFAULT_PROTOCOL: &str = "terminal.gitlab.com";
+/// After the last thing happens, the world runs this much longer to catch late events.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// The runner hosts: `runner`, or `runner-1..N` for replicas.
+pub fn runner_hosts(replicas: u32) -> Vec<String> {
+    if replicas <= 1 {
+        vec!["runner".into()]
+    } else {
+        (1..=replicas).map(|i| format!("runner-{i}")).collect()
+    }
+}
+
+/// What a run observed.
+pub struct Run {
+    pub events: Vec<Event>,
+    pub simulated: Duration,
+}
+
+/// Runs `scenario` with `seed` in a fresh simulated world.
+pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
+    let recorder = Recorder::default();
+    let gitlab = gitlab_of(scenario, &recorder);
+    let last_step = scenario
+        .steps
+        .iter()
+        .map(|s| s.at.0)
+        .max()
+        .unwrap_or_default();
+    let end = scenario
+        .end
+        .map(|d| d.0)
+        .unwrap_or(last_step + Duration::from_secs(3600));
+    let mut builder = turmoil::Builder::new();
+    let [min, max] = scenario
+        .network
+        .latency
+        .unwrap_or([Dur(Duration::from_millis(1)), Dur(Duration::from_millis(5))]);
+    builder
+        .simulation_duration(end + Duration::from_secs(600))
+        .tick_duration(scenario.tick.map(|t| t.0).unwrap_or(DEFAULT_TICK))
+        .min_message_latency(min.0)
+        .max_message_latency(max.0)
+        .rng_seed(seed);
+    let mut sim = builder.build();
+
+    let g = gitlab.clone();
+    let r = recorder.clone();
+    sim.host("gitlab", move || {
+        let (g, r) = (g.clone(), r.clone());
+        async move {
+            let listener = TurmoilNet.bind("0.0.0.0:80").await?;
+            workhorse::serve(listener, TurmoilNet, g, r).await;
+            Ok(())
+        }
+    });
+
+    let hosts = runner_hosts(scenario.runner.replicas);
+    let mut controls = Vec::new();
+    for host in &hosts {
+        let (control, _) = watch::channel(None::<StopMode>);
+        let control = Arc::new(control);
+        controls.push(control.clone());
+        let toml = runner_config(scenario, host);
+        let boots = Arc::new(AtomicU64::new(0));
+        sim.host(host.as_str(), move || {
+            let (toml, control, boots) = (toml.clone(), control.clone(), boots.clone());
+            async move {
+                let boot = boots.fetch_add(1, Ordering::Relaxed);
+                let config = Config::parse(&toml)?;
+                // A restarted runner draws new ids: another stream of the same seed.
+                let rng = Rng::seeded(seed.wrapping_mul(1_000_003).wrapping_add(boot));
+                let runner = Runner::start(RunnerParts::new(
+                    config,
+                    TurmoilNet,
+                    Arc::new(SimMachine),
+                    rng,
+                ))
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+                let mut signals = control.subscribe();
+                if let Ok(mode) = signals
+                    .wait_for(Option::is_some)
+                    .await
+                    .map(|m| m.expect("checked"))
+                {
+                    runner.stop(mode).await;
+                }
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+    }
+    add_middleboxes(&mut sim, scenario, &hosts);
+
+    let browsers = crate::scenario::browser_names(scenario);
+    let progress = Arc::new(Progress::default());
+    let (over_tx, over) = watch::channel(false);
+    for name in &browsers {
+        let user = scenario
+            .browsers
+            .get(name)
+            .map(|b| b.user.clone())
+            .unwrap_or_else(|| name.clone());
+        let steps: Vec<Step> = scenario
+            .steps
+            .iter()
+            .filter(|s| s.browser.as_deref() == Some(name))
+            .cloned()
+            .collect();
+        let browser = Browser::new(name, &user, TurmoilNet, gitlab.clone(), recorder.clone());
+        let entry = if scenario.network.front_proxy.is_some() {
+            "proxy:80"
+        } else {
+            "gitlab:80"
+        }
+        .to_string();
+        progress.busy(name, true);
+        sim.client(
+            name.as_str(),
+            drive_browser(browser, steps, entry, progress.clone(), over.clone()),
+        );
+    }
+    let (g, p) = (gitlab.clone(), progress.clone());
+    sim.client("director", async move {
+        // Ends the run once everything settled, or at the scenario's end.
+        loop {
+            let now = turmoil::sim_elapsed().unwrap_or_default();
+            let settled = now >= last_step && g.all_done() && p.idle();
+            if settled || now >= end {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        tokio::time::sleep(SETTLE).await;
+        over_tx.send_replace(true);
+        Ok(())
+    });
+
+    if scenario.network.firewall {
+        for runner in &hosts {
+            for browser in &browsers {
+                sim.partition(runner.as_str(), browser.as_str());
+            }
+        }
+        recorder.record_at(
+            Duration::ZERO,
+            "net",
+            Some("DP-2"),
+            What::Injected {
+                description: "firewall: only gitlab may reach the runner".into(),
+            },
+        );
+    }
+    let global: Vec<&Step> = scenario
+        .steps
+        .iter()
+        .filter(|s| s.browser.is_none())
+        .collect();
+    let mut next = 0;
+    loop {
+        while next < global.len() && global[next].at.0 <= sim.elapsed() {
+            apply(&mut sim, global[next], &gitlab, &controls, &recorder);
+            next += 1;
+        }
+        if sim
+            .step()
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("simulating {}", scenario.id))?
+        {
+            break;
+        }
+    }
+    Ok(Run {
+        events: recorder.events(),
+        simulated: sim.elapsed(),
+    })
+}
+
+/// Which browsers are still doing something.
+#[derive(Default)]
+struct Progress(Mutex<BTreeSet<String>>);
+
+impl Progress {
+    fn busy(&self, name: &str, busy: bool) {
+        let mut set = self.0.lock().expect("progress lock");
+        if busy {
+            set.insert(name.to_string());
+        } else {
+            set.remove(name);
+        }
+    }
+    fn idle(&self) -> bool {
+        self.0.lock().expect("progress lock").is_empty()
+    }
+}
+
+async fn drive_browser<N: Net>(
+    mut browser: Browser<N>,
+    steps: Vec<Step>,
+    entry: String,
+    progress: Arc<Progress>,
+    mut over: watch::Receiver<bool>,
+) -> turmoil::Result {
+    for step in steps {
+        let now = turmoil::sim_elapsed().unwrap_or_default();
+        if step.at.0 > now {
+            tokio::time::sleep(step.at.0 - now).await;
+        }
+        match step.action.as_str() {
+            "open" => {
+                let via = match step.via.as_deref() {
+                    Some("direct") => Via::Direct {
+                        token: token(step.token.as_deref()),
+                        insecure: step.insecure,
+                    },
+                    _ => Via::Gitlab {
+                        entry: entry.clone(),
+                    },
+                };
+                let protocols = step
+                    .protocols
+                    .clone()
+                    .unwrap_or_else(|| vec![DEFAULT_PROTOCOL.to_string()]);
+                browser
+                    .open(step.job.expect("checked by the loader"), &via, &protocols)
+                    .await;
+            }
+            "type" => {
+                browser
+                    .type_text(step.text.as_deref().unwrap_or_default().as_bytes())
+                    .await
+            }
+            "close" => browser.close().await,
+            "vanish" => browser.vanish().await,
+            other => unreachable!("the loader refuses browser action {other}"),
+        }
+    }
+    // Done with the timeline: wait for the connection to end, or for the run to.
+    tokio::select! {
+        _ = browser.closed() => {}
+        _ = over.wait_for(|o| *o) => {}
+    }
+    progress.busy(&browser.name, false);
+    let _ = over.wait_for(|o| *o).await;
+    Ok(())
+}
+
+fn token(spec: Option<&str>) -> Token {
+    match spec.unwrap_or("own") {
+        "none" => Token::None,
+        "wrong" => Token::Wrong,
+        "bearer" => Token::Bearer,
+        other => other
+            .strip_prefix("job:")
+            .and_then(|n| n.parse().ok())
+            .map(Token::OfJob)
+            .unwrap_or(Token::Own),
+    }
+}
+
+/// A global step: GitLab, the runner's operator, or the network.
+fn apply(
+    sim: &mut turmoil::Sim<'_>,
+    step: &Step,
+    gitlab: &Gitlab,
+    controls: &[Arc<watch::Sender<Option<StopMode>>>],
+    recorder: &Recorder,
+) {
+    let at = sim.elapsed();
+    let (a, b) = (
+        step.a.clone().unwrap_or_default(),
+        step.b.clone().unwrap_or_default(),
+    );
+    let (spec, description) = match step.action.as_str() {
+        "cancel" => {
+            let job = step.job.expect("checked by the loader");
+            gitlab.cancel(job);
+            ("LC-4", format!("job {job} is cancelled in GitLab"))
+        }
+        "signal" => {
+            let (mode, signal) = match step.mode.as_deref() {
+                Some("graceful") => (StopMode::Graceful, "SIGQUIT"),
+                _ => (StopMode::Abort, "SIGTERM"),
+            };
+            for control in controls {
+                control.send_replace(Some(mode));
+            }
+            ("LC-4", format!("the runner receives {signal}"))
+        }
+        "revoke" => {
+            let (user, role) = (
+                step.user.clone().unwrap_or_default(),
+                step.role.unwrap_or(Role::Reporter),
+            );
+            gitlab.add_user(&user, role);
+            ("AU-2", format!("{user}'s role becomes {role:?}"))
+        }
+        "archive" => {
+            let project = step.project.clone().unwrap_or_default();
+            gitlab.set_archived(&project, true);
+            ("AU-2", format!("project {project} is archived"))
+        }
+        "partition" => {
+            sim.partition(a.as_str(), b.as_str());
+            ("", format!("network partition between {a} and {b}"))
+        }
+        "repair" => {
+            sim.repair(a.as_str(), b.as_str());
+            ("", format!("network between {a} and {b} repaired"))
+        }
+        "hold" => {
+            sim.hold(a.as_str(), b.as_str());
+            ("", format!("messages between {a} and {b} held"))
+        }
+        "release" => {
+            sim.release(a.as_str(), b.as_str());
+            ("", format!("messages between {a} and {b} released"))
+        }
+        "crash" => {
+            let host = step.host.clone().unwrap_or_default();
+            sim.crash(host.as_str());
+            ("", format!("host {host} crashes"))
+        }
+        "bounce" => {
+            let host = step.host.clone().unwrap_or_default();
+            sim.bounce(host.as_str());
+            ("", format!("host {host} restarts"))
+        }
+        other => unreachable!("the loader refuses global action {other}"),
+    };
+    let spec = (!spec.is_empty()).then_some(spec);
+    recorder.record_at(at, "scenario", spec, What::Injected { description });
+}
+
+fn gitlab_of(scenario: &Scenario, recorder: &Recorder) -> Gitlab {
+    let gitlab = Gitlab::new(
+        recorder.clone(),
+        RUNNER_TOKEN,
+        scenario.gitlab.max_session_time.map(|d| d.0),
+    );
+    for (name, user) in &scenario.users {
+        gitlab.add_user(name, user.role);
+    }
+    for (name, project) in &scenario.projects {
+        gitlab.set_archived(name, project.archived);
+    }
+    for job in &scenario.jobs {
+        let mut variables = Vec::new();
+        if let Some(prepare) = job.prepare {
+            variables.push((
+                session_server::job::PREPARE_VARIABLE.to_string(),
+                prepare.0.as_secs_f64().to_string(),
+            ));
+        }
+        if let Some(start) = &job.container_start {
+            let value = if start == "never" {
+                start.clone()
+            } else {
+                Dur::parse(start)
+                    .map(|d| d.0.as_secs_f64().to_string())
+                    .unwrap_or_default()
+            };
+            variables.push((
+                session_server::job::CONTAINER_START_VARIABLE.to_string(),
+                value,
+            ));
+        }
+        gitlab.add_job(JobDef {
+            id: job.id,
+            owner: job.owner.clone(),
+            project: job.project.clone(),
+            script: job.script.clone(),
+            timeout: job
+                .timeout
+                .map(|d| d.0)
+                .unwrap_or(Duration::from_secs(3600)),
+            variables,
+        });
+    }
+    gitlab
+}
+
+/// The config.toml of runner host `host`.
+pub fn runner_config(scenario: &Scenario, host: &str) -> String {
+    let r = &scenario.runner;
+    let mut toml = format!("concurrent = {}\ncheck_interval = 3\n\n", r.concurrent);
+    if r.session_server {
+        let advertise = if scenario.network.unreachable_advertise {
+            format!("{host}:1{SESSION_PORT}")
+        } else if scenario.network.runner_tls_proxy {
+            format!("runner-proxy:{SESSION_PORT}")
+        } else if r.replicas > 1 {
+            format!("lb:{SESSION_PORT}")
+        } else {
+            format!("{host}:{SESSION_PORT}")
+        };
+        toml.push_str(&format!("[session_server]\nlisten_address = \"0.0.0.0:{SESSION_PORT}\"\nadvertise_address = \"{advertise}\"\n"));
+        if let Some(timeout) = r.session_timeout {
+            toml.push_str(&format!("session_timeout = {timeout}\n"));
+        }
+        toml.push('\n');
+    }
+    toml.push_str(&format!(
+        "[[runners]]\nname = \"{host}\"\nurl = \"http://gitlab:80\"\ntoken = \"{RUNNER_TOKEN}\"\nexecutor = \"{}\"\n",
+        r.executor
+    ));
+    toml
+}
+
+fn add_middleboxes(sim: &mut turmoil::Sim<'_>, scenario: &Scenario, runners: &[String]) {
+    if scenario.runner.replicas > 1 {
+        let upstreams: Vec<String> = runners
+            .iter()
+            .map(|h| format!("{h}:{SESSION_PORT}"))
+            .collect();
+        sim.host("lb", move || {
+            let upstreams = upstreams.clone();
+            async move {
+                let listener = TurmoilNet.bind(&format!("0.0.0.0:{SESSION_PORT}")).await?;
+                middlebox::tcp_relay(listener, TurmoilNet, upstreams).await;
+                Ok(())
+            }
+        });
+    }
+    if let Some(mode) = scenario.network.front_proxy.clone() {
+        sim.host("proxy", move || {
+            let mode = mode.clone();
+            async move {
+                let listener = TurmoilNet.bind("0.0.0.0:80").await?;
+                if mode == "strip-upgrade" {
+                    middlebox::strip_upgrade_proxy(listener, TurmoilNet, "gitlab:80".into()).await;
+                } else {
+                    middlebox::tcp_relay(listener, TurmoilNet, vec!["gitlab:80".into()]).await;
+                }
+                Ok(())
+            }
+        });
+    }
+    if scenario.network.runner_tls_proxy {
+        let upstream = format!("{}:{SESSION_PORT}", runners[0]);
+        sim.host("runner-proxy", move || {
+            let upstream = upstream.clone();
+            async move {
+                let listener = TurmoilNet.bind(&format!("0.0.0.0:{SESSION_PORT}")).await?;
+                middlebox::tls_terminating_proxy(listener, TurmoilNet, "runner-proxy", upstream)
+                    .await;
+                Ok(())
+            }
+        });
+    }
+}

@@ -1,0 +1,945 @@
+//! `cargo bench -p session-server --bench terminal`: figures of the session
+//! server on this machine, printed one a line (value, unit, what was measured).
+//! Nothing here asserts a timing: the targets in the output are for reading.
+//!
+//! 1. Output throughput of a real PTY through the WebSocket, against the raw
+//!    PTY limit of the same machine (`script`).
+//! 2. Keystroke echo round trip on loopback.
+//! 3. TLS + WebSocket upgrade setups per second against one session.
+//! 4. Memory per idle session at 1,000 sessions, in a separate runner process.
+//!
+//! Every wait is bounded; a failure prints what failed and exits non-zero.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use session_server::coordinator::api::SessionInfo;
+use session_server::machine::os::OsMachine;
+use session_server::machine::sim::SimMachine;
+use session_server::net::{Net, TokioNet};
+use session_server::runner::StopMode;
+use session_server::session::Session;
+use support::{connect, job, world, Gitlab, World};
+use tokio::io::AsyncReadExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+/// A browser's end of a terminal connection.
+type Browser = WebSocketStream<TlsStream<tokio::net::TcpStream>>;
+
+/// The subprotocol offered by every client here: raw bytes in binary frames.
+const BINARY: &[&str] = &["terminal.gitlab.com"];
+
+/// Bytes of command output in one throughput run.
+const VOLUME: u64 = 50_000_000;
+const THROUGHPUT_RUNS: usize = 3;
+const KEYSTROKES: usize = 2_000;
+/// Keystrokes sent before the measured ones, to warm caches and the scheduler.
+const WARMUP_KEYSTROKES: usize = 50;
+const SETUP_PERIOD: Duration = Duration::from_secs(3);
+const SETUP_PERIOD_REAL_PTY: Duration = Duration::from_secs(2);
+const IDLE_SESSIONS: u64 = 1_000;
+/// Job variable put on every job of the memory run: its processes (scripts and
+/// terminal shells inherit the job's variables) are found by it in /proc.
+const MARKER_VARIABLE: &str = "SESSION_SERVER_BENCH_RUN";
+
+fn main() {
+    let started = Instant::now();
+    if let Err(e) = raise_fd_limit() {
+        eprintln!("warning: could not raise the fd limit: {e:#}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let result = runtime.block_on(run_all());
+    // Drop the runtime (and with it any worlds' tasks) before exiting.
+    drop(runtime);
+    match result {
+        Ok(()) => println!("(whole bench: {:.0} s)", started.elapsed().as_secs_f64()),
+        Err(e) => {
+            eprintln!("bench failed: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run_all() -> anyhow::Result<()> {
+    // Parts 1, 2 and the real-PTY half of 3 share one in-process runner on real
+    // processes; each uses a job (and so a session and a shell) of its own.
+    let real = world("shell", 600, Arc::new(OsMachine::default()), |_| {}).await;
+    let result = async {
+        output_throughput(&real).await?;
+        keystroke_echo(&real).await?;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    // Setups: first the simulated shell (the server alone), then a real PTY each.
+    let result = match result {
+        Ok(()) => setups_per_second_simulated().await,
+        Err(e) => Err(e),
+    };
+    let result = match result {
+        Ok(()) => setups_per_second(&real, 3, SETUP_PERIOD_REAL_PTY, "bash in a real PTY").await,
+        Err(e) => Err(e),
+    };
+    stop(real).await?;
+    result?;
+    memory_per_idle_session().await
+}
+
+/// Prints one figure: the value, its unit, and what was measured.
+fn figure(value: f64, unit: &str, what: &str) {
+    println!("{value:>12.3} {unit:<14} {what}");
+}
+
+fn heading(title: &str) {
+    println!("\n== {title}");
+}
+
+/// `work`, or an error naming `what` after `limit`.
+async fn within<T>(
+    limit: Duration,
+    what: &str,
+    work: impl Future<Output = T>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(limit, work)
+        .await
+        .map_err(|_| anyhow!("timed out after {limit:?} waiting for {what}"))
+}
+
+/// Stops an in-process runner: jobs are aborted, their processes killed.
+async fn stop(world: World) -> anyhow::Result<()> {
+    within(
+        Duration::from_secs(60),
+        "the in-process runner to stop",
+        world.runner.stop(StopMode::Abort),
+    )
+    .await
+}
+
+// ---------------------------------------------------------------------------
+// Terminal client helpers
+
+/// The next output frame's bytes; an error if the connection ends.
+async fn next_output(ws: &mut Browser) -> anyhow::Result<Bytes> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Binary(b))) => return Ok(b),
+            Some(Ok(Message::Text(t))) => return Ok(Bytes::from(t.as_str().to_owned())),
+            Some(Ok(Message::Close(frame))) => bail!("the server closed the terminal: {frame:?}"),
+            Some(Ok(_)) => continue, // ping, pong
+            Some(Err(e)) => bail!("terminal connection failed: {e}"),
+            None => bail!("terminal connection ended"),
+        }
+    }
+}
+
+/// Reads output until `done` holds for everything read so far; returns it.
+async fn read_until(
+    ws: &mut Browser,
+    what: &str,
+    done: impl Fn(&[u8]) -> bool,
+) -> anyhow::Result<Vec<u8>> {
+    let mut seen = Vec::new();
+    let read = async {
+        while !done(&seen) {
+            seen.extend_from_slice(&next_output(ws).await?);
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+    match tokio::time::timeout(Duration::from_secs(30), read).await {
+        Ok(result) => result.with_context(|| {
+            format!(
+                "reading until {what}; saw {:?}",
+                String::from_utf8_lossy(&seen)
+            )
+        })?,
+        Err(_) => bail!(
+            "no {what} within 30 s; saw {:?}",
+            String::from_utf8_lossy(&seen)
+        ),
+    }
+    Ok(seen)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Reads and discards output until none came for `quiet` (e.g. a prompt after
+/// the output that was waited for), so that the next measure starts clean.
+async fn drain(ws: &mut Browser, quiet: Duration) -> anyhow::Result<()> {
+    let drained = async {
+        while let Ok(frame) = tokio::time::timeout(quiet, next_output(ws)).await {
+            frame?;
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+    within(Duration::from_secs(30), "the terminal to go quiet", drained).await?
+}
+
+async fn type_text(ws: &mut Browser, text: &str) -> anyhow::Result<()> {
+    ws.send(Message::binary(text.as_bytes().to_vec()))
+        .await
+        .context("sending keystrokes")
+}
+
+/// Runs `echo` of a marker and waits for its output: the shell is up and idle.
+/// The typed line echoes as `MARK''-N`; only the output has `MARK-N` + CRLF.
+async fn sync(ws: &mut Browser, n: u32) -> anyhow::Result<()> {
+    type_text(ws, &format!("echo SYNC''-{n}\n")).await?;
+    let needle = format!("SYNC-{n}\r\n");
+    read_until(ws, &needle, |seen| contains(seen, needle.as_bytes())).await?;
+    drain(ws, Duration::from_millis(100)).await
+}
+
+/// Queues job `id` (script `sleep 600`) and connects a terminal to its session.
+async fn open_job_terminal(world: &World, id: u64) -> anyhow::Result<(SessionInfo, Browser)> {
+    world.gitlab.push(job(id, &["sleep 600"], &[]));
+    let session = within(
+        Duration::from_secs(30),
+        "the runner to take the job",
+        world.session(id),
+    )
+    .await?;
+    let ws = within(
+        Duration::from_secs(30),
+        "the terminal upgrade",
+        connect(&TokioNet, &session, BINARY),
+    )
+    .await?;
+    Ok((session, ws))
+}
+
+/// The best and the median of `values` (the best is the largest).
+fn best_and_median(values: &[f64]) -> (f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    (sorted[sorted.len() - 1], sorted[sorted.len() / 2])
+}
+
+// ---------------------------------------------------------------------------
+// 1. Output throughput
+
+/// MB/s (10^6 bytes) of `yes | head -c 50000000` in a terminal, seen by the
+/// browser, against the same command under `script` (the PTY alone).
+async fn output_throughput(world: &World) -> anyhow::Result<()> {
+    heading("1. Output throughput of a real PTY (bash, shell executor, OsMachine)");
+    let (_session, mut ws) = open_job_terminal(world, 1).await?;
+    sync(&mut ws, 1).await?;
+    let (mut relayed, mut raw, mut received) = (Vec::new(), Vec::new(), 0);
+    // Interleaved, so that a drift of the machine touches both alike.
+    for run in 1..=THROUGHPUT_RUNS {
+        let (seconds, bytes) = relayed_run(&mut ws)
+            .await
+            .with_context(|| format!("WebSocket throughput run {run}"))?;
+        relayed.push(VOLUME as f64 / seconds / 1e6);
+        received = bytes;
+        let seconds = raw_pty_run()
+            .await
+            .with_context(|| format!("raw PTY run {run}"))?;
+        raw.push(VOLUME as f64 / seconds / 1e6);
+    }
+    drop(ws);
+    let (ws_best, ws_median) = best_and_median(&relayed);
+    let (raw_best, raw_median) = best_and_median(&raw);
+    let what = format!(
+        "of command output ({VOLUME} bytes) through PTY -> relay -> TLS WebSocket -> client, from sending the command to seeing its end marker"
+    );
+    figure(
+        ws_best,
+        "MB/s",
+        &format!("best of {THROUGHPUT_RUNS}, {what}"),
+    );
+    figure(
+        ws_median,
+        "MB/s",
+        &format!("median of {THROUGHPUT_RUNS}, {what}"),
+    );
+    figure(
+        received as f64,
+        "bytes",
+        "received by the client in one run (the PTY turns each \\n into \\r\\n)",
+    );
+    let raw_what =
+        format!("raw PTY limit: script -qc \"yes | head -c {VOLUME}\" /dev/null > /dev/null");
+    figure(
+        raw_best,
+        "MB/s",
+        &format!("best of {THROUGHPUT_RUNS}, {raw_what}"),
+    );
+    figure(
+        raw_median,
+        "MB/s",
+        &format!("median of {THROUGHPUT_RUNS}, {raw_what}"),
+    );
+    figure(
+        ws_best / raw_best,
+        "ratio",
+        "WebSocket / raw PTY, best against best (target: >= 0.95)",
+    );
+    figure(
+        ws_median / raw_median,
+        "ratio",
+        "WebSocket / raw PTY, median against median (target: >= 0.95)",
+    );
+    Ok(())
+}
+
+/// One run: seconds from sending the command until the client has the end
+/// marker, and the bytes the client received meanwhile.
+async fn relayed_run(ws: &mut Browser) -> anyhow::Result<(f64, u64)> {
+    // The typed line echoes as `DONE''-MARK`; only the output has `DONE-MARK`.
+    const MARK: &[u8] = b"DONE-MARK";
+    let command = format!("yes | head -c {VOLUME}; echo DONE''-MARK\n");
+    let start = Instant::now();
+    type_text(ws, &command).await?;
+    let mut received = 0u64;
+    // The last bytes seen, so that a marker split over two frames is found.
+    let mut tail = Vec::new();
+    let read = async {
+        loop {
+            let frame = next_output(ws).await?;
+            received += frame.len() as u64;
+            tail.extend_from_slice(&frame);
+            if contains(&tail, MARK) {
+                return Ok::<_, anyhow::Error>(());
+            }
+            tail.drain(..tail.len().saturating_sub(MARK.len() - 1));
+        }
+    };
+    within(Duration::from_secs(120), "the end marker", read).await??;
+    let seconds = start.elapsed().as_secs_f64();
+    drain(ws, Duration::from_millis(200)).await?;
+    Ok((seconds, received))
+}
+
+/// Seconds that `script` takes to pass the same output through a PTY to /dev/null.
+async fn raw_pty_run() -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let mut child = Command::new("script")
+        .args(["-qc", &format!("yes | head -c {VOLUME}"), "/dev/null"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting script(1) (util-linux)")?;
+    let pid = child.id() as libc::pid_t;
+    let waited = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::task::spawn_blocking(move || child.wait()),
+    )
+    .await;
+    let seconds = start.elapsed().as_secs_f64();
+    match waited {
+        Ok(joined) => {
+            let status = joined.context("waiting for script")??;
+            ensure!(status.success(), "script exited with {status}");
+            Ok(seconds)
+        }
+        Err(_) => {
+            // SAFETY: only sends a signal to our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            bail!("script took over 120 s")
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 2. Keystroke echo round trip
+
+/// Milliseconds from sending a one-byte binary frame to receiving its echo.
+///
+/// The terminal runs `stty raw -echo; exec cat`: each byte typed comes back as
+/// exactly that byte, echoed by a process as a shell's line editor does
+/// (bash's readline echoes itself too), with no line to keep short and
+/// no prompt redraw to tell apart.
+async fn keystroke_echo(world: &World) -> anyhow::Result<()> {
+    heading("2. Keystroke echo round trip on loopback (bash -> stty raw -echo; cat)");
+    let (_session, mut ws) = open_job_terminal(world, 2).await?;
+    sync(&mut ws, 1).await?;
+    type_text(&mut ws, "stty raw -echo; echo READY''-GO; exec cat\n").await?;
+    read_until(&mut ws, "READY-GO", |seen| contains(seen, b"READY-GO")).await?;
+    drain(&mut ws, Duration::from_millis(100)).await?;
+
+    let mut samples = Vec::with_capacity(KEYSTROKES);
+    let mut odd_replies = 0;
+    for i in 0..WARMUP_KEYSTROKES + KEYSTROKES {
+        let key = b'a' + (i % 26) as u8;
+        let start = Instant::now();
+        ws.send(Message::binary(vec![key]))
+            .await
+            .context("sending a keystroke")?;
+        let mut reply = Vec::new();
+        let echoed = async {
+            while !reply.contains(&key) {
+                reply.extend_from_slice(&next_output(&mut ws).await?);
+            }
+            Ok::<_, anyhow::Error>(())
+        };
+        within(Duration::from_secs(5), "a keystroke's echo", echoed).await??;
+        let round_trip = start.elapsed();
+        if reply != [key] {
+            odd_replies += 1;
+        }
+        if i >= WARMUP_KEYSTROKES {
+            samples.push(round_trip.as_secs_f64() * 1e3);
+        }
+    }
+    drop(ws);
+    samples.sort_by(f64::total_cmp);
+    let what = |q: &str| {
+        format!("{q} keystroke echo round trip, {KEYSTROKES} one-byte binary frames, sequential")
+    };
+    figure(percentile(&samples, 0.50), "ms", &what("p50"));
+    figure(percentile(&samples, 0.90), "ms", &what("p90"));
+    figure(
+        percentile(&samples, 0.99),
+        "ms",
+        &what("p99 (target < 0.5 ms)"),
+    );
+    figure(samples[samples.len() - 1], "ms", &what("max"));
+    if odd_replies > 0 {
+        figure(
+            odd_replies as f64,
+            "replies",
+            "echoes that were not exactly the key sent (should be 0)",
+        );
+    }
+    Ok(())
+}
+
+/// The nearest-rank percentile of sorted `samples`.
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+// ---------------------------------------------------------------------------
+// 3. TLS + upgrade setups per second
+
+/// Setups against a session of the simulated machine: its shell is a task, so
+/// the figure is the server's (TLS, HTTP, upgrade, relay, close), not fork/exec.
+async fn setups_per_second_simulated() -> anyhow::Result<()> {
+    heading("3. TLS + WebSocket upgrade setups per second, sequential, one session");
+    let sim = world("shell", 600, Arc::new(SimMachine), |_| {}).await;
+    let result = setups_per_second(&sim, 1, SETUP_PERIOD, "simulated shell (SimMachine)").await;
+    stop(sim).await?;
+    result
+}
+
+/// Repeats full setups on job `id`'s session for `period`; prints setups/s.
+async fn setups_per_second(
+    world: &World,
+    id: u64,
+    period: Duration,
+    machine: &str,
+) -> anyhow::Result<()> {
+    let (session, ws) = open_job_terminal(world, id).await?;
+    // The server's side of the session, to know when its terminal slot is free.
+    let server_side = world
+        .runner
+        .sessions()
+        .route(&support::path(&session, "/exec"))
+        .map(|(session, _)| session)
+        .context("the runner has no such session")?;
+    close_and_wait(ws, &server_side).await?;
+    for _ in 0..10 {
+        one_setup(&session, &server_side).await?; // warm-up
+    }
+    let start = Instant::now();
+    let mut setups = 0u32;
+    while start.elapsed() < period {
+        one_setup(&session, &server_side)
+            .await
+            .with_context(|| format!("setup {}", setups + 1))?;
+        setups += 1;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    figure(
+        f64::from(setups) / seconds,
+        "setups/s",
+        &format!(
+            "{machine}: TCP connect, TLS handshake (trusting only the session cert), upgrade to 101, close frame, wait for the close; {setups} in {seconds:.1} s"
+        ),
+    );
+    figure(
+        seconds * 1e3 / f64::from(setups),
+        "ms",
+        &format!("{machine}: mean time of one such setup"),
+    );
+    Ok(())
+}
+
+/// One full setup: TCP connect, TLS handshake, upgrade, close, wait for the close.
+async fn one_setup(session: &SessionInfo, server_side: &Session) -> anyhow::Result<()> {
+    // `connect` dials, shakes hands trusting only the session certificate
+    // (a fresh client config each time: no TLS resumption) and expects the 101.
+    let ws = within(
+        Duration::from_secs(10),
+        "a terminal upgrade",
+        connect(&TokioNet, session, BINARY),
+    )
+    .await?;
+    close_and_wait(ws, server_side).await
+}
+
+/// Sends a close frame and waits for the server's: its close frame, the end of
+/// the transport (TLS close_notify or FIN), and its release of the session's
+/// single terminal slot, without which the next setup would get 423.
+async fn close_and_wait(mut ws: Browser, server_side: &Session) -> anyhow::Result<()> {
+    let closed = async {
+        ws.send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        })))
+        .await
+        .context("sending the close frame")?;
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => continue,
+                other => bail!("no close frame from the server: {other:?}"),
+            }
+        }
+        let mut buf = [0u8; 512];
+        while let Ok(1..) = ws.get_mut().read(&mut buf).await {}
+        server_side.disconnected().await;
+        Ok(())
+    };
+    within(Duration::from_secs(10), "the server's close", closed).await?
+}
+
+// ---------------------------------------------------------------------------
+// 4. Memory per idle session
+
+/// RSS of a separate `session-server run` process with 1,000 running jobs:
+/// before any job, with the jobs running, and with a terminal connected to
+/// each (idle, the prompt read).
+async fn memory_per_idle_session() -> anyhow::Result<()> {
+    heading(
+        "4. Memory per idle session, 1,000 sessions, separate session-server process (sh = dash)",
+    );
+    let dir = TempDir::new()?;
+    let marker = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+    );
+    let gitlab = Gitlab::default();
+    let listener = TokioNet.bind("127.0.0.1:0").await?;
+    let gitlab_address = support::local(listener.local_addr()?);
+    gitlab.serve(listener);
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        memory_config(&gitlab_address, free_port()?, dir.path()),
+    )
+    .context("writing config.toml")?;
+    let mut server = ServerProcess::start(&config, &dir.path().join("server.log"), marker)?;
+    let result = measure_idle_sessions(&gitlab, &mut server).await;
+    if result.is_err() {
+        eprintln!(
+            "--- session-server log (last lines) ---\n{}",
+            server.log_tail()
+        );
+    }
+    // Stop and count leftovers even after a failure, so nothing of this run stays.
+    let stopped = server.stop_and_count_leftovers().await;
+    result?;
+    stopped
+}
+
+fn memory_config(gitlab: &str, port: u16, dir: &Path) -> String {
+    format!(
+        "concurrent = {IDLE_SESSIONS}\ncheck_interval = 1\n\n\
+         [session_server]\nlisten_address = \"127.0.0.1:{port}\"\nsession_timeout = 1800\n\n\
+         [[runners]]\nname = \"bench\"\nurl = \"http://{gitlab}\"\ntoken = \"runner-token\"\n\
+         executor = \"shell\"\nshell = \"sh\"\nbuilds_dir = \"{}\"\n",
+        dir.join("builds").display()
+    )
+}
+
+/// A port that was free a moment ago: the server must be told its port, and
+/// port 0 would leave the bench to find out which one it got.
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+async fn measure_idle_sessions(gitlab: &Gitlab, server: &mut ServerProcess) -> anyhow::Result<()> {
+    // The first job request means the session server is bound and polling started.
+    let first_poll = async {
+        while gitlab.requests() == 0 {
+            server.ensure_running()?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+    within(
+        Duration::from_secs(30),
+        "the runner's first job request",
+        first_poll,
+    )
+    .await??;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let baseline = server.rss_kib()?;
+
+    for id in 1..=IDLE_SESSIONS {
+        gitlab.push(job(
+            id,
+            &["sleep 600"],
+            &[(MARKER_VARIABLE, &server.marker)],
+        ));
+    }
+    let taken = async {
+        let mut sessions = Vec::new();
+        for id in 1..=IDLE_SESSIONS {
+            sessions.push(gitlab.session(id).await);
+        }
+        sessions
+    };
+    let sessions = within(
+        Duration::from_secs(60),
+        "the runner to take 1,000 jobs",
+        taken,
+    )
+    .await?;
+    // Running: every script's `sleep 600` exists (scripts carry the marker).
+    let running = async {
+        loop {
+            server.ensure_running()?;
+            let sleeping = count(&server.processes(), "sleep");
+            if sleeping as u64 >= IDLE_SESSIONS {
+                return Ok::<_, anyhow::Error>(());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    within(
+        Duration::from_secs(60),
+        "1,000 `sleep 600` scripts",
+        running,
+    )
+    .await??;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let jobs_running = server.rss_kib()?;
+
+    let browsers = connect_idle_terminals(sessions).await;
+    let connected = browsers.len() as u64;
+    // Idle browsers that answer pings, as a real one would.
+    let idle: Vec<_> = browsers
+        .into_iter()
+        .map(|mut ws| tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} }))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.ensure_running()?;
+    let terminals_connected = server.rss_kib()?;
+    let still_connected = idle.iter().filter(|task| !task.is_finished()).count();
+    let processes = server.processes();
+
+    figure(baseline as f64, "KiB", "RSS of the runner before any job");
+    figure(
+        jobs_running as f64,
+        "KiB",
+        "RSS with 1,000 jobs running (sessions exist, no terminal connected)",
+    );
+    figure(
+        terminals_connected as f64,
+        "KiB",
+        "RSS with the terminals connected and idle, after 2 s",
+    );
+    figure(
+        still_connected as f64,
+        "jobs",
+        &format!("running with a connected terminal at that moment (of {IDLE_SESSIONS}; {connected} reached the prompt)"),
+    );
+    figure(
+        count(&processes, "sh") as f64,
+        "processes",
+        "sh of this run at that moment (terminal shells, plus script shells that did not exec sleep)",
+    );
+    ensure!(
+        connected > 0,
+        "no terminal connected: no memory per session"
+    );
+    figure(
+        (terminals_connected as f64 - jobs_running as f64) / connected as f64,
+        "KiB/session",
+        "RSS per idle connected terminal: (connected - jobs running) / connected (target < 64)",
+    );
+    figure(
+        (terminals_connected as f64 - baseline as f64) / connected as f64,
+        "KiB/session",
+        "RSS per idle session, job included: (connected - before any job) / connected (target < 64)",
+    );
+    // The idle browsers stay up: the runner's shutdown closes them.
+    server.idle_browsers = idle;
+    Ok(())
+}
+
+/// Connects a terminal to each session (a few at a time) and reads each until
+/// the shell's prompt; returns those that got there.
+async fn connect_idle_terminals(sessions: Vec<SessionInfo>) -> Vec<Browser> {
+    let limit = Arc::new(Semaphore::new(32));
+    let mut opening = JoinSet::new();
+    for session in sessions {
+        let limit = limit.clone();
+        opening.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let open = async {
+                let mut ws = connect(&TokioNet, &session, BINARY).await;
+                // dash's prompt: `$ `, or `# ` for root.
+                read_until(&mut ws, "the prompt", |seen| {
+                    seen.ends_with(b"$ ") || seen.ends_with(b"# ")
+                })
+                .await?;
+                Ok::<_, anyhow::Error>(ws)
+            };
+            within(Duration::from_secs(60), "a terminal and its prompt", open).await?
+        });
+    }
+    let mut browsers = Vec::new();
+    let mut failures = 0;
+    while let Some(opened) = opening.join_next().await {
+        match opened {
+            Ok(Ok(ws)) => browsers.push(ws),
+            Ok(Err(e)) => {
+                failures += 1;
+                if failures <= 5 {
+                    eprintln!("a terminal did not reach its prompt: {e:#}");
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                if failures <= 5 {
+                    eprintln!("a terminal connection failed: {e}");
+                }
+            }
+        }
+    }
+    if failures > 0 {
+        eprintln!("{failures} of the terminals failed");
+    }
+    browsers
+}
+
+fn count(processes: &[(libc::pid_t, String)], name: &str) -> usize {
+    processes.iter().filter(|(_, comm)| comm == name).count()
+}
+
+/// The `session-server` binary of this package, run as a separate process.
+/// Dropping it (also on a failure) stops it and kills whatever of its run is left.
+struct ServerProcess {
+    child: Child,
+    marker: String,
+    log: PathBuf,
+    /// The terminals' client tasks, kept until the server is stopped.
+    idle_browsers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ServerProcess {
+    fn start(config: &Path, log: &Path, marker: String) -> anyhow::Result<Self> {
+        let log_file = std::fs::File::create(log).context("creating the server log")?;
+        let child = Command::new(env!("CARGO_BIN_EXE_session-server"))
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .spawn()
+            .context("starting the session-server binary")?;
+        Ok(ServerProcess {
+            child,
+            marker,
+            log: log.to_path_buf(),
+            idle_browsers: Vec::new(),
+        })
+    }
+
+    fn pid(&self) -> libc::pid_t {
+        self.child.id() as libc::pid_t
+    }
+
+    fn ensure_running(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait()? {
+            None => Ok(()),
+            Some(status) => bail!("session-server exited early: {status}"),
+        }
+    }
+
+    /// VmRSS of the server process, in KiB.
+    fn rss_kib(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .context("reading the server's /proc status")?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmRSS in the server's /proc status")
+    }
+
+    /// The live processes of this run (pid, command name), found by the
+    /// job variable that every script and terminal shell carries.
+    fn processes(&self) -> Vec<(libc::pid_t, String)> {
+        marked_processes(&format!("{MARKER_VARIABLE}={}", self.marker))
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// SIGTERM (the runner aborts its jobs and kills their processes), waits
+    /// for the exit, then prints how many processes of this run are left.
+    async fn stop_and_count_leftovers(&mut self) -> anyhow::Result<()> {
+        let stopping = Instant::now();
+        // SAFETY: only sends a signal to our own child.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let exited = async {
+            loop {
+                if let Some(status) = self.child.try_wait()? {
+                    return Ok::<_, anyhow::Error>(status);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let status = within(
+            Duration::from_secs(60),
+            "session-server to exit after SIGTERM",
+            exited,
+        )
+        .await??;
+        figure(
+            stopping.elapsed().as_secs_f64(),
+            "s",
+            &format!("from SIGTERM to the runner's exit ({status})"),
+        );
+        for task in self.idle_browsers.drain(..) {
+            task.abort();
+        }
+        let leftovers = self.processes();
+        figure(
+            leftovers.len() as f64,
+            "processes",
+            &format!(
+                "of this run left after the runner exited (sleep: {}, sh: {}; should be 0)",
+                count(&leftovers, "sleep"),
+                count(&leftovers, "sh")
+            ),
+        );
+        if !leftovers.is_empty() {
+            kill_all(&leftovers);
+            bail!(
+                "{} processes of this run outlived the runner (killed now)",
+                leftovers.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // SAFETY: only sends signals to our own child.
+            unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        kill_all(&self.processes());
+    }
+}
+
+fn kill_all(processes: &[(libc::pid_t, String)]) {
+    for &(pid, _) in processes {
+        // SAFETY: only sends a signal, to a process of this run.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+/// Live processes whose environment holds `entry` (`KEY=value`), from /proc.
+fn marked_processes(entry: &str) -> Vec<(libc::pid_t, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let entry = entry.as_bytes();
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == entry))
+        })
+        .filter_map(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            Some((pid, comm.trim_end().to_string()))
+        })
+        .collect()
+}
+
+/// A directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> anyhow::Result<Self> {
+        let path =
+            std::env::temp_dir().join(format!("session-server-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(TempDir(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// 1,000 sessions need thousands of descriptors here (the browsers' sockets)
+/// and in the server (sockets, PTY masters, script pipes); the server inherits
+/// this process's limit.
+fn raise_fd_limit() -> anyhow::Result<()> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read or write `limit`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        limit.rlim_cur = limit.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+    }
+    Ok(())
+}
