@@ -265,7 +265,14 @@ where
         buf.reserve(READ_CHUNK);
         let message = tokio::select! {
             biased;
-            _ = tokio::time::sleep_until(deadline) => return CloseReason::PeerUnresponsive,
+            _ = tokio::time::sleep_until(deadline) => {
+                // The deadline was computed before the browser's latest frame
+                // (a Pong, say): only a deadline that still stands ends the relay.
+                if clock.last_seen() + timing.ping_interval + timing.pong_timeout > tokio::time::Instant::now() {
+                    continue;
+                }
+                return CloseReason::PeerUnresponsive;
+            }
             _ = ping.tick() => Message::Ping(Bytes::new()),
             read = reader.read_buf(&mut buf) => match read {
                 Ok(0) | Err(_) => return CloseReason::ShellExited,

@@ -127,3 +127,31 @@ fn the_same_seed_gives_the_same_session_ids() {
         .collect();
     assert_eq!(ids[0], ids[1]);
 }
+
+#[test]
+fn an_idle_browser_that_answers_pings_is_never_dropped() {
+    let mut sim = sim();
+    let gitlab = Gitlab::default();
+    world(&mut sim, &gitlab, 1800, 3);
+    let g = gitlab.clone();
+    sim.client("browser", async move {
+        g.push(job(1, &["sleep 3600"], &[]));
+        let session = g.session(1).await;
+        let mut ws = connect(&TurmoilNet, &session, &[]).await;
+        // Only read: tungstenite answers each Ping with a Pong, nothing else is sent.
+        let idle = tokio::time::sleep(Duration::from_secs(600));
+        tokio::pin!(idle);
+        loop {
+            tokio::select! {
+                _ = &mut idle => break,
+                message = ws.next() => match message {
+                    Some(Ok(Message::Close(frame))) => panic!("closed while answering pings: {frame:?}"),
+                    Some(Ok(_)) => {}
+                    other => panic!("connection ended: {other:?}"),
+                },
+            }
+        }
+        Ok(())
+    });
+    sim.run().unwrap();
+}
