@@ -51,6 +51,13 @@ enum Format {
 }
 
 fn main() -> ExitCode {
+    // RUST_LOG=debug shows what the runner under test logs, for debugging a scenario.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let cli = Cli::parse();
     let root = catalogue::root();
     let (paths, filter) = match &cli.command {

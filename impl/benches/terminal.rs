@@ -78,33 +78,53 @@ fn main() {
     }
 }
 
+/// Which parts to run: `cargo bench --bench terminal -- 1 4` runs parts 1 and
+/// 4; no number runs all (cargo's own `--bench` flag is ignored).
+fn selected(part: u32) -> bool {
+    let parts: Vec<u32> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    parts.is_empty() || parts.contains(&part)
+}
+
 async fn run_all() -> anyhow::Result<()> {
     // Parts 1, 2 and the real-PTY half of 3 share one in-process runner on real
     // processes; each uses a job (and so a session and a shell) of its own.
-    let real = world("shell", 600, Arc::new(OsMachine::default()), |_| {}).await;
-    let result = async {
-        output_throughput(&real).await?;
-        keystroke_echo(&real).await?;
-        Ok::<_, anyhow::Error>(())
+    if selected(1) || selected(2) || selected(3) {
+        let real = world("shell", 600, Arc::new(OsMachine::default()), |_| {}).await;
+        let result = async {
+            if selected(1) {
+                output_throughput(&real).await?;
+            }
+            if selected(2) {
+                keystroke_echo(&real).await?;
+            }
+            if selected(3) {
+                // The simulated shell first (the server alone), then a real PTY each.
+                setups_per_second_simulated().await?;
+                setups_per_second(&real, 3, SETUP_PERIOD_REAL_PTY, "bash in a real PTY").await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }
+        .await;
+        // Stopped even after a failure: its jobs' processes are killed.
+        stop(real).await?;
+        result?;
     }
-    .await;
-    // Setups: first the simulated shell (the server alone), then a real PTY each.
-    let result = match result {
-        Ok(()) => setups_per_second_simulated().await,
-        Err(e) => Err(e),
-    };
-    let result = match result {
-        Ok(()) => setups_per_second(&real, 3, SETUP_PERIOD_REAL_PTY, "bash in a real PTY").await,
-        Err(e) => Err(e),
-    };
-    stop(real).await?;
-    result?;
-    memory_per_idle_session().await
+    if selected(4) {
+        memory_per_idle_session().await?;
+    }
+    Ok(())
 }
 
 /// Prints one figure: the value, its unit, and what was measured.
 fn figure(value: f64, unit: &str, what: &str) {
-    println!("{value:>12.3} {unit:<14} {what}");
+    if value.fract() == 0.0 {
+        println!("{value:>12} {unit:<14} {what}"); // counts
+    } else {
+        println!("{value:>12.3} {unit:<14} {what}");
+    }
 }
 
 fn heading(title: &str) {
@@ -242,14 +262,15 @@ async fn output_throughput(world: &World) -> anyhow::Result<()> {
     heading("1. Output throughput of a real PTY (bash, shell executor, OsMachine)");
     let (_session, mut ws) = open_job_terminal(world, 1).await?;
     sync(&mut ws, 1).await?;
-    let (mut relayed, mut raw, mut received) = (Vec::new(), Vec::new(), 0);
+    let (mut relayed, mut wire, mut raw) = (Vec::new(), Vec::new(), Vec::new());
+    let mut last = RelayedRun::default();
     // Interleaved, so that a drift of the machine touches both alike.
     for run in 1..=THROUGHPUT_RUNS {
-        let (seconds, bytes) = relayed_run(&mut ws)
+        last = relayed_run(&mut ws)
             .await
             .with_context(|| format!("WebSocket throughput run {run}"))?;
-        relayed.push(VOLUME as f64 / seconds / 1e6);
-        received = bytes;
+        relayed.push(VOLUME as f64 / last.seconds / 1e6);
+        wire.push(last.bytes as f64 / last.seconds / 1e6);
         let seconds = raw_pty_run()
             .await
             .with_context(|| format!("raw PTY run {run}"))?;
@@ -272,9 +293,22 @@ async fn output_throughput(world: &World) -> anyhow::Result<()> {
         &format!("median of {THROUGHPUT_RUNS}, {what}"),
     );
     figure(
-        received as f64,
+        last.bytes as f64,
         "bytes",
         "received by the client in one run (the PTY turns each \\n into \\r\\n)",
+    );
+    figure(
+        best_and_median(&wire).1,
+        "MB/s",
+        &format!("median of {THROUGHPUT_RUNS}, the same runs counted in bytes received"),
+    );
+    figure(
+        last.frames as f64,
+        "frames",
+        &format!(
+            "received in one run, {:.0} bytes each on average",
+            last.bytes as f64 / last.frames as f64
+        ),
     );
     let raw_what =
         format!("raw PTY limit: script -qc \"yes | head -c {VOLUME}\" /dev/null > /dev/null");
@@ -301,21 +335,30 @@ async fn output_throughput(world: &World) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One run: seconds from sending the command until the client has the end
-/// marker, and the bytes the client received meanwhile.
-async fn relayed_run(ws: &mut Browser) -> anyhow::Result<(f64, u64)> {
+/// What the client saw of one throughput run.
+#[derive(Default)]
+struct RelayedRun {
+    /// From sending the command until the client has the end marker.
+    seconds: f64,
+    /// Received meanwhile, and in how many frames.
+    bytes: u64,
+    frames: u64,
+}
+
+async fn relayed_run(ws: &mut Browser) -> anyhow::Result<RelayedRun> {
     // The typed line echoes as `DONE''-MARK`; only the output has `DONE-MARK`.
     const MARK: &[u8] = b"DONE-MARK";
     let command = format!("yes | head -c {VOLUME}; echo DONE''-MARK\n");
     let start = Instant::now();
     type_text(ws, &command).await?;
-    let mut received = 0u64;
+    let (mut bytes, mut frames) = (0u64, 0u64);
     // The last bytes seen, so that a marker split over two frames is found.
     let mut tail = Vec::new();
     let read = async {
         loop {
             let frame = next_output(ws).await?;
-            received += frame.len() as u64;
+            bytes += frame.len() as u64;
+            frames += 1;
             tail.extend_from_slice(&frame);
             if contains(&tail, MARK) {
                 return Ok::<_, anyhow::Error>(());
@@ -326,7 +369,11 @@ async fn relayed_run(ws: &mut Browser) -> anyhow::Result<(f64, u64)> {
     within(Duration::from_secs(120), "the end marker", read).await??;
     let seconds = start.elapsed().as_secs_f64();
     drain(ws, Duration::from_millis(200)).await?;
-    Ok((seconds, received))
+    Ok(RelayedRun {
+        seconds,
+        bytes,
+        frames,
+    })
 }
 
 /// Seconds that `script` takes to pass the same output through a PTY to /dev/null.

@@ -22,6 +22,10 @@ use crate::server::{self, Limits, ServerContext};
 use crate::session::Sessions;
 use crate::tls::{self, Identity};
 
+/// GitLab Runner's default `shutdown_timeout`: how long an aborting runner
+/// waits for its jobs to report.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Everything a runner is made of. Real runs use `TokioNet`, `OsMachine` and
 /// OS randomness; simulations swap in turmoil, the simulated machine and a seed.
 pub struct RunnerParts<N: Net> {
@@ -200,8 +204,18 @@ impl Runner {
         for poller in self.pollers {
             let _ = poller.await;
         }
-        // Every job holds a slot until it has been reported.
-        let _all = self.slots.acquire_many(self.concurrent).await;
+        // Every job holds a slot until it has been reported. Aborted jobs get
+        // SHUTDOWN_TIMEOUT to tell GitLab (it may be unreachable); graceful
+        // stops wait for the jobs to end.
+        let all = self.slots.acquire_many(self.concurrent);
+        match mode {
+            StopMode::Graceful => drop(all.await),
+            StopMode::Abort => {
+                if tokio::time::timeout(SHUTDOWN_TIMEOUT, all).await.is_err() {
+                    warn!("some jobs could not report their end within {SHUTDOWN_TIMEOUT:?}");
+                }
+            }
+        }
         self.abort.send_replace(true); // and the session server stops accepting
     }
 }

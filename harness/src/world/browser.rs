@@ -207,7 +207,11 @@ impl<N: Net> Browser<N> {
     /// Closes the terminal with a close frame (1000) and waits for the answer (WS-7).
     pub async fn close(&mut self) {
         if let Some(mut conn) = self.open.take() {
-            let _ = conn.sink.send(Message::Close(None)).await;
+            let normal = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+                reason: "".into(),
+            };
+            let _ = conn.sink.send(Message::Close(Some(normal))).await;
             let _ =
                 tokio::time::timeout(std::time::Duration::from_secs(10), &mut conn.reader).await;
             conn.reader.abort();

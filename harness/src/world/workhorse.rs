@@ -25,6 +25,8 @@ use crate::trace::{Pings, Recorder, What};
 /// WH-3: Workhorse pings the browser and re-authorizes on these periods.
 pub const BROWSER_PING: Duration = Duration::from_secs(30);
 pub const REAUTHORIZE: Duration = Duration::from_secs(5 * 60);
+/// How long Workhorse lets the shell answer the EOT before it closes (WH-5).
+const EOT_GRACE: Duration = Duration::from_secs(1);
 /// The header that stands for the browser's GitLab login in this world.
 pub const USER_HEADER: &str = "x-gitlab-user";
 
@@ -285,9 +287,29 @@ impl Channel {
                     // WH-5: the browser went away: EOT to the shell, then close.
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
                         self.note("WH-5", format!("browser left: sending EOT (0x04) to the runner, then closing{}", runner_pings.summary("from the runner")));
-                        let _ = to_runner.send(ws::data(protocol, &[0x04])).await;
-                        let _ = to_runner.send(close(CloseCode::Normal, "")).await;
                         let _ = to_browser.close().await;
+                        let _ = to_runner.send(ws::data(protocol, &[0x04])).await;
+                        // This model gives the shell a moment to answer the EOT before
+                        // the close goes out, so that the answer shows in traces.
+                        let mut rest = Vec::new();
+                        let mut runner_closed = None;
+                        let _ = tokio::time::timeout(EOT_GRACE, async {
+                            while let Some(Ok(message)) = from_runner.next().await {
+                                if let Message::Close(frame) = &message {
+                                    runner_closed = Some(frame.as_ref().map(|f| format!("{} {}", u16::from(f.code), f.reason)).unwrap_or_default());
+                                    break;
+                                }
+                                rest.extend(ws::payload(protocol, &message).unwrap_or_default());
+                            }
+                        })
+                        .await;
+                        if !rest.is_empty() {
+                            self.note("WH-5", format!("the shell's last output: \"{}\"", crate::trace::preview(&rest)));
+                        }
+                        match runner_closed {
+                            Some(how) => self.note("WS-7", format!("runner closed the terminal: {}", how.trim_end())),
+                            None => drop(to_runner.send(close(CloseCode::Normal, "")).await),
+                        }
                         return;
                     }
                 },

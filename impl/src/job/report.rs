@@ -14,8 +14,10 @@ use crate::coordinator::api::{JobResponse, UpdateJob};
 use crate::coordinator::Coordinator;
 use crate::net::Net;
 
-/// Tries of the final update before the runner gives up on telling GitLab.
-const FINAL_TRIES: u32 = 5;
+/// How long the runner keeps trying to report a job's end (GitLab may be
+/// unreachable for a while); the pause between tries doubles up to a minute.
+const FINAL_PATIENCE: Duration = Duration::from_secs(30 * 60);
+const FINAL_PAUSE_MAX: Duration = Duration::from_secs(60);
 
 pub(super) struct Reporter<N: Net> {
     coordinator: Arc<Coordinator<N>>,
@@ -94,7 +96,9 @@ impl<N: Net> Reporter<N> {
             failure_reason,
             exit_code,
         };
-        for attempt in 1..=FINAL_TRIES {
+        let give_up = tokio::time::Instant::now() + FINAL_PATIENCE;
+        let mut pause = Duration::from_secs(1);
+        while tokio::time::Instant::now() < give_up {
             let trace_done = self.log.len() <= sent
                 || send_trace(
                     &self.coordinator,
@@ -108,10 +112,11 @@ impl<N: Net> Reporter<N> {
             if trace_done && self.log.len() <= sent {
                 match self.coordinator.update_job(self.id, &update).await {
                     Ok(_) => return result,
-                    Err(e) => warn!(job = self.id, attempt, "final job update: {e:#}"),
+                    Err(e) => warn!(job = self.id, "final job update: {e:#}"),
                 }
             }
-            tokio::time::sleep(Duration::from_secs(attempt as u64)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(FINAL_PAUSE_MAX);
         }
         warn!(job = self.id, "gave up reporting the job's end to GitLab");
         result
