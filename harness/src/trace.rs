@@ -283,6 +283,7 @@ fn line(what: &What) -> String {
                 protocol.as_deref().unwrap_or("no subprotocol")
             )
         }
+        What::Answer { status: 0, body, .. } => format!("no HTTP answer: {}", body.trim()),
         What::Answer { status, body, .. } => format!("{status} {}", body.trim()),
         What::Typed { bytes, preview, .. } => format!("types {bytes} bytes \"{preview}\""),
         What::Output {

@@ -160,11 +160,8 @@ fn check(s: &Scenario, text: &str) -> Result<(), Problem> {
         }
     }
     for (name, browser) in &s.browsers {
-        if !s.users.contains_key(&browser.user) {
-            return Err(top(
-                &format!("[browsers.{name}]"),
-                format!("user {:?} is not a user", browser.user),
-            ));
+        if let Some(user) = browser.user.as_ref().filter(|u| !s.users.contains_key(*u)) {
+            return Err(top(&format!("[browsers.{name}]"), format!("user {user:?} is not a user")));
         }
     }
     let hosts = hosts(s);

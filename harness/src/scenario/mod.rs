@@ -176,7 +176,9 @@ fn demo() -> String {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BrowserSpec {
-    pub user: String,
+    /// The GitLab user it is signed in as; absent: not signed in.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// One step of the timeline. `do` says what; the other keys depend on it:

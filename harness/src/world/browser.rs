@@ -36,7 +36,8 @@ pub enum Via {
 
 pub struct Browser<N: Net> {
     pub name: String,
-    user: String,
+    /// Signed in as; `None`: anonymous.
+    user: Option<String>,
     net: N,
     gitlab: Gitlab,
     recorder: Recorder,
@@ -50,10 +51,10 @@ struct Connection {
 }
 
 impl<N: Net> Browser<N> {
-    pub fn new(name: &str, user: &str, net: N, gitlab: Gitlab, recorder: Recorder) -> Self {
+    pub fn new(name: &str, user: Option<String>, net: N, gitlab: Gitlab, recorder: Recorder) -> Self {
         Browser {
             name: name.into(),
-            user: user.into(),
+            user,
             net,
             gitlab,
             recorder,
@@ -75,7 +76,7 @@ impl<N: Net> Browser<N> {
                     format!("GitLab /-/jobs/{job}/terminal.ws"),
                     url,
                     None,
-                    vec![(USER_HEADER, self.user.clone())],
+                    self.user.iter().map(|u| (USER_HEADER, u.clone())).collect(),
                     "WH-1",
                 )
             }

@@ -132,18 +132,17 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
     let progress = Arc::new(Progress::default());
     let (over_tx, over) = watch::channel(false);
     for name in &browsers {
-        let user = scenario
-            .browsers
-            .get(name)
-            .map(|b| b.user.clone())
-            .unwrap_or_else(|| name.clone());
+        let user = match scenario.browsers.get(name) {
+            Some(b) => b.user.clone(),
+            None => Some(name.clone()),
+        };
         let steps: Vec<Step> = scenario
             .steps
             .iter()
             .filter(|s| s.browser.as_deref() == Some(name))
             .cloned()
             .collect();
-        let browser = Browser::new(name, &user, TurmoilNet, gitlab.clone(), recorder.clone());
+        let browser = Browser::new(name, user, TurmoilNet, gitlab.clone(), recorder.clone());
         let entry = if scenario.network.front_proxy.is_some() {
             "proxy:80"
         } else {
