@@ -303,6 +303,14 @@ async fn output_throughput(world: &World) -> anyhow::Result<()> {
         &format!("median of {THROUGHPUT_RUNS}, the same runs counted in bytes received"),
     );
     figure(
+        last.cpu_seconds,
+        "CPU s",
+        &format!(
+            "used by the runner and the client together during the last run of {:.1} s",
+            last.seconds
+        ),
+    );
+    figure(
         last.frames as f64,
         "frames",
         &format!(
@@ -343,13 +351,15 @@ struct RelayedRun {
     /// Received meanwhile, and in how many frames.
     bytes: u64,
     frames: u64,
+    /// CPU time of this process (the runner's server and the client) meanwhile.
+    cpu_seconds: f64,
 }
 
 async fn relayed_run(ws: &mut Browser) -> anyhow::Result<RelayedRun> {
     // The typed line echoes as `DONE''-MARK`; only the output has `DONE-MARK`.
     const MARK: &[u8] = b"DONE-MARK";
     let command = format!("yes | head -c {VOLUME}; echo DONE''-MARK\n");
-    let start = Instant::now();
+    let (start, cpu_start) = (Instant::now(), cpu_seconds());
     type_text(ws, &command).await?;
     let (mut bytes, mut frames) = (0u64, 0u64);
     // The last bytes seen, so that a marker split over two frames is found.
@@ -368,12 +378,33 @@ async fn relayed_run(ws: &mut Browser) -> anyhow::Result<RelayedRun> {
     };
     within(Duration::from_secs(120), "the end marker", read).await??;
     let seconds = start.elapsed().as_secs_f64();
+    let cpu_seconds = cpu_seconds() - cpu_start;
     drain(ws, Duration::from_millis(200)).await?;
     Ok(RelayedRun {
         seconds,
         bytes,
         frames,
+        cpu_seconds,
     })
+}
+
+/// User + system CPU seconds of this process so far, from /proc/self/stat.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name: state is the 3rd field, utime the 14th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf only reads a system setting.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / per_second
 }
 
 /// Seconds that `script` takes to pass the same output through a PTY to /dev/null.
@@ -687,7 +718,21 @@ async fn measure_idle_sessions(gitlab: &Gitlab, server: &mut ServerProcess) -> a
         running,
     )
     .await??;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Each job reports its log every 3 s, all of them in the same second: let
+    // that traffic happen once before measuring, or its buffers would be
+    // counted as the terminals'.
+    let reported = async {
+        for id in 1..=IDLE_SESSIONS {
+            gitlab.trace_contains(id, "step_script").await;
+        }
+    };
+    within(
+        Duration::from_secs(60),
+        "every job's first log update",
+        reported,
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let jobs_running = server.rss_kib()?;
 
     let browsers = connect_idle_terminals(sessions).await;

@@ -333,14 +333,14 @@ job = 1
     #[test]
     fn an_unknown_key_names_its_line() {
         let err = load(&GOOD.replace("job = 1", "job = 1\ncolour = \"red\"")).unwrap_err();
-        assert_eq!(err.line, Some(17));
+        assert_eq!(err.line, Some(16));
         assert!(err.message.contains("colour"), "{err}");
     }
 
     #[test]
     fn a_step_with_an_unknown_browser_names_the_step() {
         let err = load(&GOOD.replace("browser = \"alice\"", "browser = \"bob\"")).unwrap_err();
-        assert_eq!(err.line, Some(12));
+        assert_eq!(err.line, Some(11));
         assert!(
             err.to_string().contains("step 1 (do = \"open\")") && err.message.contains("bob"),
             "{err}"
