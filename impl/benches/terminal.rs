@@ -303,12 +303,17 @@ async fn output_throughput(world: &World) -> anyhow::Result<()> {
         &format!("median of {THROUGHPUT_RUNS}, the same runs counted in bytes received"),
     );
     figure(
-        last.cpu_seconds,
+        last.cpu.process - last.cpu.main_thread,
         "CPU s",
         &format!(
-            "used by the runner and the client together during the last run of {:.1} s",
+            "used by the runtime's workers (the runner's relay, and the I/O driver) during the last run of {:.1} s",
             last.seconds
         ),
+    );
+    figure(
+        last.cpu.main_thread,
+        "CPU s",
+        "used by the client (bench main thread: TLS decryption, frame parsing) during that run",
     );
     figure(
         last.frames as f64,
@@ -352,7 +357,7 @@ struct RelayedRun {
     bytes: u64,
     frames: u64,
     /// CPU time of this process (the runner's server and the client) meanwhile.
-    cpu_seconds: f64,
+    cpu: Cpu,
 }
 
 async fn relayed_run(ws: &mut Browser) -> anyhow::Result<RelayedRun> {
@@ -378,19 +383,46 @@ async fn relayed_run(ws: &mut Browser) -> anyhow::Result<RelayedRun> {
     };
     within(Duration::from_secs(120), "the end marker", read).await??;
     let seconds = start.elapsed().as_secs_f64();
-    let cpu_seconds = cpu_seconds() - cpu_start;
+    let cpu = cpu_seconds() - cpu_start;
     drain(ws, Duration::from_millis(200)).await?;
     Ok(RelayedRun {
         seconds,
         bytes,
         frames,
-        cpu_seconds,
+        cpu,
     })
 }
 
-/// User + system CPU seconds of this process so far, from /proc/self/stat.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// User + system CPU seconds so far: of this process, and of its main thread.
+///
+/// The main thread runs `block_on`, so only the client's work (reading frames,
+/// TLS decryption); the runtime's worker threads run the server and the I/O driver.
+fn cpu_seconds() -> Cpu {
+    Cpu {
+        process: stat_cpu_seconds("/proc/self/stat"),
+        main_thread: stat_cpu_seconds(&format!("/proc/self/task/{}/stat", std::process::id())),
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    process: f64,
+    main_thread: f64,
+}
+
+impl std::ops::Sub for Cpu {
+    type Output = Cpu;
+    fn sub(self, earlier: Cpu) -> Cpu {
+        Cpu {
+            process: self.process - earlier.process,
+            main_thread: self.main_thread - earlier.main_thread,
+        }
+    }
+}
+
+/// User + system CPU seconds in a /proc `stat` file.
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command name: state is the 3rd field, utime the 14th.
     let fields: Vec<&str> = stat
         .rsplit_once(')')

@@ -19,6 +19,7 @@ pub type BoxIo = Box<dyn Io>;
 pub type Ws = WebSocketStream<BoxIo>;
 
 /// How a dial ended.
+#[allow(clippy::large_enum_variant)] // made once per connection attempt
 pub enum Dialed {
     Open {
         ws: Ws,
