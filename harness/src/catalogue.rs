@@ -60,6 +60,14 @@ pub fn discover(root: &Path, paths: &[PathBuf]) -> Result<Vec<Scenario>, Vec<Loa
         let base = std::fs::canonicalize(&scenarios_dir).unwrap_or(scenarios_dir.clone());
         match scenario::load(&absolute, &base) {
             Ok(mut s) => {
+                s.in_catalogue = absolute.starts_with(&base);
+                if !s.in_catalogue {
+                    // A file from elsewhere (a fresh regression, say): no snapshot.
+                    s.id = file
+                        .file_stem()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                }
                 s.path = file;
                 scenarios.push(s);
             }

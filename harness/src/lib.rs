@@ -15,6 +15,7 @@
 
 pub mod catalogue;
 pub mod expect;
+pub mod fuzz;
 pub mod report;
 pub mod run;
 pub mod scenario;

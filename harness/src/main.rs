@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use session_harness::{catalogue, report, run};
+use session_harness::{catalogue, fuzz, report, run};
+use session_server::faults::Fault;
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +35,39 @@ enum Command {
         /// Write snapshots instead of comparing them (then read them before committing).
         #[arg(long)]
         update: bool,
+        /// Switch on a test-only bug in the runner (to replay a fuzzing regression).
+        #[arg(long = "fault", value_parser = parse_fault)]
+        faults: Vec<Fault>,
+        /// Scenarios run at once (each simulation uses one thread).
+        #[arg(long, default_value_t = default_threads())]
+        threads: usize,
+    },
+    /// Generate session lifecycles, check SPEC's invariants, shrink a failure.
+    Fuzz {
+        /// Lifecycles to run.
+        #[arg(long, default_value_t = 500)]
+        cases: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Most ops in one lifecycle.
+        #[arg(long, default_value_t = 12)]
+        max_steps: usize,
+        /// Switch on a test-only bug in the runner: no-lock, uncapped-timeout,
+        /// truncate-input, spawn-before-auth. The fuzzer should find it.
+        #[arg(long = "fault", value_parser = parse_fault)]
+        faults: Vec<Fault>,
+        /// Where a failing lifecycle is written as a scenario.
+        #[arg(long, default_value = "scenarios/regressions")]
+        regressions: PathBuf,
+    },
+    /// Rerun the one lifecycle of a case seed (as `fuzz` printed it) and show its trace.
+    Replay {
+        #[arg(long)]
+        seed: u64,
+        #[arg(long, default_value_t = 12)]
+        max_steps: usize,
+        #[arg(long = "fault", value_parser = parse_fault)]
+        faults: Vec<Fault>,
     },
     /// Print the catalogue: each scenario with its SPEC ids and what a user sees.
     List {
@@ -50,6 +84,17 @@ enum Format {
     Junit,
 }
 
+fn parse_fault(name: &str) -> Result<Fault, String> {
+    Fault::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).collect();
+        format!("unknown fault {name:?}: one of {}", names.join(", "))
+    })
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 fn main() -> ExitCode {
     // RUST_LOG=debug shows what the runner under test logs, for debugging a scenario.
     if std::env::var_os("RUST_LOG").is_some() {
@@ -60,8 +105,56 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let root = catalogue::root();
+    match &cli.command {
+        Command::Fuzz {
+            cases,
+            seed,
+            max_steps,
+            faults,
+            regressions,
+        } => {
+            let options = fuzz::Options {
+                cases: *cases,
+                seed: *seed,
+                max_steps: *max_steps,
+                faults: faults.clone(),
+                regressions: Some(root.join(regressions)),
+                progress: true,
+            };
+            let summary = fuzz::fuzz(&options);
+            print!("{}", fuzz::describe(&summary));
+            return if summary.found.is_some() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+        Command::Replay {
+            seed,
+            max_steps,
+            faults,
+        } => {
+            let lifecycle = fuzz::lifecycle_of(*seed, *max_steps);
+            let (scenario, run, violations) =
+                fuzz::check(&lifecycle, &format!("seed-{seed}"), faults);
+            print!("{}", fuzz::to_toml(&scenario));
+            if let Ok(run) = &run {
+                println!("\n{}", catalogue::trace_text(&scenario, &run.events));
+            }
+            for v in &violations {
+                println!("violated: {v}");
+            }
+            return if violations.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+        _ => {}
+    }
     let (paths, filter) = match &cli.command {
         Command::Run { paths, filter, .. } | Command::List { paths, filter } => (paths, filter),
+        Command::Fuzz { .. } | Command::Replay { .. } => unreachable!("handled above"),
     };
     let scenarios = match catalogue::discover(&root, paths) {
         Ok(s) => s,
@@ -93,6 +186,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     match cli.command {
+        Command::Fuzz { .. } | Command::Replay { .. } => unreachable!("handled above"),
         Command::List { .. } => {
             for s in &scenarios {
                 println!(
@@ -110,17 +204,25 @@ fn main() -> ExitCode {
             seed,
             format,
             update,
+            faults,
+            threads,
             ..
         } => {
             let started = Instant::now();
-            let mut results = Vec::new();
-            for (i, scenario) in scenarios.iter().enumerate() {
-                let result = run::run(&root, scenario, seed, update);
-                if matches!(format, Format::Human) {
-                    print!("{}", report::human(&result, i + 1, scenarios.len()));
-                }
-                results.push(result);
-            }
+            let total = scenarios.len();
+            let results = run::run_all(
+                &root,
+                &scenarios,
+                seed,
+                update,
+                &faults,
+                threads,
+                |i, result| {
+                    if matches!(format, Format::Human) {
+                        print!("{}", report::human(result, i + 1, total));
+                    }
+                },
+            );
             match format {
                 Format::Human => print!("{}", report::summary(&results, started.elapsed())),
                 Format::Json => println!("{}", report::json(&results)),

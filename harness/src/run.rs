@@ -22,7 +22,7 @@ pub enum Snapshot {
     },
     /// Written by `--update`.
     Written,
-    /// Not compared (another seed than the scenario's own).
+    /// Not compared (another seed than the scenario's own, or a file outside `scenarios/`).
     NotCompared,
 }
 
@@ -62,7 +62,7 @@ impl CaseResult {
 /// snapshot instead of comparing.
 pub fn run(root: &Path, scenario: &Scenario, seed: Option<u64>, update: bool) -> CaseResult {
     let started = Instant::now();
-    let own_seed = seed.is_none_or(|s| s == scenario.seed);
+    let own_seed = seed.is_none_or(|s| s == scenario.seed) && scenario.in_catalogue;
     let seed = seed.unwrap_or(scenario.seed);
     let mut result = CaseResult {
         id: scenario.id.clone(),
@@ -79,6 +79,15 @@ pub fn run(root: &Path, scenario: &Scenario, seed: Option<u64>, update: bool) ->
     match world::simulate(scenario, seed) {
         Ok(run) => {
             result.verdict = expect::check(scenario, &run.events, Strictness::Strict);
+            if scenario.invariants {
+                for v in crate::fuzz::invariants::check(scenario, &run) {
+                    result.verdict.failures.push(crate::expect::Failure {
+                        check: format!("invariant {} [{}]", v.invariant, v.spec),
+                        expected: "holds".into(),
+                        observed: v.detail,
+                    });
+                }
+            }
             result.trace = catalogue::trace_text(scenario, &run.events);
             result.simulated = run.simulated;
             if own_seed {
@@ -107,6 +116,50 @@ fn compare(root: &Path, scenario: &Scenario, trace: &str, update: bool) -> Snaps
             diff: diff(&stored, trace),
         },
     }
+}
+
+/// Runs `scenarios` on `threads` threads (each simulation is single-threaded),
+/// handing each result to `report` in catalogue order as soon as it can.
+pub fn run_all(
+    root: &Path,
+    scenarios: &[Scenario],
+    seed: Option<u64>,
+    update: bool,
+    faults: &[session_server::faults::Fault],
+    threads: usize,
+    mut report: impl FnMut(usize, &CaseResult),
+) -> Vec<CaseResult> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            let (tx, next) = (tx.clone(), &next);
+            scope.spawn(move || {
+                // Test-only faults are switched per thread: the world runs on this one.
+                session_server::faults::set_for_thread(faults);
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(scenario) = scenarios.get(i) else {
+                        break;
+                    };
+                    if tx.send((i, run(root, scenario, seed, update))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut done: Vec<Option<CaseResult>> = (0..scenarios.len()).map(|_| None).collect();
+        let mut shown = 0;
+        for (i, result) in rx {
+            done[i] = Some(result);
+            while let Some(Some(result)) = done.get(shown) {
+                report(shown, result);
+                shown += 1;
+            }
+        }
+        done.into_iter().flatten().collect()
+    })
 }
 
 /// A unified diff, stored snapshot (-) against this run (+).

@@ -67,6 +67,9 @@ pub enum What {
         browser: String,
         bytes: usize,
         preview: String,
+        /// The whole input, for invariants; the trace shows the preview.
+        #[serde(skip)]
+        text: String,
     },
     Output {
         browser: String,
@@ -283,7 +286,9 @@ fn line(what: &What) -> String {
                 protocol.as_deref().unwrap_or("no subprotocol")
             )
         }
-        What::Answer { status: 0, body, .. } => format!("no HTTP answer: {}", body.trim()),
+        What::Answer {
+            status: 0, body, ..
+        } => format!("no HTTP answer: {}", body.trim()),
         What::Answer { status, body, .. } => format!("{status} {}", body.trim()),
         What::Typed { bytes, preview, .. } => format!("types {bytes} bytes \"{preview}\""),
         What::Output {

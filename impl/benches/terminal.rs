@@ -9,6 +9,7 @@
 //! 4. Memory per idle session at 1,000 sessions, in a separate runner process.
 //!
 //! Every wait is bounded; a failure prints what failed and exits non-zero.
+//! `cargo bench -p session-server --bench terminal -- 2 3` runs parts 2 and 3 only.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -423,7 +424,8 @@ impl std::ops::Sub for Cpu {
 /// User + system CPU seconds in a /proc `stat` file.
 fn stat_cpu_seconds(path: &str) -> f64 {
     let stat = std::fs::read_to_string(path).unwrap_or_default();
-    // Fields after the command name: state is the 3rd field, utime the 14th.
+    // Counted after the command name, which may hold spaces: index 0 is the
+    // state (field 3), so utime (field 14) and stime (15) are 11 and 12.
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
@@ -572,7 +574,7 @@ async fn setups_per_second(
     for _ in 0..10 {
         one_setup(&session, &server_side).await?; // warm-up
     }
-    let start = Instant::now();
+    let (start, cpu_start) = (Instant::now(), cpu_seconds());
     let mut setups = 0u32;
     while start.elapsed() < period {
         one_setup(&session, &server_side)
@@ -580,7 +582,7 @@ async fn setups_per_second(
             .with_context(|| format!("setup {}", setups + 1))?;
         setups += 1;
     }
-    let seconds = start.elapsed().as_secs_f64();
+    let (seconds, cpu) = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu_start);
     figure(
         f64::from(setups) / seconds,
         "setups/s",
@@ -592,6 +594,17 @@ async fn setups_per_second(
         seconds * 1e3 / f64::from(setups),
         "ms",
         &format!("{machine}: mean time of one such setup"),
+    );
+    // Both ends run here, on 2 threads or more: which share is the server's.
+    figure(
+        (cpu.process - cpu.main_thread) * 1e3 / f64::from(setups),
+        "CPU ms",
+        &format!("{machine}: per setup, runtime workers (the runner's server)"),
+    );
+    figure(
+        cpu.main_thread * 1e3 / f64::from(setups),
+        "CPU ms",
+        &format!("{machine}: per setup, the client (bench main thread)"),
     );
     Ok(())
 }

@@ -17,6 +17,7 @@
 //! - [`coordinator`]: the GitLab API client: job requests and updates [JOB].
 //! - [`runner`]: puts it all together: the process that `session-server run` starts.
 //! - [`rng`], [`duration`]: injected randomness; Go-style durations for the job log.
+//! - [`faults`]: test-only bugs (feature `fault-injection`) for the fuzzer to find.
 //!
 //! Time is only `tokio::time` and randomness only [`rng::Rng`], so the same code
 //! runs deterministically inside turmoil (feature `turmoil`).
@@ -25,6 +26,7 @@ pub mod config;
 pub mod coordinator;
 pub mod duration;
 pub mod executor;
+pub mod faults;
 pub mod job;
 pub mod machine;
 pub mod net;

@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::duration::go_format;
+use crate::faults::{self, Fault};
 use crate::session::ConnectionGuard;
 use crate::terminal::Terminal;
 
@@ -30,7 +31,7 @@ pub const MAX_MESSAGE: usize = 1 << 20;
 
 /// Bytes read from a terminal at once: one frame's worth. Kept small because an
 /// idle session holds one such buffer.
-const READ_CHUNK: usize = 8 * 1024;
+const READ_CHUNK: usize = 4 * 1024;
 
 /// The subprotocol chosen for a connection (WS-1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,10 +234,13 @@ where
             Err(WsError::Utf8(_)) => return CloseReason::InvalidPayload("text frame is not UTF-8"),
             Err(_) => return CloseReason::ClientGone,
         };
-        let input = match protocol.decode(payload) {
+        let mut input = match protocol.decode(payload) {
             Ok(input) => input,
             Err(reason) => return reason,
         };
+        if faults::active(Fault::TruncateInput) && input.len() > 32 * 1024 {
+            input.truncate(32 * 1024);
+        }
         if writer.write_all(&input).await.is_err() || writer.flush().await.is_err() {
             // The shell is gone. Its last output may still be unread: let the
             // downstream drain it to EOF and end the connection then.

@@ -32,6 +32,9 @@ pub struct Scenario {
     /// When the run stops at the latest (default: an hour after the last step).
     #[serde(default)]
     pub end: Option<Dur>,
+    /// Also check the lifecycle invariants (those the fuzzer checks) on this run.
+    #[serde(default)]
+    pub invariants: bool,
     /// Why the scenario cannot run against a third party's runner, if it cannot.
     #[serde(default)]
     pub conformance_skip: Option<String>,
@@ -60,6 +63,9 @@ pub struct Scenario {
     /// `family/name`, from the path (set by the loader).
     #[serde(skip)]
     pub id: String,
+    /// Whether it lives under `scenarios/` (and so has a snapshot).
+    #[serde(skip)]
+    pub in_catalogue: bool,
 }
 
 fn one() -> u64 {

@@ -51,7 +51,13 @@ struct Connection {
 }
 
 impl<N: Net> Browser<N> {
-    pub fn new(name: &str, user: Option<String>, net: N, gitlab: Gitlab, recorder: Recorder) -> Self {
+    pub fn new(
+        name: &str,
+        user: Option<String>,
+        net: N,
+        gitlab: Gitlab,
+        recorder: Recorder,
+    ) -> Self {
         Browser {
             name: name.into(),
             user,
@@ -199,6 +205,7 @@ impl<N: Net> Browser<N> {
             browser: name,
             bytes: text.len(),
             preview: preview(text),
+            text: String::from_utf8_lossy(text).into_owned(),
         };
         if sent {
             self.record(None, what);

@@ -8,18 +8,18 @@
 
 pub mod browser;
 pub mod gitlab;
+pub mod machine;
 mod middlebox;
 pub mod workhorse;
 pub mod ws;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use session_server::config::Config;
-use session_server::machine::sim::SimMachine;
 use session_server::net::{Net, TurmoilNet};
 use session_server::rng::Rng;
 use session_server::runner::{Runner, RunnerParts, StopMode};
@@ -33,7 +33,7 @@ use gitlab::{Gitlab, JobDef, Role};
 pub const SESSION_PORT: u16 = 8093;
 pub const RUNNER_TOKEN: &str = "glrt-session-harness";
 const DEFAULT_TICK: Duration = Duration::from_millis(10);
-const DEFAULT_PROTOCOL: &str = "terminal.gitlab.com";
+pub const DEFAULT_PROTOCOL: &str = "terminal.gitlab.com";
 /// After the last thing happens, the world runs this much longer to catch late events.
 const SETTLE: Duration = Duration::from_secs(2);
 
@@ -50,6 +50,10 @@ pub fn runner_hosts(replicas: u32) -> Vec<String> {
 pub struct Run {
     pub events: Vec<Event>,
     pub simulated: Duration,
+    /// Terminals the runner's machine opened, and those still open at the end.
+    pub terminals: machine::Counters,
+    /// Sessions the runner still holds at the end (its public API says).
+    pub sessions_left: usize,
 }
 
 /// Runs `scenario` with `seed` in a fresh simulated world.
@@ -91,6 +95,10 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
     });
 
     let hosts = runner_hosts(scenario.runner.replicas);
+    let counters = machine::Counters::default();
+    // The session registry of each runner host's latest boot.
+    let registries: Arc<Mutex<BTreeMap<String, session_server::session::Sessions>>> =
+        Arc::default();
     let mut controls = Vec::new();
     for host in &hosts {
         let (control, _) = watch::channel(None::<StopMode>);
@@ -98,21 +106,23 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         controls.push(control.clone());
         let toml = runner_config(scenario, host);
         let boots = Arc::new(AtomicU64::new(0));
+        let (counters, registries, name) = (counters.clone(), registries.clone(), host.clone());
         sim.host(host.as_str(), move || {
             let (toml, control, boots) = (toml.clone(), control.clone(), boots.clone());
+            let (counters, registries, name) = (counters.clone(), registries.clone(), name.clone());
             async move {
                 let boot = boots.fetch_add(1, Ordering::Relaxed);
                 let config = Config::parse(&toml)?;
                 // A restarted runner draws new ids: another stream of the same seed.
                 let rng = Rng::seeded(seed.wrapping_mul(1_000_003).wrapping_add(boot));
-                let runner = Runner::start(RunnerParts::new(
-                    config,
-                    TurmoilNet,
-                    Arc::new(SimMachine),
-                    rng,
-                ))
-                .await
-                .map_err(|e| format!("{e:#}"))?;
+                let machine = Arc::new(machine::CountingMachine(counters));
+                let runner = Runner::start(RunnerParts::new(config, TurmoilNet, machine, rng))
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                registries
+                    .lock()
+                    .expect("registries lock")
+                    .insert(name, runner.sessions().clone());
                 let mut signals = control.subscribe();
                 if let Ok(mode) = signals
                     .wait_for(Option::is_some)
@@ -205,9 +215,17 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
             break;
         }
     }
+    let sessions_left = registries
+        .lock()
+        .expect("registries lock")
+        .values()
+        .map(|s| s.len())
+        .sum();
     Ok(Run {
         events: recorder.events(),
         simulated: sim.elapsed(),
+        terminals: counters,
+        sessions_left,
     })
 }
 
@@ -237,37 +255,10 @@ async fn drive_browser<N: Net>(
     mut over: watch::Receiver<bool>,
 ) -> turmoil::Result {
     for step in steps {
-        let now = turmoil::sim_elapsed().unwrap_or_default();
-        if step.at.0 > now {
-            tokio::time::sleep(step.at.0 - now).await;
-        }
-        match step.action.as_str() {
-            "open" => {
-                let via = match step.via.as_deref() {
-                    Some("direct") => Via::Direct {
-                        token: token(step.token.as_deref()),
-                        insecure: step.insecure,
-                    },
-                    _ => Via::Gitlab {
-                        entry: entry.clone(),
-                    },
-                };
-                let protocols = step
-                    .protocols
-                    .clone()
-                    .unwrap_or_else(|| vec![DEFAULT_PROTOCOL.to_string()]);
-                browser
-                    .open(step.job.expect("checked by the loader"), &via, &protocols)
-                    .await;
-            }
-            "type" => {
-                browser
-                    .type_text(step.text.as_deref().unwrap_or_default().as_bytes())
-                    .await
-            }
-            "close" => browser.close().await,
-            "vanish" => browser.vanish().await,
-            other => unreachable!("the loader refuses browser action {other}"),
+        // A step stuck behind a fault must not outlive the run.
+        tokio::select! {
+            _ = perform(&mut browser, &step, &entry) => {}
+            _ = over.wait_for(|o| *o) => break,
         }
     }
     // Done with the timeline: wait for the connection to end, or for the run to.
@@ -278,6 +269,41 @@ async fn drive_browser<N: Net>(
     progress.busy(&browser.name, false);
     let _ = over.wait_for(|o| *o).await;
     Ok(())
+}
+
+pub async fn perform<N: Net>(browser: &mut Browser<N>, step: &Step, entry: &str) {
+    let now = turmoil::sim_elapsed().unwrap_or_default();
+    if step.at.0 > now {
+        tokio::time::sleep(step.at.0 - now).await;
+    }
+    match step.action.as_str() {
+        "open" => {
+            let via = match step.via.as_deref() {
+                Some("direct") => Via::Direct {
+                    token: token(step.token.as_deref()),
+                    insecure: step.insecure,
+                },
+                _ => Via::Gitlab {
+                    entry: entry.to_string(),
+                },
+            };
+            let protocols = step
+                .protocols
+                .clone()
+                .unwrap_or_else(|| vec![DEFAULT_PROTOCOL.to_string()]);
+            browser
+                .open(step.job.expect("checked by the loader"), &via, &protocols)
+                .await;
+        }
+        "type" => {
+            browser
+                .type_text(step.text.as_deref().unwrap_or_default().as_bytes())
+                .await
+        }
+        "close" => browser.close().await,
+        "vanish" => browser.vanish().await,
+        other => unreachable!("the loader refuses browser action {other}"),
+    }
 }
 
 fn token(spec: Option<&str>) -> Token {
@@ -367,7 +393,7 @@ fn apply(
     recorder.record_at(at, "scenario", spec, What::Injected { description });
 }
 
-fn gitlab_of(scenario: &Scenario, recorder: &Recorder) -> Gitlab {
+pub fn gitlab_of(scenario: &Scenario, recorder: &Recorder) -> Gitlab {
     let gitlab = Gitlab::new(
         recorder.clone(),
         RUNNER_TOKEN,

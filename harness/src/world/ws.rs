@@ -40,8 +40,30 @@ pub enum Trust<'a> {
     Anything,
 }
 
-/// Dials `url` (`ws://` or `wss://host:port/path`) through `net`.
+/// No dial waits longer: more than a runner may hold a request (EX-3's 60 s
+/// attach wait plus DK-1's 15 s), like a browser or proxy timeout.
+pub const DIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// Dials `url` (`ws://` or `wss://host:port/path`) through `net`, within [`DIAL_TIMEOUT`].
 pub async fn dial<N: Net>(
+    net: &N,
+    url: &str,
+    trust: Option<Trust<'_>>,
+    headers: &[(&str, String)],
+    protocols: &[String],
+) -> Dialed {
+    match tokio::time::timeout(
+        DIAL_TIMEOUT,
+        dial_unbounded(net, url, trust, headers, protocols),
+    )
+    .await
+    {
+        Ok(dialed) => dialed,
+        Err(_) => Dialed::Failed(format!("no answer within {}s", DIAL_TIMEOUT.as_secs())),
+    }
+}
+
+async fn dial_unbounded<N: Net>(
     net: &N,
     url: &str,
     trust: Option<Trust<'_>>,
@@ -56,36 +78,10 @@ pub async fn dial<N: Net>(
         return Dialed::Failed(format!("not a WebSocket URL: {url}"));
     };
     let address = rest.split('/').next().unwrap_or(rest).to_string();
-    let stream = match net.connect(&address).await {
-        Ok(stream) => stream,
-        Err(e) => return Dialed::Failed(connect_error(&e)),
-    };
-    let io: BoxIo = if secure {
-        let config = match trust.unwrap_or(Trust::Anything) {
-            Trust::Pem(pem) => match session_server::tls::client_config_trusting(pem) {
-                Ok(c) => c,
-                Err(e) => return Dialed::Failed(format!("bad certificate PEM: {e}")),
-            },
-            Trust::Anything => insecure_client_config(),
-        };
-        let host = address
-            .rsplit_once(':')
-            .map(|(h, _)| h)
-            .unwrap_or(&address)
-            .to_string();
-        let name = match ServerName::try_from(host) {
-            Ok(n) => n,
-            Err(e) => return Dialed::Failed(format!("bad host name: {e}")),
-        };
-        match TlsConnector::from(Arc::new(config))
-            .connect(name, stream)
-            .await
-        {
-            Ok(tls) => Box::new(tls),
-            Err(e) => return Dialed::Failed(tls_error(&e)),
-        }
-    } else {
-        Box::new(stream)
+    let tls = secure.then(|| trust.unwrap_or(Trust::Anything));
+    let io = match connect(net, &address, tls).await {
+        Ok(io) => io,
+        Err(why) => return Dialed::Failed(why),
     };
     let mut request = match url.into_client_request() {
         Ok(r) => r,
@@ -132,6 +128,37 @@ pub async fn dial<N: Net>(
                 .unwrap_or_default(),
         },
         Err(e) => Dialed::Failed(format!("WebSocket handshake failed: {e}")),
+    }
+}
+
+/// Connects to `address` (`host:port`) through `net`: plain without `tls`, else
+/// TLS trusting what `tls` says, for the host of `address`. The error says why.
+pub async fn connect<N: Net>(
+    net: &N,
+    address: &str,
+    tls: Option<Trust<'_>>,
+) -> Result<BoxIo, String> {
+    let stream = net.connect(address).await.map_err(|e| connect_error(&e))?;
+    let Some(trust) = tls else {
+        return Ok(Box::new(stream));
+    };
+    let config = match trust {
+        Trust::Pem(pem) => session_server::tls::client_config_trusting(pem)
+            .map_err(|e| format!("bad certificate PEM: {e}"))?,
+        Trust::Anything => insecure_client_config(),
+    };
+    let host = address
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(address)
+        .to_string();
+    let name = ServerName::try_from(host).map_err(|e| format!("bad host name: {e}"))?;
+    match TlsConnector::from(Arc::new(config))
+        .connect(name, stream)
+        .await
+    {
+        Ok(tls) => Ok(Box::new(tls)),
+        Err(e) => Err(tls_error(&e)),
     }
 }
 

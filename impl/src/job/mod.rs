@@ -17,6 +17,7 @@ use crate::coordinator::api::JobResponse;
 use crate::coordinator::Coordinator;
 use crate::duration::go_format;
 use crate::executor::{BuildSpec, Executor};
+use crate::faults::{self, Fault};
 use crate::machine::ScriptExit;
 use crate::net::Net;
 use crate::protocol::CloseReason;
@@ -216,7 +217,7 @@ async fn run_script(
     let mut output = run.output;
     let sink = log.clone();
     let copier = tokio::spawn(async move {
-        let mut buf = vec![0u8; 8192];
+        let mut buf = vec![0u8; 2048];
         while let Ok(n) = output.read(&mut buf).await {
             if n == 0 {
                 break;
@@ -255,7 +256,12 @@ async fn hold_for_terminal(
     if !session.is_connected() {
         return None; // LC-5
     }
-    let wait = session_timeout.min(stops.deadline.saturating_duration_since(Instant::now()));
+    let left = stops.deadline.saturating_duration_since(Instant::now());
+    let wait = if faults::active(Fault::UncappedTimeout) {
+        session_timeout
+    } else {
+        session_timeout.min(left)
+    };
     log.line(&format!(
         "Terminal is connected, will time out in {}...",
         go_format(wait)

@@ -5,6 +5,7 @@ use hyper::body::Incoming;
 
 use super::response::{text, Body};
 use super::{exec, proxy, ServerContext};
+use crate::faults::{self, Fault};
 use crate::net::Net;
 use crate::session::Session;
 
@@ -22,6 +23,11 @@ pub(super) async fn route<N: Net>(
     };
     let is_endpoint = rest == "exec" || rest.starts_with("proxy/");
     if is_endpoint && !authorized(&request, &session) {
+        if rest == "exec" && faults::active(Fault::SpawnBeforeAuth) {
+            if let Some(source) = session.wait_attached(std::time::Duration::ZERO).await {
+                drop(source.open().await);
+            }
+        }
         // EX-1: nothing else happens on a 401.
         return Ok(text(
             StatusCode::UNAUTHORIZED,

@@ -1,0 +1,290 @@
+//! Property-based fuzzing of session lifecycles.
+//!
+//! proptest generates whole lifecycles ([`lifecycle`]); each runs in the
+//! simulated world and is checked against the invariants of SPEC
+//! ([`invariants`]). A failure is shrunk to a minimal lifecycle, printed, and
+//! written as a scenario under `scenarios/regressions/` that `session-harness
+//! run` replays. Every case has its own seed, so `replay --seed S` reruns one.
+
+pub mod invariants;
+pub mod lifecycle;
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use proptest::strategy::{Strategy, ValueTree};
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use session_server::faults::Fault;
+
+use crate::scenario::{self, Scenario};
+use crate::world;
+use invariants::Violation;
+use lifecycle::Lifecycle;
+
+/// What to fuzz.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub cases: u64,
+    pub seed: u64,
+    pub max_steps: usize,
+    /// Test-only bugs switched on in the runner (feature `fault-injection`).
+    pub faults: Vec<Fault>,
+    /// Where regressions are written; `None`: not written.
+    pub regressions: Option<PathBuf>,
+    pub progress: bool,
+}
+
+/// A lifecycle that broke an invariant, after shrinking.
+#[derive(Debug)]
+pub struct Found {
+    /// 1-based index of the case that first failed.
+    pub case: u64,
+    pub case_seed: u64,
+    pub violations: Vec<Violation>,
+    pub minimal: Lifecycle,
+    pub shrink_steps: u64,
+    pub written: Option<PathBuf>,
+}
+
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub cases: u64,
+    pub steps: u64,
+    pub faults_injected: u64,
+    pub model_states: usize,
+    pub simulated: Duration,
+    /// Wall time of the lifecycles run, shrinking excluded.
+    pub wall: Duration,
+    pub found: Option<Found>,
+}
+
+/// The seed of case `index` of a run seeded `seed`.
+pub fn case_seed(seed: u64, index: u64) -> u64 {
+    // splitmix64: well spread, and stable across versions.
+    let mut z = seed.wrapping_add(index.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn runner_for(case_seed: u64) -> TestRunner {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&case_seed.to_le_bytes());
+    TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::from_seed(RngAlgorithm::ChaCha, &bytes),
+    )
+}
+
+/// The lifecycle of one case seed, as a value tree that can shrink.
+pub fn generate(case_seed: u64, max_steps: usize) -> impl ValueTree<Value = Lifecycle> {
+    lifecycle::lifecycle(max_steps)
+        .new_tree(&mut runner_for(case_seed))
+        .expect("the strategy has no filters")
+}
+
+/// The lifecycle of one case seed.
+pub fn lifecycle_of(case_seed: u64, max_steps: usize) -> Lifecycle {
+    generate(case_seed, max_steps).current()
+}
+
+/// Runs `lifecycle` with `faults` switched on; the scenario, what was seen, what broke.
+pub fn check(
+    lifecycle: &Lifecycle,
+    name: &str,
+    faults: &[Fault],
+) -> (Scenario, anyhow::Result<world::Run>, Vec<Violation>) {
+    let scenario = as_loaded(&lifecycle.to_scenario(name));
+    session_server::faults::set_for_thread(faults);
+    let run = world::simulate(&scenario, scenario.seed);
+    session_server::faults::set_for_thread(&[]);
+    let violations = match &run {
+        Ok(run) => invariants::check(&scenario, run),
+        Err(e) => vec![Violation {
+            invariant: "runs",
+            spec: "-",
+            detail: format!("{e:#}"),
+        }],
+    };
+    (scenario, run, violations)
+}
+
+/// The scenario as its regression file would load: the file is the truth.
+fn as_loaded(scenario: &Scenario) -> Scenario {
+    let text = to_toml(scenario);
+    scenario::load_str(&text, Path::new("generated.toml"), &scenario.id)
+        .unwrap_or_else(|e| panic!("a generated lifecycle does not load back: {e}\n{text}"))
+}
+
+pub fn to_toml(scenario: &Scenario) -> String {
+    toml::to_string(scenario).expect("scenarios serialize")
+}
+
+/// Fuzzes `options.cases` lifecycles, stopping at the first failure (shrunk).
+pub fn fuzz(options: &Options) -> Summary {
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    let mut states = BTreeSet::new();
+    for index in 0..options.cases {
+        let seed = case_seed(options.seed, index);
+        let mut tree = generate(seed, options.max_steps);
+        let case = tree.current();
+        summary.cases += 1;
+        summary.steps += case.ops.len() as u64;
+        summary.faults_injected += case.faults() as u64;
+        states.extend(case.model_states());
+        let (_, run, violations) = check(&case, &format!("seed-{seed}"), &options.faults);
+        if let Ok(run) = &run {
+            summary.simulated += run.simulated;
+        }
+        if options.progress && (index + 1) % (options.cases / 100).max(1) == 0 {
+            progress(index + 1, options.cases, started.elapsed());
+        }
+        if !violations.is_empty() {
+            summary.wall = started.elapsed();
+            let (minimal, violations, shrink_steps) =
+                shrink(&mut tree, violations, &options.faults);
+            let name = format!("seed-{seed}");
+            let written = options.regressions.as_deref().and_then(|dir| {
+                write_regression(dir, &minimal, &name, &options.faults, &violations)
+            });
+            summary.found = Some(Found {
+                case: index + 1,
+                case_seed: seed,
+                violations,
+                minimal,
+                shrink_steps,
+                written,
+            });
+            break;
+        }
+    }
+    if options.progress {
+        eprintln!();
+    }
+    summary.model_states = states.len();
+    if summary.found.is_none() {
+        summary.wall = started.elapsed();
+    }
+    summary
+}
+
+/// proptest's shrinking loop: simplify while it still fails, else step back.
+fn shrink(
+    tree: &mut impl ValueTree<Value = Lifecycle>,
+    mut violations: Vec<Violation>,
+    faults: &[Fault],
+) -> (Lifecycle, Vec<Violation>, u64) {
+    let mut minimal = tree.current();
+    let mut steps = 0;
+    let mut budget = 2_000;
+    while budget > 0 && tree.simplify() {
+        budget -= 1;
+        loop {
+            steps += 1;
+            let candidate = tree.current();
+            let (_, _, found) = check(&candidate, "shrinking", faults);
+            if !found.is_empty() {
+                minimal = candidate;
+                violations = found;
+                break;
+            }
+            if !tree.complicate() {
+                break;
+            }
+        }
+    }
+    (minimal, violations, steps)
+}
+
+fn write_regression(
+    dir: &Path,
+    lifecycle: &Lifecycle,
+    name: &str,
+    faults: &[Fault],
+    violations: &[Violation],
+) -> Option<PathBuf> {
+    std::fs::create_dir_all(dir).ok()?;
+    let path = dir.join(format!("{name}.toml"));
+    let mut header =
+        String::from("# Written by `session-harness fuzz`: a minimal lifecycle that broke\n");
+    for v in violations {
+        header.push_str(&format!("#   {v}\n"));
+    }
+    if !faults.is_empty() {
+        let names: Vec<&str> = faults.iter().map(|f| f.name()).collect();
+        header.push_str(&format!(
+            "# found with the test-only faults: --fault {}\n",
+            names.join(" --fault ")
+        ));
+        header.push_str(&format!(
+            "# replay: session-harness run --fault {} {}\n",
+            names.join(" --fault "),
+            path.display()
+        ));
+    } else {
+        header.push_str(&format!(
+            "# replay: session-harness run {}\n",
+            path.display()
+        ));
+    }
+    let scenario = lifecycle.to_scenario(name);
+    std::fs::write(&path, format!("{header}\n{}", to_toml(&scenario))).ok()?;
+    Some(path)
+}
+
+fn progress(done: u64, total: u64, elapsed: Duration) {
+    const WIDTH: u64 = 30;
+    let filled = (done * WIDTH / total.max(1)) as usize;
+    let rate = done as f64 / elapsed.as_secs_f64().max(1e-9);
+    let bar = format!(
+        "{}{}",
+        "=".repeat(filled),
+        " ".repeat(WIDTH as usize - filled)
+    );
+    eprint!("\r[{bar}] {done}/{total} lifecycles, {rate:.0}/s");
+    let _ = std::io::stderr().flush();
+}
+
+/// The summary, for people.
+pub fn describe(summary: &Summary) -> String {
+    let mut out = format!(
+        "{} lifecycles, {} steps, {} faults injected, {} distinct model states; {:.0}s simulated in {:.2}s ({:.0} lifecycles/s)\n",
+        summary.cases,
+        summary.steps,
+        summary.faults_injected,
+        summary.model_states,
+        summary.simulated.as_secs_f64(),
+        summary.wall.as_secs_f64(),
+        summary.cases as f64 / summary.wall.as_secs_f64().max(1e-9),
+    );
+    match &summary.found {
+        None => out.push_str("no invariant broken\n"),
+        Some(found) => {
+            out.push_str(&format!(
+                "FAILED at case {} (seed {}), shrunk in {} steps to {} ops:\n",
+                found.case,
+                found.case_seed,
+                found.shrink_steps,
+                found.minimal.ops.len()
+            ));
+            for v in &found.violations {
+                out.push_str(&format!("  {v}\n"));
+            }
+            for (i, timed) in found.minimal.ops.iter().enumerate() {
+                out.push_str(&format!(
+                    "  op {}: after {}s {:?}\n",
+                    i + 1,
+                    timed.after,
+                    timed.op
+                ));
+            }
+            if let Some(path) = &found.written {
+                out.push_str(&format!("written to {}\n", path.display()));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,94 @@
+//! Test-only faults: realistic bugs that the harness's fuzzer must find.
+//!
+//! Compiled in only with the feature `fault-injection`; without it every check
+//! is a constant `false`. A fault is switched on for the current thread (the
+//! simulator runs a whole world on one thread) or, for the binary, for the
+//! process from `SESSION_SERVER_FAULTS=no-lock,uncapped-timeout,...`.
+
+/// A bug that can be switched on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    /// EX-4 broken: a second terminal is accepted while one is open.
+    NoLock,
+    /// LC-1 broken: the wait after the script ignores the job's deadline.
+    UncappedTimeout,
+    /// WS-5 broken like the reference: input messages cut at 32 KiB.
+    TruncateInput,
+    /// EX-1 broken: the terminal is opened before the token is checked.
+    SpawnBeforeAuth,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 4] = [
+        Fault::NoLock,
+        Fault::UncappedTimeout,
+        Fault::TruncateInput,
+        Fault::SpawnBeforeAuth,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::NoLock => "no-lock",
+            Fault::UncappedTimeout => "uncapped-timeout",
+            Fault::TruncateInput => "truncate-input",
+            Fault::SpawnBeforeAuth => "spawn-before-auth",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Fault> {
+        Fault::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+mod switch {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+
+    use super::Fault;
+
+    fn bit(fault: Fault) -> u32 {
+        1 << (fault as u32)
+    }
+
+    thread_local!(static THREAD: Cell<u32> = const { Cell::new(0) });
+    static PROCESS: OnceLock<AtomicU32> = OnceLock::new();
+
+    fn process() -> &'static AtomicU32 {
+        PROCESS.get_or_init(|| {
+            let names = std::env::var("SESSION_SERVER_FAULTS").unwrap_or_default();
+            let bits = names
+                .split(',')
+                .filter_map(|n| Fault::parse(n.trim()))
+                .fold(0, |b, f| b | bit(f));
+            AtomicU32::new(bits)
+        })
+    }
+
+    pub fn active(fault: Fault) -> bool {
+        (THREAD.with(Cell::get) | process().load(Ordering::Relaxed)) & bit(fault) != 0
+    }
+
+    /// Switches these faults on for the current thread (and off all others).
+    pub fn set_for_thread(faults: &[Fault]) {
+        THREAD.with(|t| t.set(faults.iter().fold(0, |b, f| b | bit(*f))));
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+pub use switch::set_for_thread;
+
+/// Whether `fault` is switched on.
+#[inline]
+pub fn active(fault: Fault) -> bool {
+    #[cfg(feature = "fault-injection")]
+    {
+        switch::active(fault)
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    {
+        let _ = fault;
+        false
+    }
+}
