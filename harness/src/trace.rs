@@ -137,14 +137,7 @@ impl Default for Recorder {
 
 impl Recorder {
     pub fn record(&self, actor: &str, spec: Option<&str>, what: What) {
-        let at_ms = u64::try_from(self.clock.now().as_millis()).unwrap_or(u64::MAX);
-        let event = Event {
-            at_ms,
-            actor: actor.to_string(),
-            spec: spec.map(str::to_string),
-            what,
-        };
-        self.inner.lock().expect("recorder lock").push(event);
+        self.record_at(self.clock.now(), actor, spec, what);
     }
 
     pub fn now(&self) -> Duration {

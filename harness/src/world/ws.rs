@@ -182,18 +182,8 @@ fn tls_error(e: &std::io::Error) -> String {
     }
 }
 
-/// `Connection: upgrade` and `Upgrade: websocket`.
-pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    let has = |name: http::header::HeaderName, token: &str| {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    };
-    has(http::header::CONNECTION, "upgrade") && has(http::header::UPGRADE, "websocket")
-}
+/// `Connection: upgrade` and `Upgrade: websocket` (the same test as the runner's).
+pub use session_server::server::is_upgrade;
 
 /// The subprotocols a request offers, in its order.
 pub fn offered_protocols(headers: &HeaderMap) -> Vec<String> {

@@ -14,7 +14,7 @@ pub(super) struct WebSocketRequest {
 }
 
 /// `Connection: upgrade` and `Upgrade: websocket`, case-insensitive, as tokens.
-pub(super) fn is_upgrade(headers: &HeaderMap) -> bool {
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
     let has_token = |name: header::HeaderName, token: &str| {
         headers
             .get_all(name)
