@@ -245,7 +245,7 @@ async fn poll<N: Net>(
         entry
             .builds_dir
             .clone()
-            .or_else(|| real_builds_dir(&*shared.machine)),
+            .or_else(|| shared.machine.default_builds_dir()),
         entry.docker_image.clone(),
     );
     loop {
@@ -320,9 +320,4 @@ async fn poll<N: Net>(
             _ = tokio::time::sleep(shared.check_interval) => {}
         }
     }
-}
-
-/// Real machines get a build directory under the temp dir; simulated ones none.
-fn real_builds_dir(machine: &dyn Machine) -> Option<std::path::PathBuf> {
-    machine.default_builds_dir()
 }

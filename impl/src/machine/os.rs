@@ -135,6 +135,12 @@ impl Machine for OsMachine {
     fn open_terminal(&self, spec: &TerminalSpec) -> io::Result<Terminal> {
         pty::open(spec)
     }
+
+    /// Each job gets `<temp dir>/session-server-builds/<job id>`, as GitLab
+    /// Runner's shell executor gets a directory under its builds_dir.
+    fn default_builds_dir(&self) -> Option<std::path::PathBuf> {
+        Some(std::env::temp_dir().join("session-server-builds"))
+    }
 }
 
 /// Stop at the first failing command, as GitLab's generated scripts do; bash

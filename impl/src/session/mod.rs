@@ -9,6 +9,7 @@ pub use registry::Sessions;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,7 +52,7 @@ pub struct Session {
     connection: Mutex<Option<Connection>>,
     /// Whether a terminal connection is open; the job lifecycle waits on it (LC-1/2).
     connected: watch::Sender<bool>,
-    next_connection: Mutex<u64>,
+    next_connection: AtomicU64,
 }
 
 struct Connection {
@@ -68,7 +69,7 @@ impl Session {
             source: watch::channel(None).0,
             connection: Mutex::new(None),
             connected: watch::channel(false).0,
-            next_connection: Mutex::new(0),
+            next_connection: AtomicU64::new(0),
         }
     }
 
@@ -117,11 +118,7 @@ impl Session {
         if slot.is_some() && !faults::active(Fault::NoLock) {
             return None;
         }
-        let id = {
-            let mut n = self.next_connection.lock().expect("session lock poisoned");
-            *n += 1;
-            *n
-        };
+        let id = self.next_connection.fetch_add(1, Ordering::Relaxed) + 1;
         let (stop, stop_rx) = watch::channel(None);
         *slot = Some(Connection { id, stop });
         self.connected.send_replace(true);
