@@ -60,6 +60,15 @@ pub struct Summary {
     pub found: Option<Found>,
 }
 
+/// One case in this many is run twice to check that it replays identically.
+const DETERMINISM_SAMPLE: u64 = 25;
+
+fn determinism(case: &Lifecycle, first: &world::Run, faults: &[Fault]) -> Option<Violation> {
+    let (_, again, _) = check(case, "determinism", faults);
+    let same = again.as_ref().is_ok_and(|again| again.events == first.events);
+    (!same).then(|| Violation { invariant: "deterministic", spec: "-", detail: "the same seed gave another trace".into() })
+}
+
 /// The seed of case `index` of a run seeded `seed`.
 pub fn case_seed(seed: u64, index: u64) -> u64 {
     // splitmix64: well spread, and stable across versions.
@@ -135,9 +144,13 @@ pub fn fuzz(options: &Options) -> Summary {
         summary.steps += case.ops.len() as u64;
         summary.faults_injected += case.faults() as u64;
         states.extend(case.model_states());
-        let (_, run, violations) = check(&case, &format!("seed-{seed}"), &options.faults);
+        let (_, run, mut violations) = check(&case, &format!("seed-{seed}"), &options.faults);
         if let Ok(run) = &run {
             summary.simulated += run.simulated;
+            // The same seed gives the same trace: checked on a sample, it doubles a case's cost.
+            if index % DETERMINISM_SAMPLE == 0 {
+                violations.extend(determinism(&case, run, &options.faults));
+            }
         }
         if options.progress && (index + 1) % (options.cases / 100).max(1) == 0 {
             progress(index + 1, options.cases, started.elapsed());
