@@ -45,7 +45,7 @@ fn main() {
         simulated.as_secs_f64(),
         simulated.as_secs_f64() / wall.as_secs_f64()
     );
-    results.sort_by(|a, b| b.wall.cmp(&a.wall));
+    results.sort_by_key(|r| std::cmp::Reverse(r.wall));
     println!("   the slowest, by wall time (one thread):");
     for r in results.iter().take(5) {
         println!(

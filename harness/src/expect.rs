@@ -7,8 +7,9 @@ use serde::Serialize;
 use crate::scenario::{BrowserExpect, Dur, JobExpect, Scenario};
 use crate::trace::{Close, Event, What};
 
-const BROWSER_TOLERANCE: Duration = Duration::from_secs(2);
-const JOB_TOLERANCE: Duration = Duration::from_secs(5);
+/// How far an observed time may be from an expected one, unless a scenario says.
+pub const BROWSER_TOLERANCE: Duration = Duration::from_secs(2);
+pub const JOB_TOLERANCE: Duration = Duration::from_secs(5);
 
 /// One expectation that did not hold.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -41,13 +42,39 @@ pub enum Strictness {
     AllowReferenceCloses,
 }
 
+/// How a run is judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Judging {
+    pub strictness: Strictness,
+    /// Go durations in expected close reasons and log lines (`2m0s`) may differ
+    /// from the observed ones by this much; `None`: texts match exactly. Real
+    /// time needs it: a wait capped by a deadline is not a whole number there,
+    /// and the reference writes it to the nanosecond.
+    pub text_durations: Option<Duration>,
+}
+
 pub fn check(scenario: &Scenario, events: &[Event], strictness: Strictness) -> Verdict {
+    let judging = Judging {
+        strictness,
+        text_durations: None,
+    };
+    check_with(scenario, events, judging)
+}
+
+pub fn check_with(scenario: &Scenario, events: &[Event], judging: Judging) -> Verdict {
     let mut verdict = Verdict::default();
     for (name, expect) in &scenario.expect.browser {
-        check_browser(name, expect, events, strictness, &mut verdict);
+        check_browser(name, expect, events, judging, &mut verdict);
     }
     for (id, expect) in &scenario.expect.job {
-        check_job(id.parse().unwrap_or_default(), expect, events, &mut verdict);
+        let texts = Texts(judging.text_durations);
+        check_job(
+            id.parse().unwrap_or_default(),
+            expect,
+            events,
+            texts,
+            &mut verdict,
+        );
     }
     verdict
 }
@@ -69,9 +96,10 @@ fn check_browser(
     name: &str,
     expect: &BrowserExpect,
     events: &[Event],
-    strictness: Strictness,
+    judging: Judging,
     verdict: &mut Verdict,
 ) {
+    let (strictness, texts) = (judging.strictness, Texts(judging.text_durations));
     let mine = |e: &&Event| e.actor == name;
     let answers: Vec<u16> = events
         .iter()
@@ -133,7 +161,7 @@ fn check_browser(
         let observed: Vec<String> = closes.iter().map(|(_, c)| c.describe()).collect();
         let matches = expected.len() == closes.len()
             && expected.iter().zip(&closes).all(|(want, (_, got))| {
-                match close_matches(want, got) {
+                match close_matches(want, got, texts) {
                     Match::Yes => true,
                     Match::NonStrict if strictness == Strictness::AllowReferenceCloses => {
                         verdict.non_strict.push(format!(
@@ -199,18 +227,21 @@ enum Match {
 }
 
 /// `want` is "CODE" or "CODE REASON" (1006: no close frame).
-fn close_matches(want: &str, got: &Close) -> Match {
+fn close_matches(want: &str, got: &Close, texts: Texts) -> Match {
     let (code, reason) = want
         .split_once(' ')
         .map(|(c, r)| (c, Some(r)))
         .unwrap_or((want, None));
     let code: u16 = code.parse().unwrap_or(0);
+    // The ends the runner decides (README, "Close frames"): the reference closes
+    // those without a frame (WS-6).
+    let runner_decided = code == 1001 || (code == 1000 && reason == Some("shell exited"));
     match got {
         Close::Abnormal if code == 1006 => Match::Yes,
-        Close::Abnormal if code == 1001 => Match::NonStrict,
+        Close::Abnormal if runner_decided => Match::NonStrict,
         Close::Abnormal => Match::No,
         Close::Frame { code: c, reason: r } => {
-            if *c == code && reason.is_none_or(|want| want == r) {
+            if *c == code && reason.is_none_or(|want| texts.same(want, r)) {
                 Match::Yes
             } else {
                 Match::No
@@ -227,7 +258,7 @@ fn times_match(expected: &[Dur], observed: &[Duration], tolerance: Duration) -> 
             .all(|(e, o)| e.0.abs_diff(*o) <= tolerance)
 }
 
-fn check_job(id: u64, expect: &JobExpect, events: &[Event], verdict: &mut Verdict) {
+fn check_job(id: u64, expect: &JobExpect, events: &[Event], texts: Texts, verdict: &mut Verdict) {
     let who = format!("job {id}");
     let state = events.iter().find_map(|e| match &e.what {
         What::JobState {
@@ -267,7 +298,7 @@ fn check_job(id: u64, expect: &JobExpect, events: &[Event], verdict: &mut Verdic
     for want in &expect.log {
         match log[from..]
             .iter()
-            .position(|line| line.contains(want.as_str()))
+            .position(|line| texts.contains(line, want))
         {
             Some(i) => from += i + 1,
             None => fail(
@@ -315,5 +346,156 @@ fn check_job(id: u64, expect: &JobExpect, events: &[Event], verdict: &mut Verdic
                     .unwrap_or_else(|| "job not taken".into()),
             );
         }
+    }
+}
+
+/// Texts compared exactly, or with the Go durations in them allowed to differ
+/// by a tolerance (see [`Judging::text_durations`]).
+#[derive(Clone, Copy)]
+struct Texts(Option<Duration>);
+
+impl Texts {
+    fn same(self, want: &str, got: &str) -> bool {
+        let Some(tolerance) = self.0 else {
+            return want == got;
+        };
+        let (want, wanted) = skeleton(want);
+        let (got, found) = skeleton(got);
+        want == got && within(&wanted, &found, tolerance)
+    }
+
+    /// `line` holds `want`.
+    fn contains(self, line: &str, want: &str) -> bool {
+        let Some(tolerance) = self.0 else {
+            return line.contains(want);
+        };
+        let (want, wanted) = skeleton(want);
+        let (line, found) = skeleton(line);
+        line.match_indices(&want).any(|(at, _)| {
+            let before = line[..at].matches(DURATION_MARK).count();
+            within(&wanted, &found[before..], tolerance)
+        })
+    }
+}
+
+/// Stands for a duration in a text's skeleton.
+const DURATION_MARK: char = '\u{0}';
+
+/// The text with each Go duration replaced by [`DURATION_MARK`], and the durations.
+fn skeleton(text: &str) -> (String, Vec<Duration>) {
+    let mut out = String::with_capacity(text.len());
+    let mut durations = Vec::new();
+    let mut from = 0;
+    for (range, duration) in go_durations(text) {
+        out.push_str(&text[from..range.start]);
+        out.push(DURATION_MARK);
+        durations.push(duration);
+        from = range.end;
+    }
+    out.push_str(&text[from..]);
+    (out, durations)
+}
+
+fn within(wanted: &[Duration], found: &[Duration], tolerance: Duration) -> bool {
+    wanted.len() <= found.len()
+        && wanted
+            .iter()
+            .zip(found)
+            .all(|(w, f)| w.abs_diff(*f) <= tolerance)
+}
+
+/// The Go durations in `text` (`30m0s`, `1.5s`, `250ms`, `1h0m0s`), as whole
+/// words, with where they are.
+pub fn go_durations(text: &str) -> Vec<(std::ops::Range<usize>, Duration)> {
+    let bytes = text.as_bytes();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let starts_word = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'.');
+        if bytes[i].is_ascii_digit() && starts_word {
+            if let Some((end, duration)) = go_duration_at(text, i) {
+                found.push((i..end, duration));
+                i = end;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    found
+}
+
+/// A Go duration starting at byte `start` that ends a word: its end and value.
+fn go_duration_at(text: &str, start: usize) -> Option<(usize, Duration)> {
+    const UNITS: [(&str, f64); 7] = [
+        ("ns", 1e-9),
+        ("us", 1e-6),
+        ("µs", 1e-6),
+        ("ms", 1e-3),
+        ("h", 3600.0),
+        ("m", 60.0),
+        ("s", 1.0),
+    ];
+    let bytes = text.as_bytes();
+    let (mut i, mut seconds, mut parts) = (start, 0.0, 0);
+    while i < bytes.len() && bytes[i].is_ascii_digit() {
+        let number_start = i;
+        while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
+            i += 1;
+        }
+        let value: f64 = text[number_start..i].parse().ok()?;
+        let Some((unit, scale)) = UNITS.iter().find(|(u, _)| text[i..].starts_with(u)) else {
+            i = number_start;
+            break;
+        };
+        seconds += value * scale;
+        i += unit.len();
+        parts += 1;
+    }
+    let ends_word = i == bytes.len() || !bytes[i].is_ascii_alphanumeric();
+    (parts > 0 && ends_word).then(|| (i, Duration::from_secs_f64(seconds)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_go_durations_as_whole_words() {
+        let found =
+            |t: &str| -> Vec<Duration> { go_durations(t).into_iter().map(|(_, d)| d).collect() };
+        assert_eq!(
+            found("will time out in 30m0s..."),
+            [Duration::from_secs(1800)]
+        );
+        assert_eq!(found("allowed - 1.2s)"), [Duration::from_millis(1200)]);
+        assert_eq!(
+            found("1h0m0s and 250ms"),
+            [Duration::from_secs(3600), Duration::from_millis(250)]
+        );
+        assert!(found("1001 terminal, exit code 1, v0.1.0, 5min, 2m0").is_empty());
+    }
+
+    #[test]
+    fn durations_in_texts_may_differ_by_the_tolerance() {
+        let loose = Texts(Some(Duration::from_millis(500)));
+        assert!(loose.same(
+            "timed out (maximum time allowed - 1.2s)",
+            "timed out (maximum time allowed - 1s)"
+        ));
+        assert!(!loose.same(
+            "timed out (maximum time allowed - 3s)",
+            "timed out (maximum time allowed - 1s)"
+        ));
+        assert!(loose.contains(
+            "Terminal is connected, will time out in 1.1875s...",
+            "will time out in 1.2s..."
+        ));
+        assert!(!loose.contains(
+            "Terminal is connected, will time out in 18s...",
+            "will time out in 1.2s..."
+        ));
+        let exact = Texts(None);
+        assert!(!exact.same("allowed - 1.2s", "allowed - 1s"));
+        assert!(exact.contains("will time out in 2m0s...", "in 2m0s"));
     }
 }

@@ -9,11 +9,13 @@
 //! - [`expect`]: verdicts of expectations against a trace.
 //! - [`run`], [`catalogue`], [`report`]: running the catalogue, snapshots on
 //!   disk, human/JSON/JUnit reports.
+//! - [`conform`]: a real runner held to the contract over real sockets.
 //!
 //! The harness drives the runner only through its public API and its sockets,
 //! as it would drive a third party's runner.
 
 pub mod catalogue;
+pub mod conform;
 pub mod expect;
 pub mod fuzz;
 pub mod report;

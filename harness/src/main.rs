@@ -69,6 +69,9 @@ enum Command {
         #[arg(long = "fault", value_parser = parse_fault)]
         faults: Vec<Fault>,
     },
+    /// Validate a runner over real sockets: the harness plays GitLab (coordinator,
+    /// Rails, Workhorse) and browsers; the runner under test polls it.
+    Conform(Box<session_harness::conform::Args>),
     /// Print the catalogue: each scenario with its SPEC ids and what a user sees.
     List {
         paths: Vec<PathBuf>,
@@ -104,6 +107,9 @@ fn main() -> ExitCode {
             .init();
     }
     let cli = Cli::parse();
+    if let Command::Conform(args) = &cli.command {
+        return session_harness::conform::run(args.as_ref().clone());
+    }
     let root = catalogue::root();
     match &cli.command {
         Command::Fuzz {
@@ -154,7 +160,9 @@ fn main() -> ExitCode {
     }
     let (paths, filter) = match &cli.command {
         Command::Run { paths, filter, .. } | Command::List { paths, filter } => (paths, filter),
-        Command::Fuzz { .. } | Command::Replay { .. } => unreachable!("handled above"),
+        Command::Fuzz { .. } | Command::Replay { .. } | Command::Conform(_) => {
+            unreachable!("handled above")
+        }
     };
     let scenarios = match catalogue::discover(&root, paths) {
         Ok(s) => s,
@@ -186,7 +194,9 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     match cli.command {
-        Command::Fuzz { .. } | Command::Replay { .. } => unreachable!("handled above"),
+        Command::Fuzz { .. } | Command::Replay { .. } | Command::Conform(_) => {
+            unreachable!("handled above")
+        }
         Command::List { .. } => {
             for s in &scenarios {
                 println!(

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use crate::expect::Verdict;
 use crate::run::{CaseResult, Snapshot};
 
 /// The progress line of one result, and its details when it failed.
@@ -26,16 +27,7 @@ pub fn human(result: &CaseResult, index: usize, total: usize) -> String {
     if let Some(error) = &result.error {
         let _ = writeln!(out, "      error: {error}");
     }
-    for failure in &result.verdict.failures {
-        let _ = writeln!(
-            out,
-            "      {}\n        expected: {}\n        observed: {}",
-            failure.check, failure.expected, failure.observed
-        );
-    }
-    for note in &result.verdict.non_strict {
-        let _ = writeln!(out, "      non-strict: {note}");
-    }
+    out.push_str(&verdict_lines(&result.verdict));
     match &result.snapshot {
         Snapshot::Missing => {
             let _ = writeln!(
@@ -62,6 +54,22 @@ pub fn human(result: &CaseResult, index: usize, total: usize) -> String {
     out
 }
 
+/// Each failed expectation as expected against observed, then the non-strict notes.
+pub fn verdict_lines(verdict: &Verdict) -> String {
+    let mut out = String::new();
+    for failure in &verdict.failures {
+        let _ = writeln!(
+            out,
+            "      {}\n        expected: {}\n        observed: {}",
+            failure.check, failure.expected, failure.observed
+        );
+    }
+    for note in &verdict.non_strict {
+        let _ = writeln!(out, "      non-strict: {note}");
+    }
+    out
+}
+
 pub fn summary(results: &[CaseResult], wall: std::time::Duration) -> String {
     let passed = results.iter().filter(|r| r.passed()).count();
     let failed = results.len() - passed;
@@ -75,34 +83,78 @@ pub fn json(results: &[CaseResult]) -> String {
 
 /// JUnit XML, one test case per scenario, named by its id and SPEC ids.
 pub fn junit(suite: &str, results: &[CaseResult]) -> String {
-    let failures = results.iter().filter(|r| !r.passed()).count();
-    let time: f64 = results.iter().map(|r| r.wall.as_secs_f64()).sum();
+    let cases: Vec<JunitCase> = results
+        .iter()
+        .map(|r| JunitCase {
+            name: format!("{} [{}]", r.id, r.spec.join(" ")),
+            seconds: r.wall.as_secs_f64(),
+            outcome: if r.passed() {
+                JunitOutcome::Passed
+            } else {
+                JunitOutcome::Failed {
+                    message: r.title.clone(),
+                    details: human(r, 1, 1),
+                }
+            },
+        })
+        .collect();
+    junit_suite(suite, &cases)
+}
+
+/// One test case of a JUnit report.
+pub struct JunitCase {
+    pub name: String,
+    pub seconds: f64,
+    pub outcome: JunitOutcome,
+}
+
+pub enum JunitOutcome {
+    Passed,
+    Failed { message: String, details: String },
+    Skipped { reason: String },
+}
+
+/// A JUnit test suite of `cases`.
+pub fn junit_suite(suite: &str, cases: &[JunitCase]) -> String {
+    let count = |f: fn(&JunitOutcome) -> bool| cases.iter().filter(|c| f(&c.outcome)).count();
+    let failures = count(|o| matches!(o, JunitOutcome::Failed { .. }));
+    let skipped = match count(|o| matches!(o, JunitOutcome::Skipped { .. })) {
+        0 => String::new(),
+        n => format!(" skipped=\"{n}\""),
+    };
+    let time: f64 = cases.iter().map(|c| c.seconds).sum();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
-        "<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" time=\"{time:.3}\">",
+        "<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\"{skipped} time=\"{time:.3}\">",
         xml(suite),
-        results.len()
+        cases.len()
     );
-    for r in results {
+    for case in cases {
         let _ = write!(
             out,
-            "  <testcase classname=\"{}\" name=\"{} [{}]\" time=\"{:.3}\"",
+            "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
             xml(suite),
-            xml(&r.id),
-            xml(&r.spec.join(" ")),
-            r.wall.as_secs_f64()
+            xml(&case.name),
+            case.seconds
         );
-        if r.passed() {
-            out.push_str("/>\n");
-        } else {
-            let details = human(r, 1, 1);
-            let _ = writeln!(
-                out,
-                ">\n    <failure message=\"{}\">{}</failure>\n  </testcase>",
-                xml(&r.title),
-                xml(&details)
-            );
+        match &case.outcome {
+            JunitOutcome::Passed => out.push_str("/>\n"),
+            JunitOutcome::Failed { message, details } => {
+                let _ = writeln!(
+                    out,
+                    ">\n    <failure message=\"{}\">{}</failure>\n  </testcase>",
+                    xml(message),
+                    xml(details)
+                );
+            }
+            JunitOutcome::Skipped { reason } => {
+                let _ = writeln!(
+                    out,
+                    ">\n    <skipped message=\"{}\"/>\n  </testcase>",
+                    xml(reason)
+                );
+            }
         }
     }
     out.push_str("</testsuite>\n");

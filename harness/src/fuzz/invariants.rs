@@ -255,10 +255,10 @@ fn may_open(scenario: &Scenario, browser: &str, step: &Step) -> bool {
         let demoted = scenario
             .steps
             .iter()
+            .rev()
             .filter(before)
             .filter(|s| s.action == "revoke" && s.user.as_deref() == Some(u))
-            .filter_map(|s| s.role)
-            .last();
+            .find_map(|s| s.role);
         demoted.or_else(|| scenario.users.get(u).map(|u| u.role))
     };
     let archived =

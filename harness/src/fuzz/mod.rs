@@ -65,8 +65,14 @@ const DETERMINISM_SAMPLE: u64 = 25;
 
 fn determinism(case: &Lifecycle, first: &world::Run, faults: &[Fault]) -> Option<Violation> {
     let (_, again, _) = check(case, "determinism", faults);
-    let same = again.as_ref().is_ok_and(|again| again.events == first.events);
-    (!same).then(|| Violation { invariant: "deterministic", spec: "-", detail: "the same seed gave another trace".into() })
+    let same = again
+        .as_ref()
+        .is_ok_and(|again| again.events == first.events);
+    (!same).then(|| Violation {
+        invariant: "deterministic",
+        spec: "-",
+        detail: "the same seed gave another trace".into(),
+    })
 }
 
 /// The seed of case `index` of a run seeded `seed`.

@@ -161,7 +161,10 @@ fn check(s: &Scenario, text: &str) -> Result<(), Problem> {
     }
     for (name, browser) in &s.browsers {
         if let Some(user) = browser.user.as_ref().filter(|u| !s.users.contains_key(*u)) {
-            return Err(top(&format!("[browsers.{name}]"), format!("user {user:?} is not a user")));
+            return Err(top(
+                &format!("[browsers.{name}]"),
+                format!("user {user:?} is not a user"),
+            ));
         }
     }
     let hosts = hosts(s);

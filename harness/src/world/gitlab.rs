@@ -136,6 +136,13 @@ impl Gitlab {
         state.jobs.insert(job.def.id, job);
     }
 
+    /// Adds a variable to a queued job's payload.
+    pub fn add_variable(&self, id: u64, key: &str, value: &str) {
+        if let Some(job) = self.state.lock().expect("gitlab lock").jobs.get_mut(&id) {
+            job.def.variables.push((key.to_string(), value.to_string()));
+        }
+    }
+
     /// The job is cancelled; the runner learns it from its next update (LC-4).
     pub fn cancel(&self, id: u64) {
         if let Some(job) = self.state.lock().expect("gitlab lock").jobs.get_mut(&id) {

@@ -33,7 +33,7 @@ use gitlab::{Gitlab, JobDef, Role};
 pub const SESSION_PORT: u16 = 8093;
 pub const RUNNER_TOKEN: &str = "glrt-session-harness";
 const DEFAULT_TICK: Duration = Duration::from_millis(10);
-pub const DEFAULT_PROTOCOL: &str = "terminal.gitlab.com";
+const DEFAULT_PROTOCOL: &str = "terminal.gitlab.com";
 /// After the last thing happens, the world runs this much longer to catch late events.
 const SETTLE: Duration = Duration::from_secs(2);
 
@@ -276,6 +276,11 @@ pub async fn perform<N: Net>(browser: &mut Browser<N>, step: &Step, entry: &str)
     if step.at.0 > now {
         tokio::time::sleep(step.at.0 - now).await;
     }
+    act(browser, step, entry).await;
+}
+
+/// Carries out one browser step now (`entry`: where GitLab is reached).
+pub async fn act<N: Net>(browser: &mut Browser<N>, step: &Step, entry: &str) {
     match step.action.as_str() {
         "open" => {
             let via = match step.via.as_deref() {

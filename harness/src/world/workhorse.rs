@@ -96,24 +96,10 @@ async fn terminal<N: Net>(
         .and_then(|u| u.to_str().ok())
         .map(str::to_string);
     let who = user.clone().unwrap_or_else(|| "(anonymous)".into());
-    let spec = match gitlab.authorize(user.as_deref(), job) {
-        Ok(spec) => spec,
-        Err(denied) => {
-            let verdict = format!("denied {} ({})", denied.status, denied.reason);
-            recorder.record(
-                "rails",
-                Some("AU-2"),
-                What::Authorize {
-                    user: who,
-                    job,
-                    verdict,
-                },
-            );
-            return reply(
-                StatusCode::from_u16(denied.status).unwrap_or(StatusCode::FORBIDDEN),
-                denied.reason.as_bytes().to_vec(),
-            );
-        }
+    let authorized = gitlab.authorize(user.as_deref(), job);
+    let verdict = match &authorized {
+        Ok(_) => "allowed".to_string(),
+        Err(denied) => format!("denied {} ({})", denied.status, denied.reason),
     };
     recorder.record(
         "rails",
@@ -121,9 +107,16 @@ async fn terminal<N: Net>(
         What::Authorize {
             user: who,
             job,
-            verdict: "allowed".into(),
+            verdict,
         },
     );
+    let spec = match authorized {
+        Ok(spec) => spec,
+        Err(denied) => {
+            let status = StatusCode::from_u16(denied.status).unwrap_or(StatusCode::FORBIDDEN);
+            return reply(status, denied.reason.as_bytes().to_vec());
+        }
+    };
     let offered = ws::offered_protocols(headers);
     let protocol = offered
         .iter()

@@ -52,7 +52,9 @@ pub(super) async fn handle<N: Net>(
     };
     // EX-6: switch protocols, then relay on the upgraded connection.
     let on_upgrade = hyper::upgrade::on(&mut request);
-    let (timing, id, protocol) = (context.timing, session.id.clone(), ws.protocol);
+    // Logs name a session by a short prefix: the whole id is half of what opens it.
+    let id: String = session.id.chars().take(8).collect();
+    let (timing, protocol) = (context.timing, ws.protocol);
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
@@ -66,7 +68,7 @@ pub(super) async fn handle<N: Net>(
         )
         .await;
         let reason = protocol::relay(socket, protocol, terminal, &mut guard, timing).await;
-        info!(session = %id, ?reason, "terminal disconnected");
+        info!(session = %format!("{id}…"), ?reason, "terminal disconnected");
     });
     upgrade::switching_protocols(&ws)
 }

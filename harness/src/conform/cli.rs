@@ -1,0 +1,204 @@
+//! `session-harness conform`'s arguments, and the command itself: a report for
+//! people on stdout, `--junit`/`--json` files, exit 1 on any failure.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use session_server::coordinator::api::SessionInfo;
+
+use super::report::{human, Report};
+use super::{conform, Options, Progress, Runner};
+use crate::catalogue;
+use crate::scenario::Dur;
+
+/// Validate a runner over real sockets: the harness plays GitLab (coordinator,
+/// Rails, Workhorse) and browsers; the runner polls it.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Args {
+    /// Scenario files or folders (default: all of scenarios/).
+    pub paths: Vec<PathBuf>,
+    /// Only scenarios whose id (family/name) matches this glob.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Start the runner for each scenario with this shell command; `{config}` is
+    /// replaced by the path of the config the harness wrote for it. Without it,
+    /// the harness prints a config and waits for a runner started with it.
+    #[arg(long, conflicts_with = "session_url")]
+    pub runner_cmd: Option<String>,
+    /// KEY=VALUE in the runner command's environment (repeatable).
+    #[arg(long = "runner-env", value_parser = key_value, requires = "runner_cmd")]
+    pub runner_env: Vec<(String, String)>,
+    /// Write the runner's config.toml to this file (default: a temporary file).
+    #[arg(long)]
+    pub write_config: Option<PathBuf>,
+    /// Where the harness's GitLab listens (the runner's coordinator URL).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// The runner's session server listen_address (default: 127.0.0.1, a free port).
+    #[arg(long)]
+    pub session_listen: Option<String>,
+    /// The runner's advertise_address (default: its listen_address).
+    #[arg(long)]
+    pub session_advertise: Option<String>,
+    /// Real seconds per scenario second; session_timeout 300 s becomes 3 s.
+    #[arg(long, default_value_t = 0.01)]
+    pub scale: f64,
+    /// The least tolerance of an observed time (real processes take real time).
+    #[arg(long, default_value = "500ms", value_parser = Dur::parse)]
+    pub slack: Dur,
+    /// How long the runner may take to ask for a scenario's jobs.
+    #[arg(long, default_value = "60s", value_parser = Dur::parse)]
+    pub wait_runner: Dur,
+    /// Only the endpoint-level cases, against this session URL (a job request's `session.url`).
+    #[arg(long, requires_all = ["authorization", "certificate"])]
+    pub session_url: Option<String>,
+    /// The session's token (`session.authorization`).
+    #[arg(long, requires = "session_url")]
+    pub authorization: Option<String>,
+    /// A file with the session's certificate PEM (`session.certificate`).
+    #[arg(long, requires = "session_url")]
+    pub certificate: Option<PathBuf>,
+    /// Also write the results as JUnit XML here.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("{text:?}: use KEY=VALUE"))
+}
+
+/// Runs `conform`: 0 when nothing failed, 1 on any failure, 2 when it could not run.
+pub fn run(args: Args) -> ExitCode {
+    let options = match options(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = runtime.block_on(conform(&options, &mut print));
+    // The runtime's tasks (connections of a runner already running) must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let report = match report {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", report.summary());
+    if let Err(e) = write_files(&args, &report) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
+    if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn print(progress: Progress<'_>) {
+    match progress {
+        Progress::Waiting {
+            config,
+            path,
+            coordinator,
+        } => println!(
+            "Waiting for a runner: start it with this config.toml (written to {}); \
+             the harness's GitLab is {coordinator}.\n\n{config}\n",
+            path.display()
+        ),
+        Progress::Case { case, index, total } => print!("{}", human(case, index, total)),
+    }
+}
+
+fn options(args: &Args) -> anyhow::Result<Options> {
+    anyhow::ensure!(
+        args.scale > 0.0 && args.scale.is_finite(),
+        "--scale {}: a factor above 0, e.g. 0.01",
+        args.scale
+    );
+    let runner = match (&args.runner_cmd, &args.session_url) {
+        (Some(command), _) => Runner::Command {
+            command: command.clone(),
+            env: args.runner_env.clone(),
+        },
+        (None, Some(url)) => {
+            let path = args.certificate.clone().unwrap_or_default();
+            let certificate = std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("--certificate {}: {e}", path.display()))?;
+            Runner::Session(SessionInfo {
+                url: url.trim_end_matches('/').to_string(),
+                certificate,
+                authorization: args.authorization.clone().unwrap_or_default(),
+            })
+        }
+        (None, None) => Runner::Running,
+    };
+    let scenarios = match runner {
+        Runner::Session(_) => Vec::new(),
+        _ => scenarios(args)?,
+    };
+    Ok(Options {
+        runner,
+        scenarios,
+        listen: args.listen.clone(),
+        session_listen: args.session_listen.clone(),
+        session_advertise: args.session_advertise.clone(),
+        config_path: args.write_config.clone(),
+        scale: args.scale,
+        slack: args.slack.0,
+        wait_runner: args.wait_runner.0,
+    })
+}
+
+fn scenarios(args: &Args) -> anyhow::Result<Vec<crate::scenario::Scenario>> {
+    let root = catalogue::root();
+    let all = catalogue::discover(&root, &args.paths).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("{}", lines.join("\n"))
+    })?;
+    let Some(glob) = &args.filter else {
+        return Ok(all);
+    };
+    let matcher = globset::Glob::new(glob)
+        .map_err(|e| anyhow::anyhow!("--filter {glob:?}: {e}"))?
+        .compile_matcher();
+    let chosen: Vec<_> = all
+        .into_iter()
+        .filter(|s| matcher.is_match(&s.id))
+        .collect();
+    anyhow::ensure!(!chosen.is_empty(), "no scenario matches --filter {glob:?}");
+    Ok(chosen)
+}
+
+fn write_files(args: &Args, report: &Report) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    if let Some(path) = &args.junit {
+        std::fs::write(path, report.junit())
+            .with_context(|| format!("--junit {}", path.display()))?;
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, report.json())
+            .with_context(|| format!("--json {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! One scenario on the wall clock: GitLab queues its jobs, the runner under
+//! test takes them, and from that moment (time zero, as at the start of a
+//! simulation) browsers and the operator act at the scenario's (scaled) times.
+//!
+//! `world::simulate` paces the same steps by turmoil's clock; this paces them by
+//! the wall clock, with the same browsers (`world::browser`) and GitLab.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use session_server::net::TokioNet;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::process::{RunnerProcess, Signal};
+use crate::scenario::{browser_names, Scenario, Step};
+use crate::trace::{Event, Recorder, What};
+use crate::world;
+use crate::world::browser::Browser;
+use crate::world::gitlab::{Gitlab, JobStatus, Role};
+
+/// How often the driver looks at GitLab's state.
+const LOOK: Duration = Duration::from_millis(20);
+
+/// What the scenario needs around it.
+pub struct Stage<'a> {
+    pub gitlab: &'a Gitlab,
+    pub recorder: &'a Recorder,
+    /// `host:port` of Workhorse, for browsers.
+    pub entry: String,
+    /// The runner, when the harness started it (for signals and its exit).
+    pub runner: Option<&'a RunnerProcess>,
+    /// How long the runner may take to take the scenario's jobs.
+    pub wait: Duration,
+    /// Said when it does not: how to make it.
+    pub hint: &'a str,
+    /// How long to keep watching after everything settled.
+    pub settle: Duration,
+}
+
+/// Runs `scenario` (already in real time); the events it observed, with times
+/// from the moment the runner took its jobs. `Err`: it could not run.
+pub async fn drive(scenario: &Scenario, stage: &Stage<'_>) -> Result<Vec<Event>, String> {
+    let zero = jobs_taken(scenario, stage).await?;
+    // The steps count from when the runner took the jobs, a moment ago.
+    let start = Instant::now() - stage.recorder.now().saturating_sub(zero);
+    let (over_tx, over) = watch::channel(false);
+    let busy = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for name in browser_names(scenario) {
+        let user = match scenario.browsers.get(&name) {
+            Some(b) => b.user.clone(),
+            None => Some(name.clone()),
+        };
+        let steps: Vec<Step> = scenario
+            .steps
+            .iter()
+            .filter(|s| s.browser.as_deref() == Some(&name))
+            .cloned()
+            .collect();
+        let browser = Browser::new(
+            &name,
+            user,
+            TokioNet,
+            stage.gitlab.clone(),
+            stage.recorder.clone(),
+        );
+        busy.fetch_add(1, Ordering::SeqCst);
+        tasks.push(tokio::spawn(browse(
+            browser,
+            steps,
+            stage.entry.clone(),
+            start,
+            busy.clone(),
+            over.clone(),
+        )));
+    }
+
+    let last_step = scenario
+        .steps
+        .iter()
+        .map(|s| s.at.0)
+        .max()
+        .unwrap_or_default();
+    let end = start + scenario.end.map(|e| e.0).unwrap_or(last_step);
+    let mut operator: Vec<&Step> = scenario
+        .steps
+        .iter()
+        .filter(|s| s.browser.is_none())
+        .collect();
+    operator.reverse();
+    let mut signalled = false;
+    let outcome = loop {
+        let now = Instant::now();
+        while let Some(step) = operator.last().filter(|s| start + s.at.0 <= now) {
+            signalled |= step.action == "signal";
+            act(step, stage);
+            operator.pop();
+        }
+        let settled =
+            now >= start + last_step && stage.gitlab.all_done() && busy.load(Ordering::SeqCst) == 0;
+        if settled || now >= end {
+            break Ok(());
+        }
+        if let Some(status) = stage.runner.and_then(RunnerProcess::exited) {
+            if !signalled {
+                break Err(format!(
+                    "the runner exited ({status}) in the middle of the scenario"
+                ));
+            }
+        }
+        tokio::time::sleep(LOOK).await;
+    };
+    tokio::time::sleep(stage.settle).await;
+    over_tx.send_replace(true);
+    for task in tasks {
+        task.abort();
+    }
+    outcome?;
+    let events = stage
+        .recorder
+        .events()
+        .into_iter()
+        .map(|mut e| {
+            e.at_ms = e.at_ms.saturating_sub(zero_ms(zero));
+            e
+        })
+        .collect();
+    Ok(events)
+}
+
+/// Waits until the runner has taken every job; when the last one was taken,
+/// on the recorder's clock.
+async fn jobs_taken(scenario: &Scenario, stage: &Stage<'_>) -> Result<Duration, String> {
+    let give_up = Instant::now() + stage.wait;
+    loop {
+        let pending = scenario
+            .jobs
+            .iter()
+            .filter(|j| stage.gitlab.status(j.id) == Some(JobStatus::Pending))
+            .count();
+        if pending == 0 {
+            break;
+        }
+        if let Some(status) = stage.runner.and_then(RunnerProcess::exited) {
+            return Err(format!(
+                "the runner exited ({status}) before it took the scenario's jobs"
+            ));
+        }
+        if Instant::now() >= give_up {
+            return Err(format!(
+                "the runner did not ask for a job within {} s: {}",
+                stage.wait.as_secs(),
+                stage.hint
+            ));
+        }
+        tokio::time::sleep(LOOK).await;
+    }
+    let taken = stage
+        .recorder
+        .events()
+        .into_iter()
+        .filter_map(|e| match e.what {
+            What::JobTaken { .. } => Some(Duration::from_millis(e.at_ms)),
+            _ => None,
+        });
+    Ok(taken.max().unwrap_or_else(|| stage.recorder.now()))
+}
+
+fn zero_ms(zero: Duration) -> u64 {
+    u64::try_from(zero.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A browser's timeline, then waiting for its connection to end (or the run).
+async fn browse(
+    mut browser: Browser<TokioNet>,
+    steps: Vec<Step>,
+    entry: String,
+    start: Instant,
+    busy: Arc<AtomicUsize>,
+    mut over: watch::Receiver<bool>,
+) {
+    for step in steps {
+        tokio::time::sleep_until(start + step.at.0).await;
+        world::act(&mut browser, &step, &entry).await;
+    }
+    tokio::select! {
+        _ = browser.closed() => {}
+        _ = over.wait_for(|o| *o) => {}
+    }
+    busy.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// An operator's or GitLab's step. Faults never get here (see `skip`).
+fn act(step: &Step, stage: &Stage<'_>) {
+    let (spec, description) = match step.action.as_str() {
+        "signal" => {
+            let (signal, name) = match step.mode.as_deref() {
+                Some("graceful") => (Signal::Quit, "SIGQUIT"),
+                _ => (Signal::Term, "SIGTERM"),
+            };
+            match stage.runner {
+                Some(runner) => runner.signal(signal),
+                // skip::reason_attached keeps such scenarios away.
+                None => tracing::warn!("cannot send {name} to a runner the harness did not start"),
+            }
+            ("LC-4", format!("the runner receives {name}"))
+        }
+        "cancel" => {
+            let job = step.job.expect("checked by the loader");
+            stage.gitlab.cancel(job);
+            ("LC-4", format!("job {job} is cancelled in GitLab"))
+        }
+        "revoke" => {
+            let user = step.user.clone().unwrap_or_default();
+            let role = step.role.unwrap_or(Role::Reporter);
+            stage.gitlab.add_user(&user, role);
+            ("AU-2", format!("{user}'s role becomes {role:?}"))
+        }
+        "archive" => {
+            let project = step.project.clone().unwrap_or_default();
+            stage.gitlab.set_archived(&project, true);
+            ("AU-2", format!("project {project} is archived"))
+        }
+        other => ("", format!("cannot {other} for real: ignored")),
+    };
+    let spec = (!spec.is_empty()).then_some(spec);
+    stage
+        .recorder
+        .record("scenario", spec, What::Injected { description });
+}

@@ -1,0 +1,138 @@
+//! Why a scenario cannot run against a real runner: what only the simulation
+//! can build (network faults, replicas, proxies, a firewall), times fixed by the
+//! protocol that scaling cannot shorten, and what the runner under test would
+//! need that the harness cannot give it.
+
+use crate::scenario::Scenario;
+
+/// Network faults only the simulator can inject.
+const FAULTS: [&str; 6] = ["partition", "repair", "hold", "release", "crash", "bounce"];
+
+/// Why `s` cannot run for real, whoever runs the runner; `None`: it can.
+pub fn reason(s: &Scenario) -> Option<String> {
+    if let Some(why) = &s.conformance_skip {
+        return Some(why.clone());
+    }
+    if let Some(step) = s
+        .steps
+        .iter()
+        .find(|st| FAULTS.contains(&st.action.as_str()))
+    {
+        return Some(format!(
+            "needs a simulated network fault (do = \"{}\")",
+            step.action
+        ));
+    }
+    let only_simulated = |what: &str| Some(format!("{what}, which only the simulation builds"));
+    let n = &s.network;
+    if s.runner.replicas > 1 {
+        return only_simulated("DP-3: needs runner replicas behind a load balancer");
+    }
+    if n.front_proxy.is_some() {
+        return only_simulated("WH-6: needs a reverse proxy in front of GitLab");
+    }
+    if n.runner_tls_proxy {
+        return only_simulated("TLS-2: needs a TLS-terminating proxy in front of the runner");
+    }
+    if n.firewall {
+        return only_simulated("DP-2: needs a firewall between the browsers and the runner");
+    }
+    if n.unreachable_advertise {
+        return only_simulated("DP-1: needs an advertise_address that GitLab cannot reach");
+    }
+    if s.steps.iter().any(|st| st.action == "revoke") {
+        return Some(
+            "WH-3: ends at Workhorse's re-authorization, every 5 minutes (fixed): 5 real minutes"
+                .into(),
+        );
+    }
+    for job in &s.jobs {
+        if job.prepare.is_some() {
+            return Some(format!(
+                "EX-3: job {} prepares for a set time, a variable of the built-in runner's \
+                 executor model, and the attach wait is a fixed 60 s",
+                job.id
+            ));
+        }
+        let late = job.container_start.as_deref().is_some_and(|start| {
+            start == "never"
+                || crate::scenario::Dur::parse(start).is_ok_and(|d| d.0.as_secs() >= 15)
+        });
+        if late {
+            return Some(format!(
+                "DK-1: job {}'s build container starts late or never, and the wait for it is a \
+                 fixed 15 s",
+                job.id
+            ));
+        }
+    }
+    let prompt = s
+        .expect
+        .browser
+        .values()
+        .any(|b| b.sees.iter().any(|t| t.contains("$ ")));
+    if prompt {
+        return Some("expects the simulated shell's prompt \"$ \"; a real shell's differs".into());
+    }
+    None
+}
+
+/// Why `s` (scaled) cannot run against a runner already running with the
+/// printed config (`session_timeout` seconds, shell executor); `None`: it can.
+pub fn reason_attached(s: &Scenario, session_timeout: u64) -> Option<String> {
+    const HINT: &str = "use --runner-cmd, and the harness configures the runner for each scenario";
+    let r = &s.runner;
+    if s.steps.iter().any(|st| st.action == "signal") {
+        return Some(format!("LC-4: signals the runner process: {HINT}"));
+    }
+    if !r.session_server {
+        return Some(format!(
+            "CFG-1: needs a runner without a session server: {HINT}"
+        ));
+    }
+    if r.executor != "shell" {
+        return Some(format!(
+            "needs executor = \"{}\" (the printed config has \"shell\"): {HINT}",
+            r.executor
+        ));
+    }
+    match r.session_timeout {
+        Some(t) if t as u64 != session_timeout => Some(format!(
+            "needs session_timeout = {t} (the printed config has {session_timeout}): {HINT}"
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue;
+
+    /// The catalogue's scenarios that can run for real, and a reason for each other.
+    #[test]
+    fn every_skip_of_the_catalogue_has_a_reason() {
+        let root = catalogue::root();
+        let scenarios = catalogue::discover(&root, &[]).expect("the catalogue loads");
+        let runnable: Vec<&str> = scenarios
+            .iter()
+            .filter(|s| reason(s).is_none())
+            .map(|s| s.id.as_str())
+            .collect();
+        for id in [
+            "disconnects/browser-closes",
+            "timeouts/custom-session-timeout",
+            "unauthorized/no-token",
+        ] {
+            assert!(runnable.contains(&id), "{id} should run: {runnable:?}");
+        }
+        for id in [
+            "deployment/firewall-allows-only-gitlab",
+            "disconnects/held-output-is-not-lost",
+            "timeouts/attach-wait-503",
+        ] {
+            let s = scenarios.iter().find(|s| s.id == id).unwrap();
+            assert!(reason(s).is_some(), "{id} cannot run for real");
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! The cases against a runner: each scenario in a fresh GitLab (and, with
+//! `--runner-cmd`, a fresh runner process configured for it), then the
+//! endpoint-level cases on a session of a job of their own.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::config::{self, SessionAddress};
+use super::drive::{drive, Stage};
+use super::endpoint;
+use super::front::Front;
+use super::process::{RunnerProcess, STOP_GRACE};
+use super::report::{CaseReport, OUTPUT_LINES};
+use super::scale::{scale, Scaled};
+use super::skip;
+use super::{Options, Progress, Runner, Sink};
+use crate::expect::{self, Judging, Strictness, Verdict};
+use crate::scenario::{load_str, RunnerSpec, Scenario};
+use crate::trace::Recorder;
+use crate::world::gitlab::{Gitlab, JobStatus};
+use crate::world::{gitlab_of, RUNNER_TOKEN};
+
+/// The job whose session the endpoint-level cases use: its script outlasts them.
+const ENDPOINT_JOB: &str = r#"
+title = "A job whose session the endpoint-level cases use"
+user_sees = "-"
+spec = ["JOB-2"]
+[users.conform]
+role = "developer"
+[[job]]
+id = 1
+owner = "conform"
+script = ["sleep 300"]
+timeout = "10m"
+"#;
+/// How long to watch after a scenario settled, for late events, at least.
+const SETTLE: Duration = Duration::from_millis(300);
+
+pub(super) struct Suite<'a, 'p> {
+    options: &'a Options,
+    sink: &'a mut Sink<'p>,
+    front: Front,
+    config: ConfigFile,
+    /// With a runner already running: the session_timeout of the printed config.
+    attached: Option<u64>,
+    /// A runner already running never asked for a job: the rest cannot run.
+    unresponsive: Option<String>,
+}
+
+impl<'a, 'p> Suite<'a, 'p> {
+    pub async fn start(options: &'a Options, sink: &'a mut Sink<'p>) -> anyhow::Result<Self> {
+        let front = Front::bind(&options.listen).await?;
+        let config = ConfigFile::new(options.config_path.clone());
+        let mut suite = Suite {
+            options,
+            sink,
+            front,
+            config,
+            attached: None,
+            unresponsive: None,
+        };
+        if let Runner::Running = options.runner {
+            let timeout = suite.default_timeout();
+            let toml = suite.write_config(&RunnerSpec::default(), timeout, "for every case")?;
+            let coordinator = suite.front.url();
+            (suite.sink.progress)(Progress::Waiting {
+                config: &toml,
+                path: &suite.config.path,
+                coordinator: &coordinator,
+            });
+            suite.attached = Some(timeout);
+        }
+        Ok(suite)
+    }
+
+    /// `session_timeout` for a runner not configured by a scenario: the default, scaled.
+    fn default_timeout(&self) -> u64 {
+        let default = session_server::config::DEFAULT_SESSION_TIMEOUT.as_secs() as f64;
+        ((default * self.options.scale).ceil() as u64).max(1)
+    }
+
+    fn write_config(&self, spec: &RunnerSpec, timeout: u64, about: &str) -> anyhow::Result<String> {
+        let o = self.options;
+        let session =
+            SessionAddress::choose(o.session_listen.as_deref(), o.session_advertise.as_deref())?;
+        let toml = config::config_toml(spec, timeout, &self.front.url(), &session, about);
+        config::write(&self.config.path, &toml)?;
+        Ok(toml)
+    }
+
+    /// Runs (or skips) one scenario and reports it.
+    pub async fn scenario(&mut self, s: &Scenario) {
+        let skipped = |why: String| CaseReport::skipped(&s.id, &s.title, &s.spec, why);
+        let scaled = match skip::reason(s)
+            .map_or_else(|| scale(s, self.options.scale, self.options.slack), Err)
+        {
+            Ok(scaled) => scaled,
+            Err(why) => return self.sink.case(skipped(why)),
+        };
+        let attached = self
+            .attached
+            .and_then(|timeout| skip::reason_attached(&scaled.scenario, timeout));
+        if let Some(why) = attached.or_else(|| self.unresponsive.clone()) {
+            return self.sink.case(skipped(why));
+        }
+        let case = self.run(s, &scaled).await;
+        self.sink.case(case);
+    }
+
+    async fn run(&mut self, s: &Scenario, scaled: &Scaled) -> CaseReport {
+        let started = Instant::now();
+        let recorder = Recorder::default();
+        let gitlab = gitlab_for(&scaled.scenario, &recorder);
+        self.front.serve(gitlab.clone(), recorder.clone());
+        let about = format!("scenario {} ({})", s.id, scaled.describe());
+        let (runner, config) =
+            match self.start_runner(&scaled.scenario.runner, scaled.session_timeout, &about) {
+                Ok(started) => started,
+                Err(e) => {
+                    self.front.idle();
+                    let error = Some(format!("{e:#}"));
+                    return CaseReport::judged(
+                        &s.id,
+                        &s.title,
+                        &s.spec,
+                        Verdict::default(),
+                        error,
+                        started.elapsed(),
+                    );
+                }
+            };
+        let hint = self.hint();
+        let stage = Stage {
+            gitlab: &gitlab,
+            recorder: &recorder,
+            entry: self.front.entry(),
+            runner: runner.as_ref(),
+            wait: self.options.wait_runner,
+            hint: &hint,
+            // The simulation watches 2 s more (scaled); real latencies want a floor.
+            settle: SETTLE.max(Duration::from_secs_f64(2.0 * scaled.factor)),
+        };
+        let observed = drive(&scaled.scenario, &stage).await;
+        let taken_none = scaled
+            .scenario
+            .jobs
+            .iter()
+            .all(|j| gitlab.status(j.id) == Some(JobStatus::Pending));
+        let stopped = match &runner {
+            Some(runner) => Some(runner.stop(STOP_GRACE).await),
+            None => {
+                self.let_jobs_end(&gitlab, &scaled.scenario).await;
+                None
+            }
+        };
+        self.front.idle();
+        let (verdict, error) = match observed {
+            Ok(events) => {
+                let judging = Judging {
+                    strictness: Strictness::AllowReferenceCloses,
+                    text_durations: Some(scaled.text_tolerance),
+                };
+                (expect::check_with(&scaled.scenario, &events, judging), None)
+            }
+            Err(e) => {
+                if self.attached.is_some() && taken_none {
+                    self.unresponsive = Some(format!(
+                        "the runner never asked for a job ({} failed)",
+                        s.id
+                    ));
+                }
+                (Verdict::default(), Some(e))
+            }
+        };
+        let mut case =
+            CaseReport::judged(&s.id, &s.title, &s.spec, verdict, error, started.elapsed());
+        case.notes.push(scaled.describe());
+        if case.failed() {
+            self.explain(&mut case, runner.as_ref(), stopped, config.as_deref());
+        }
+        case
+    }
+
+    /// With `--runner-cmd`: writes the config for `spec` and starts the runner.
+    fn start_runner(
+        &self,
+        spec: &RunnerSpec,
+        timeout: u64,
+        about: &str,
+    ) -> anyhow::Result<(Option<RunnerProcess>, Option<String>)> {
+        let Runner::Command { command, env } = &self.options.runner else {
+            return Ok((None, None));
+        };
+        let toml = self.write_config(spec, timeout, about)?;
+        let runner = RunnerProcess::start(command, &self.config.path, env)?;
+        Ok((Some(runner), Some(toml)))
+    }
+
+    /// What to check when the runner does not ask for jobs.
+    fn hint(&self) -> String {
+        match &self.options.runner {
+            Runner::Command { .. } => format!(
+                "does the command start a runner that reads the config at {}? (its output is below)",
+                self.config.path.display()
+            ),
+            _ => format!(
+                "is it running with the printed config (url = \"{}\", token = \"{RUNNER_TOKEN}\")?",
+                self.front.url()
+            ),
+        }
+    }
+
+    /// A runner already running keeps going after a scenario: let its jobs end
+    /// (cancel those still running) before the next scenario's GitLab.
+    async fn let_jobs_end(&self, gitlab: &Gitlab, scenario: &Scenario) {
+        for job in &scenario.jobs {
+            if gitlab.status(job.id) == Some(JobStatus::Running) {
+                gitlab.cancel(job.id);
+            }
+        }
+        let give_up = Instant::now() + STOP_GRACE;
+        let running = || {
+            let status = |j: &crate::scenario::JobSpec| gitlab.status(j.id);
+            scenario
+                .jobs
+                .iter()
+                .any(|j| status(j) == Some(JobStatus::Running))
+        };
+        while running() && Instant::now() < give_up {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn explain(
+        &self,
+        case: &mut CaseReport,
+        runner: Option<&RunnerProcess>,
+        stopped: Option<(String, bool)>,
+        config: Option<&str>,
+    ) {
+        if let Some((status, killed)) = stopped {
+            let how = if killed {
+                ", killed: it did not stop within 10 s of SIGTERM"
+            } else {
+                ""
+            };
+            case.notes.push(format!("the runner exited: {status}{how}"));
+        }
+        if let Some(config) = config {
+            case.notes
+                .push(format!("its config ({}):", self.config.path.display()));
+            case.notes.extend(config.lines().map(|l| format!("  {l}")));
+        }
+        case.runner_output = runner.map(|r| r.output_tail(OUTPUT_LINES));
+    }
+
+    /// The endpoint-level cases, on a session of a job of their own.
+    pub async fn endpoint(&mut self) {
+        if let Some(why) = self.unresponsive.clone() {
+            return endpoint::unrun(&why, false, &mut |case| self.sink.case(case));
+        }
+        let scenario = load_str(ENDPOINT_JOB, Path::new("(built in)"), "endpoint/session")
+            .expect("the built-in endpoint job is a valid scenario");
+        let recorder = Recorder::default();
+        let gitlab = gitlab_for(&scenario, &recorder);
+        self.front.serve(gitlab.clone(), recorder);
+        let timeout = self.attached.unwrap_or_else(|| self.default_timeout());
+        let started =
+            self.start_runner(&RunnerSpec::default(), timeout, "the endpoint-level cases");
+        let session = match &started {
+            Err(e) => Err(format!("{e:#}")),
+            Ok((runner, _)) => self.session_of(&gitlab, runner.as_ref()).await,
+        };
+        match session.and_then(endpoint::Target::new) {
+            Ok(target) => endpoint::run(&target, &mut |case| self.sink.case(case)).await,
+            Err(why) => endpoint::unrun(&why, true, &mut |case| self.sink.case(case)),
+        }
+        match &started {
+            Ok((Some(runner), _)) => drop(runner.stop(STOP_GRACE).await),
+            _ => self.let_jobs_end(&gitlab, &scenario).await,
+        }
+        self.front.idle();
+    }
+
+    /// The session the runner offers with job 1.
+    async fn session_of(
+        &self,
+        gitlab: &Gitlab,
+        runner: Option<&RunnerProcess>,
+    ) -> Result<session_server::coordinator::api::SessionInfo, String> {
+        let give_up = Instant::now() + self.options.wait_runner;
+        while gitlab.status(1) == Some(JobStatus::Pending) {
+            if let Some(status) = runner.and_then(RunnerProcess::exited) {
+                return Err(format!("the runner exited ({status}) before it took a job"));
+            }
+            if Instant::now() >= give_up {
+                return Err(format!(
+                    "the runner did not ask for a job within {} s: {}",
+                    self.options.wait_runner.as_secs(),
+                    self.hint()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        gitlab.session(1).ok_or_else(|| {
+            "the runner took the job without a session (JOB-1): is [session_server] listen_address set?"
+                .to_string()
+        })
+    }
+}
+
+/// GitLab for `scenario`, as the simulation builds it. The jobs have no
+/// repository: a real runner must not try to fetch one.
+fn gitlab_for(scenario: &Scenario, recorder: &Recorder) -> Gitlab {
+    let gitlab = gitlab_of(scenario, recorder);
+    for job in &scenario.jobs {
+        gitlab.add_variable(job.id, "GIT_STRATEGY", "none");
+    }
+    gitlab
+}
+
+/// Where the runner's config is written: the given path, or a temporary file
+/// removed at the end.
+struct ConfigFile {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl ConfigFile {
+    fn new(path: Option<PathBuf>) -> Self {
+        match path {
+            Some(path) => ConfigFile {
+                path,
+                temporary: false,
+            },
+            None => ConfigFile {
+                path: std::env::temp_dir().join(format!(
+                    "session-harness-conform-{}.toml",
+                    std::process::id()
+                )),
+                temporary: true,
+            },
+        }
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
