@@ -77,12 +77,7 @@ pub async fn drive(scenario: &Scenario, stage: &Stage<'_>) -> Result<Vec<Event>,
         )));
     }
 
-    let last_step = scenario
-        .steps
-        .iter()
-        .map(|s| s.at.0)
-        .max()
-        .unwrap_or_default();
+    let last_step = scenario.last_step();
     let end = start + scenario.end.map(|e| e.0).unwrap_or(last_step);
     let mut operator: Vec<&Step> = scenario
         .steps

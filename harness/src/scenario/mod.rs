@@ -68,6 +68,13 @@ pub struct Scenario {
     pub in_catalogue: bool,
 }
 
+impl Scenario {
+    /// When the timeline's last step happens.
+    pub fn last_step(&self) -> std::time::Duration {
+        self.steps.iter().map(|s| s.at.0).max().unwrap_or_default()
+    }
+}
+
 fn one() -> u64 {
     1
 }

@@ -60,12 +60,7 @@ pub struct Run {
 pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
     let recorder = Recorder::default();
     let gitlab = gitlab_of(scenario, &recorder);
-    let last_step = scenario
-        .steps
-        .iter()
-        .map(|s| s.at.0)
-        .max()
-        .unwrap_or_default();
+    let last_step = scenario.last_step();
     let end = scenario
         .end
         .map(|d| d.0)
