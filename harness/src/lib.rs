@@ -9,6 +9,8 @@
 //! - [`expect`]: verdicts of expectations against a trace.
 //! - [`run`], [`catalogue`], [`report`]: running the catalogue, snapshots on
 //!   disk, human/JSON/JUnit reports.
+//! - [`fuzz`]: generated session lifecycles checked against SPEC's invariants,
+//!   shrunk to minimal regressions.
 //! - [`conform`]: a real runner held to the contract over real sockets.
 //!
 //! The harness drives the runner only through its public API and its sockets,
