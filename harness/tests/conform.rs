@@ -4,11 +4,12 @@
 //! --runner-cmd`. Every case that is not skipped passes, the endpoint-level
 //! cases included.
 //!
-//! The same run against a binary built with the impl's test-only faults must
-//! fail exactly the cases each fault breaks: [`session_server_binary`] takes
-//! cargo features and [`impl_runner`] the runner's environment
-//! (`SESSION_SERVER_FAULTS`). That test rebuilds the impl, so it is ignored by
-//! default: `cargo test -p session-harness --test conform -- --ignored`.
+//! The same run against the impl's binary with its test-only faults
+//! (`session-server-faulty`, package impl/faulty) must fail exactly the cases
+//! each fault breaks: [`runner_binary`] builds either package's binary and
+//! [`impl_runner`] sets the runner's environment (`SESSION_SERVER_FAULTS`).
+//! That test builds a second binary and runs the suite twice, so it is
+//! ignored by default: `cargo test -p session-harness --test conform -- --ignored`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -18,46 +19,35 @@ use session_harness::catalogue;
 use session_harness::conform::report::human;
 use session_harness::conform::{conform, Options, Progress, Report, Runner, Status};
 
-/// Builds the impl's binary with `features` (a no-op when it is fresh) and
-/// says where it is. It is another package's binary, so `CARGO_BIN_EXE_*`
-/// does not name it.
-fn session_server_binary(features: &[&str]) -> PathBuf {
+/// Builds the binary of `package` (`session-server`, or `session-server-faulty`
+/// with the test-only faults), whose binary has the package's name (a no-op
+/// when it is fresh), and says where it is. It is another package's binary, so
+/// `CARGO_BIN_EXE_*` does not name it.
+fn runner_binary(package: &str) -> PathBuf {
     let mut build = Command::new(env!("CARGO"));
     build.args([
         "build",
         "-p",
-        "session-server",
+        package,
         "--bin",
-        "session-server",
+        package,
         "--message-format=json-render-diagnostics",
     ]);
-    if !features.is_empty() {
-        // Built where it does not replace the plain binary: `<target>/conform-features`.
-        let exe = std::env::current_exe().expect("the test's path");
-        let target = exe
-            .ancestors()
-            .nth(3)
-            .expect("<target>/<profile>/deps/<test>");
-        build.arg("--features").arg(features.join(","));
-        build
-            .arg("--target-dir")
-            .arg(target.join("conform-features"));
-    }
     if !cfg!(debug_assertions) {
         build.arg("--release");
     }
     let output = build.output().expect("running cargo build");
     assert!(
         output.status.success(),
-        "building session-server failed:\n{}",
+        "building {package} failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["target"]["name"] == "session-server")
+        .filter(|m| m["target"]["name"] == package)
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo names the session-server executable it built")
+        .expect("cargo names the executable it built")
 }
 
 /// The impl, started by the harness for each case with `env`.
@@ -111,7 +101,7 @@ async fn conform_impl(runner: Runner, name: &str) -> Report {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_impl_passes_every_case_that_is_not_skipped() {
-    let binary = session_server_binary(&[]);
+    let binary = runner_binary("session-server");
     let report = conform_impl(impl_runner(&binary, &[]), "impl").await;
     let failed: Vec<String> = report
         .cases
@@ -144,9 +134,9 @@ async fn the_impl_passes_every_case_that_is_not_skipped() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "rebuilds session-server with its test-only faults (minutes)"]
+#[ignore = "builds session-server-faulty and runs the suite twice (minutes)"]
 async fn a_faulty_impl_fails_exactly_the_cases_its_fault_breaks() {
-    let binary = session_server_binary(&["fault-injection"]);
+    let binary = runner_binary("session-server-faulty");
     for (fault, breaks) in [
         (
             "no-lock",

@@ -1,4 +1,12 @@
 //! `session-server run --config config.toml`: the runner side for real.
+//!
+//! The same file is the `session-server-faulty` binary of the package
+//! `impl/faulty`, whose library is this crate's with its test-only faults
+//! compiled in (see ARCHITECTURE.md, "Faults and models never ship").
+
+// Under its own name there; `session_server` below names whichever library this is.
+#[cfg(feature = "fault-injection")]
+extern crate session_server_faulty as session_server;
 
 use std::path::PathBuf;
 use std::sync::Arc;

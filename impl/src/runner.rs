@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::{watch, Semaphore};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::{Config, RunnerConfig, SessionServerConfig};
 use crate::coordinator::api::{Features, JobRequest, RunnerInfo, SessionInfo};
-use crate::coordinator::Coordinator;
+use crate::coordinator::{Coordinator, Handout};
 use crate::executor::Executor;
 use crate::job::{self, JobContext};
 use crate::machine::Machine;
@@ -269,6 +269,8 @@ async fn poll<N: Net>(
                     session: session.is_some(),
                     terminal: executor.supports_terminal(),
                     variables: true,
+                    masking: true,
+                    return_exit_code: true,
                     cancelable: true,
                     trace_reset: false,
                     trace_checksum: false,
@@ -284,7 +286,8 @@ async fn poll<N: Net>(
             last_update: String::new(),
         };
         match coordinator.request_job(&request).await {
-            Ok(Some(job)) => {
+            Ok(Handout::Job(job)) => {
+                let job = *job;
                 info!(runner = %entry.name, job = job.id, "received a job");
                 let ctx = JobContext {
                     runner_name: entry.name.clone(),
@@ -307,7 +310,20 @@ async fn poll<N: Net>(
                 });
                 continue; // GitLab may have more: ask again at once.
             }
-            Ok(None) => {}
+            Ok(Handout::Unreadable { id, token, why }) => {
+                error!(runner = %entry.name, job = id, "failing a job this runner cannot read: {why}");
+                if let Some(session) = session {
+                    shared.sessions.remove(&session.id);
+                }
+                let (coordinator, interval) = (coordinator.clone(), shared.update_interval);
+                tokio::spawn(async move {
+                    job::fail_unreadable(coordinator, id, token, &why, interval).await;
+                    drop(slot);
+                });
+                continue;
+            }
+            Ok(Handout::Lost { why }) => error!(runner = %entry.name, "{why}"),
+            Ok(Handout::NoJob) => {}
             Err(e) => warn!(runner = %entry.name, "asking for a job: {e:#}"),
         }
         if let Some(session) = session {

@@ -203,17 +203,22 @@ async fn after_the_first_leaves_a_new_terminal_gets_a_new_shell() {
     read_until(&mut again, "$ ").await;
 }
 
+/// A simulated machine whose executor prepares job 1 for `prepare`.
+fn preparing(prepare: Duration) -> Arc<dyn session_server::machine::Machine> {
+    let timings = session_server::machine::JobTimings {
+        prepare,
+        ..Default::default()
+    };
+    Arc::new(session_server::machine::timed::Timed::new(SimMachine).with_job(1, timings))
+}
+
 #[tokio::test]
 async fn terminal_requested_while_the_job_prepares_is_503_after_the_wait() {
-    let world = world("shell", 60, Arc::new(SimMachine), |p| {
+    let world = world("shell", 60, preparing(Duration::from_secs(30)), |p| {
         p.limits.attach_wait = Duration::from_millis(300)
     })
     .await;
-    world.gitlab.push(job(
-        1,
-        &["true"],
-        &[(session_server::job::PREPARE_VARIABLE, "30")],
-    ));
+    world.gitlab.push(job(1, &["true"], &[]));
     let session = world.session(1).await;
     let started = std::time::Instant::now();
     assert!(matches!(connect_status(&session).await, 503));
@@ -222,12 +227,8 @@ async fn terminal_requested_while_the_job_prepares_is_503_after_the_wait() {
 
 #[tokio::test]
 async fn terminal_requested_while_the_job_prepares_is_attached_once_it_runs() {
-    let world = world("shell", 60, Arc::new(SimMachine), |_| {}).await;
-    world.gitlab.push(job(
-        1,
-        &["sleep 60"],
-        &[(session_server::job::PREPARE_VARIABLE, "0.5")],
-    ));
+    let world = world("shell", 60, preparing(Duration::from_millis(500)), |_| {}).await;
+    world.gitlab.push(job(1, &["sleep 60"], &[]));
     let session = world.session(1).await;
     let mut ws = connect(&TokioNet, &session, &[]).await;
     read_until(&mut ws, "$ ").await;

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
 use session_server::coordinator::api::SessionInfo;
-use session_server::job::{CONTAINER_START_VARIABLE, PREPARE_VARIABLE};
 use session_server::machine::sim::SimMachine;
+use session_server::machine::timed::Timed;
+use session_server::machine::JobTimings;
 use session_server::net::TokioNet;
 use session_server::runner::StopMode;
 use support::*;
@@ -179,8 +180,14 @@ async fn docker_terminal_drops_when_the_script_ends_and_the_job_is_not_held() {
 
 #[tokio::test]
 async fn docker_terminal_waits_for_the_container_to_run() {
-    let vars = [(CONTAINER_START_VARIABLE, "0.5")];
-    let (_world, session) = start("docker", 1800, job(1, &["sleep 30"], &vars)).await;
+    let late = JobTimings {
+        container_start: Some(Duration::from_millis(500)),
+        ..JobTimings::default()
+    };
+    let machine = Timed::new(SimMachine).with_job(1, late);
+    let world = world("docker", 1800, Arc::new(machine), |_| {}).await;
+    world.gitlab.push(job(1, &["sleep 30"], &[]));
+    let session = world.session(1).await;
     let asked = Instant::now();
     let mut ws = connect(&TokioNet, &session, &[]).await;
     read_until(&mut ws, "$ ").await;
@@ -192,8 +199,7 @@ async fn docker_terminal_waits_for_the_container_to_run() {
 
 #[tokio::test]
 async fn session_timeout_counts_from_the_script_end_not_the_connection() {
-    let (world, session) =
-        start("shell", 1, job(1, &["sleep 1"], &[(PREPARE_VARIABLE, "0")])).await;
+    let (world, session) = start("shell", 1, job(1, &["sleep 1"], &[])).await;
     let connected = Instant::now();
     let mut ws = connect(&TokioNet, &session, &[]).await;
     read_close(&mut ws).await;

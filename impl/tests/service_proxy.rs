@@ -59,11 +59,11 @@ async fn job_with_service(port: u16) -> (World, session_server::coordinator::api
     let mut j = job(1, &["sleep 600"], &[]);
     j.services = vec![Image {
         name: "localhost".into(),
-        alias: String::new(),
         ports: vec![Port {
             number: port,
             ..Default::default()
         }],
+        ..Default::default()
     }];
     world.gitlab.push(j);
     let session = world.session(1).await;

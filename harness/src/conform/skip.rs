@@ -49,19 +49,15 @@ pub fn reason(s: &Scenario) -> Option<String> {
     for job in &s.jobs {
         if job.prepare.is_some() {
             return Some(format!(
-                "EX-3: job {} prepares for a set time, a variable of the built-in runner's \
-                 executor model, and the attach wait is a fixed 60 s",
+                "EX-3: job {} prepares for a set time, which only the simulated machine can be \
+                 told (a real runner prepares as long as it takes)",
                 job.id
             ));
         }
-        let late = job.container_start.as_deref().is_some_and(|start| {
-            start == "never"
-                || crate::scenario::Dur::parse(start).is_ok_and(|d| d.0.as_secs() >= 15)
-        });
-        if late {
+        if job.container_start.is_some() {
             return Some(format!(
-                "DK-1: job {}'s build container starts late or never, and the wait for it is a \
-                 fixed 15 s",
+                "DK-1: job {}'s build container starts at a set time, which only the simulated \
+                 machine can be told (a real runner's starts when it starts)",
                 job.id
             ));
         }

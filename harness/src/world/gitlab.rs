@@ -427,6 +427,7 @@ fn job_response(def: &JobDef) -> JobResponse {
             script: def.script.clone(),
             timeout: def.timeout.as_secs(),
             when: "on_success".into(),
+            allow_failure: false,
         }],
         variables: def
             .variables
@@ -435,7 +436,7 @@ fn job_response(def: &JobDef) -> JobResponse {
                 key: k.clone(),
                 value: v.clone(),
                 public: true,
-                masked: false,
+                ..Variable::default()
             })
             .collect(),
         ..JobResponse::default()

@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use session_server::config::Config;
+use session_server::machine::timed::Timed;
+use session_server::machine::JobTimings;
 use session_server::net::{Net, TurmoilNet};
 use session_server::rng::Rng;
 use session_server::runner::{Runner, RunnerParts, StopMode};
@@ -102,15 +104,21 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         let toml = runner_config(scenario, host);
         let boots = Arc::new(AtomicU64::new(0));
         let (counters, registries, name) = (counters.clone(), registries.clone(), host.clone());
+        let timings = job_timings(scenario);
         sim.host(host.as_str(), move || {
             let (toml, control, boots) = (toml.clone(), control.clone(), boots.clone());
             let (counters, registries, name) = (counters.clone(), registries.clone(), name.clone());
+            let timings = timings.clone();
             async move {
                 let boot = boots.fetch_add(1, Ordering::Relaxed);
                 let config = Config::parse(&toml)?;
                 // A restarted runner draws new ids: another stream of the same seed.
                 let rng = Rng::seeded(seed.wrapping_mul(1_000_003).wrapping_add(boot));
-                let machine = Arc::new(machine::CountingMachine(counters));
+                let machine = timings.iter().fold(
+                    Timed::new(machine::CountingMachine(counters)),
+                    |machine, (id, timings)| machine.with_job(*id, *timings),
+                );
+                let machine = Arc::new(machine);
                 let runner = Runner::start(RunnerParts::new(config, TurmoilNet, machine, rng))
                     .await
                     .map_err(|e| format!("{e:#}"))?;
@@ -393,6 +401,28 @@ fn apply(
     recorder.record_at(at, "scenario", spec, What::Injected { description });
 }
 
+/// The executor's timings of each job (`prepare`, `container_start`): the
+/// simulated machine is told them; the job carries nothing of them.
+fn job_timings(scenario: &Scenario) -> Vec<(u64, JobTimings)> {
+    scenario
+        .jobs
+        .iter()
+        .map(|job| {
+            let container_start = match job.container_start.as_deref() {
+                Some("never") => None,
+                Some(start) => Some(Dur::parse(start).map(|d| d.0).unwrap_or_default()),
+                None => Some(Duration::ZERO),
+            };
+            let prepare = job.prepare.map(|d| d.0).unwrap_or_default();
+            let timings = JobTimings {
+                prepare,
+                container_start,
+            };
+            (job.id, timings)
+        })
+        .collect()
+}
+
 pub fn gitlab_of(scenario: &Scenario, recorder: &Recorder) -> Gitlab {
     let gitlab = Gitlab::new(
         recorder.clone(),
@@ -406,26 +436,6 @@ pub fn gitlab_of(scenario: &Scenario, recorder: &Recorder) -> Gitlab {
         gitlab.set_archived(name, project.archived);
     }
     for job in &scenario.jobs {
-        let mut variables = Vec::new();
-        if let Some(prepare) = job.prepare {
-            variables.push((
-                session_server::job::PREPARE_VARIABLE.to_string(),
-                prepare.0.as_secs_f64().to_string(),
-            ));
-        }
-        if let Some(start) = &job.container_start {
-            let value = if start == "never" {
-                start.clone()
-            } else {
-                Dur::parse(start)
-                    .map(|d| d.0.as_secs_f64().to_string())
-                    .unwrap_or_default()
-            };
-            variables.push((
-                session_server::job::CONTAINER_START_VARIABLE.to_string(),
-                value,
-            ));
-        }
         gitlab.add_job(JobDef {
             id: job.id,
             owner: job.owner.clone(),
@@ -435,7 +445,7 @@ pub fn gitlab_of(scenario: &Scenario, recorder: &Recorder) -> Gitlab {
                 .timeout
                 .map(|d| d.0)
                 .unwrap_or(Duration::from_secs(3600)),
-            variables,
+            variables: Vec::new(),
         });
     }
     gitlab

@@ -23,6 +23,25 @@ use api::{JobRequest, JobResponse, UpdateJob};
 /// No call may take longer than this.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What a job request got.
+#[derive(Debug)]
+pub enum Handout {
+    /// No job for now (204).
+    NoJob,
+    Job(Box<JobResponse>),
+    /// JOB-4: a job this runner cannot read, whose id and token could be
+    /// recovered: it must be failed, not dropped.
+    Unreadable {
+        id: u64,
+        token: String,
+        why: String,
+    },
+    /// A job this runner cannot read, without an id and token to fail it with.
+    Lost {
+        why: String,
+    },
+}
+
 /// What the coordinator said about a running job.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Remote {
@@ -86,19 +105,15 @@ impl<N: Net> Coordinator<N> {
         })
     }
 
-    /// JOB-1: asks for a job; `None` when there is none (204).
-    pub async fn request_job(&self, request: &JobRequest) -> anyhow::Result<Option<JobResponse>> {
+    /// JOB-1: asks for a job.
+    pub async fn request_job(&self, request: &JobRequest) -> anyhow::Result<Handout> {
         let body = serde_json::to_vec(request)?;
         let (status, _, body) = self
             .call(Method::POST, "/api/v4/jobs/request", &[], body.into())
             .await?;
         match status {
-            StatusCode::CREATED => {
-                let job = serde_json::from_slice(&body)
-                    .context("the coordinator's job is not valid JSON")?;
-                Ok(Some(job))
-            }
-            StatusCode::NO_CONTENT => Ok(None),
+            StatusCode::CREATED => Ok(read_job(&body)),
+            StatusCode::NO_CONTENT => Ok(Handout::NoJob),
             StatusCode::FORBIDDEN => {
                 bail!("the coordinator refused the runner token (403): check [[runners]] token")
             }
@@ -204,6 +219,62 @@ impl<N: Net> Coordinator<N> {
     }
 }
 
+/// JOB-4: reads a handed-out job as Go's decoder would; when that fails, finds
+/// at least the id and token that the job can be failed with.
+pub fn read_job(body: &[u8]) -> Handout {
+    let error = match serde_json::from_slice::<JobResponse>(body) {
+        Ok(job) if job.id > 0 && !job.token.is_empty() => return Handout::Job(Box::new(job)),
+        Ok(job) => format!(
+            "job id {} and token {:?} cannot name a job",
+            job.id, job.token
+        ),
+        Err(e) => e.to_string(),
+    };
+    let recovered = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|job| {
+            let id = job.get("id")?.as_u64().filter(|id| *id > 0)?;
+            let token = job.get("token")?.as_str().filter(|t| !t.is_empty())?;
+            Some((id, token.to_string()))
+        });
+    match recovered {
+        Some((id, token)) => Handout::Unreadable {
+            id,
+            token,
+            why: format!(
+                "its JSON does not match GitLab's job format: {}",
+                culprit(body).unwrap_or(error)
+            ),
+        },
+        None => Handout::Lost {
+            why: format!(
+                "the coordinator answered 201 with a body that is not a job ({error}; {} bytes), \
+                 and without the job's id and token the runner cannot fail it: it stays \
+                 running on GitLab until its timeout. Check that nothing between the runner \
+                 and GitLab rewrites API answers",
+                body.len()
+            ),
+        },
+    }
+}
+
+/// The first top-level field that the job format refuses, and why: serde's
+/// own error gives only a line and a column of a body nobody sees.
+fn culprit(body: &[u8]) -> Option<String> {
+    let serde_json::Value::Object(fields) = serde_json::from_slice(body).ok()? else {
+        return None;
+    };
+    fields
+        .into_iter()
+        .filter(|(key, _)| key != "id" && key != "token")
+        .find_map(|(key, value)| {
+            let alone = serde_json::json!({ "id": 1, "token": "t", key.as_str(): value });
+            serde_json::from_value::<JobResponse>(alone)
+                .err()
+                .map(|e| format!("field `{key}`: {e}"))
+        })
+}
+
 async fn send<S>(
     io: S,
     request: Request<Full<Bytes>>,
@@ -241,5 +312,40 @@ fn remote(headers: &http::HeaderMap, canceled: bool) -> Remote {
             .filter(|s| *s > 0)
             .map(Duration::from_secs),
         trace_offset: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_job_with_id_and_token_is_to_be_failed() {
+        match read_job(br#"{"id": 3, "token": "t", "variables": {"not": "a list"}}"#) {
+            Handout::Unreadable { id, token, why } => {
+                assert_eq!((id, token.as_str()), (3, "t"));
+                assert!(
+                    why.contains("field `variables`: invalid type: map"),
+                    "{why}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_body_without_id_and_token_is_lost_and_says_what_that_means() {
+        for body in [
+            &b"<html>502</html>"[..],
+            br#"{"id": 3}"#,
+            br#"{"id": 3, "token": ""}"#,
+        ] {
+            match read_job(body) {
+                Handout::Lost { why } => {
+                    assert!(why.contains("stays running on GitLab"), "{why}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::ExecutorKind;
-use crate::machine::{Machine, ScriptRun, ScriptSpec};
+use crate::machine::{JobTimings, Machine, ScriptRun, ScriptSpec};
 use crate::session::{Opening, TerminalSource, TerminalUnavailable};
 use crate::terminal::TerminalSpec;
 
@@ -59,6 +59,19 @@ impl Executor {
             builds_dir,
             docker_image,
         }
+    }
+
+    /// How long this job's executor takes on its machine before the job runs.
+    pub fn timings(&self, job_id: u64) -> JobTimings {
+        self.machine.job_timings(job_id)
+    }
+
+    /// Where job `job_id`'s file variables go (GitLab Runner's `<build dir>.tmp`);
+    /// `None` when the machine has no file system.
+    pub fn temp_dir(&self, job_id: u64) -> Option<PathBuf> {
+        self.builds_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{job_id}.tmp")))
     }
 
     /// JOB-1: `info.features.terminal` (shell on non-Windows and docker: true; custom: false).

@@ -1,10 +1,12 @@
 //! The job log (trace): what the job prints and what the runner says about it,
-//! sent to GitLab in increments (JOB-3).
+//! sent to GitLab in increments (JOB-3), masked (JOB-5).
 
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
+
+use super::mask::Masker;
 
 /// An append-only job log, shared by the job and its reporter.
 #[derive(Clone, Default)]
@@ -12,18 +14,54 @@ pub struct JobLog(Arc<Inner>);
 
 #[derive(Default)]
 struct Inner {
-    bytes: Mutex<Vec<u8>>,
+    state: Mutex<State>,
     grew: Notify,
 }
 
+/// One lock for both, so that concurrent appends are masked in the order logged.
+#[derive(Default)]
+struct State {
+    bytes: Vec<u8>,
+    masker: Masker,
+}
+
 impl JobLog {
+    /// A log in which every occurrence of `secrets` is `[MASKED]` (JOB-5).
+    pub fn masking<I, S>(secrets: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<[u8]>,
+    {
+        let state = State {
+            bytes: Vec::new(),
+            masker: Masker::new(secrets),
+        };
+        JobLog(Arc::new(Inner {
+            state: Mutex::new(state),
+            grew: Notify::new(),
+        }))
+    }
+
     pub fn append(&self, bytes: &[u8]) {
-        self.0
-            .bytes
-            .lock()
-            .expect("job log lock poisoned")
-            .extend_from_slice(bytes);
+        let mut state = self.state();
+        let masked = state.masker.push(bytes);
+        state.bytes.extend_from_slice(&masked);
+        drop(state);
         self.0.grew.notify_waiters();
+    }
+
+    /// Nothing more will be appended: what the masker held back (the possible
+    /// start of a secret at the very end) goes into the log.
+    pub fn close(&self) {
+        let mut state = self.state();
+        let rest = state.masker.finish();
+        state.bytes.extend_from_slice(&rest);
+        drop(state);
+        self.0.grew.notify_waiters();
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.0.state.lock().expect("job log lock poisoned")
     }
 
     /// One line of the runner's own (the SPEC's job log lines, LC-1..3).
@@ -33,7 +71,7 @@ impl JobLog {
     }
 
     pub fn len(&self) -> usize {
-        self.0.bytes.lock().expect("job log lock poisoned").len()
+        self.state().bytes.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -42,8 +80,7 @@ impl JobLog {
 
     /// The bytes from `offset` on.
     pub fn since(&self, offset: usize) -> Bytes {
-        let bytes = self.0.bytes.lock().expect("job log lock poisoned");
-        Bytes::copy_from_slice(bytes.get(offset..).unwrap_or_default())
+        Bytes::copy_from_slice(self.state().bytes.get(offset..).unwrap_or_default())
     }
 
     /// Resolves the next time the log grows.

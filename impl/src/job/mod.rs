@@ -2,7 +2,9 @@
 //! script, hold the job for a connected terminal, end the session, report.
 
 pub mod log;
+pub mod mask;
 mod report;
+pub mod variables;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,10 +31,8 @@ use report::Reporter;
 const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How long a terminal gets to send its close frame when the runner ends it.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
-/// Job variables that stand in for what a real executor would take time for
-/// (see ARCHITECTURE.md, "The docker model").
-pub const PREPARE_VARIABLE: &str = "RUNNER_MODEL_PREPARE_SECONDS";
-pub const CONTAINER_START_VARIABLE: &str = "RUNNER_MODEL_CONTAINER_START_SECONDS";
+/// GitLab's failure reason for what is the runner's fault, not the script's.
+const SYSTEM_FAILURE: &str = "runner_system_failure";
 
 /// Why a job stopped before its script ended by itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +47,8 @@ pub enum Abort {
 enum Stop {
     Abort(Abort),
     Deadline,
+    /// The job could not be set up; the log says why.
+    SystemFailure,
 }
 
 /// How a job ended, as reported to GitLab.
@@ -82,7 +84,8 @@ pub async fn run<N: Net>(job: JobResponse, ctx: JobContext<N>) -> JobResult {
         s => Duration::from_secs(s),
     };
     let deadline = Instant::now() + timeout;
-    let log = JobLog::default();
+    // JOB-5: masked from the first line on.
+    let log = JobLog::masking(variables::secrets(&job));
     let (canceled_tx, canceled) = watch::channel(false);
     let reporter = Reporter::start(
         ctx.coordinator.clone(),
@@ -102,7 +105,22 @@ pub async fn run<N: Net>(job: JobResponse, ctx: JobContext<N>) -> JobResult {
         env!("CARGO_PKG_VERSION"),
         ctx.runner_name
     ));
-    let outcome = execute(&job, &ctx, &log, &mut stops).await;
+    // The file variables live until the session has ended: a terminal that
+    // holds the job after its script still sees them.
+    let (outcome, mut file_variables) =
+        match variables::environment(&job, ctx.executor.temp_dir(job.id)) {
+            Ok(env) => {
+                for warning in &env.warnings {
+                    log.line(warning);
+                }
+                let spec = build_spec(&job, &ctx.executor, env.vars);
+                (execute(&job, spec, &ctx, &log, &mut stops).await, env.files)
+            }
+            Err(e) => {
+                log.line(&format!("ERROR: Preparing the job's variables failed: {e}"));
+                (Err(Stop::SystemFailure), None)
+            }
+        };
 
     if let Some(session) = &ctx.session {
         match outcome {
@@ -112,15 +130,17 @@ pub async fn run<N: Net>(job: JobResponse, ctx: JobContext<N>) -> JobResult {
                     hold_for_terminal(session, ctx.session_timeout, &log, &mut stops).await
                 {
                     finish(session, &ctx.sessions, abort_reason(abort)).await;
+                    drop(file_variables.take());
                     return reporter.finish(aborted(abort, &log)).await;
                 }
             }
             // LC-4: cancel and shutdown kill the terminal at once.
             Err(Stop::Abort(abort)) => session.end_terminal(abort_reason(abort), CLOSE_GRACE).await,
-            Err(Stop::Deadline) => {}
+            Err(Stop::Deadline | Stop::SystemFailure) => {}
         }
         finish(session, &ctx.sessions, CloseReason::JobFinished).await;
     }
+    drop(file_variables.take());
 
     // LC-6: the result is the script's, whatever the terminal did.
     let result = match outcome {
@@ -152,28 +172,70 @@ pub async fn run<N: Net>(job: JobResponse, ctx: JobContext<N>) -> JobResult {
                 exit_code: None,
             }
         }
+        Err(Stop::SystemFailure) => {
+            log.line("ERROR: Job failed (system failure)");
+            JobResult::Failed {
+                reason: SYSTEM_FAILURE,
+                exit_code: None,
+            }
+        }
         Err(Stop::Abort(abort)) => aborted(abort, &log),
     };
     reporter.finish(result).await
+}
+
+/// JOB-4: a job that GitLab handed out but this runner cannot read is failed at
+/// once (`runner_system_failure`) with a log line that says why, never dropped:
+/// on GitLab it would stay `running` until its timeout.
+pub async fn fail_unreadable<N: Net>(
+    coordinator: Arc<Coordinator<N>>,
+    id: u64,
+    token: String,
+    why: &str,
+    update_interval: Duration,
+) -> JobResult {
+    let job = JobResponse {
+        id,
+        token,
+        ..JobResponse::default()
+    };
+    let log = JobLog::default();
+    // Nothing runs: a cancel has nothing to stop.
+    let (canceled, _) = watch::channel(false);
+    let reporter = Reporter::start(coordinator, &job, log.clone(), canceled, update_interval);
+    log.line(&format!(
+        "Running with session-server {}",
+        env!("CARGO_PKG_VERSION")
+    ));
+    log.line(&format!(
+        "ERROR: Job failed (system failure): the runner cannot read the job GitLab sent: {why}"
+    ));
+    log.line(
+        "The job did not run. Retry it; if it fails again, report this line with the runner's \
+         version: GitLab and this runner disagree on the job's format.",
+    );
+    reporter
+        .finish(JobResult::Failed {
+            reason: SYSTEM_FAILURE,
+            exit_code: None,
+        })
+        .await
 }
 
 /// Prepare, start the build, run the script. The terminal is attached as soon
 /// as the job runs (EX-3); docker's container stops with the script (DK-3).
 async fn execute<N: Net>(
     job: &JobResponse,
+    spec: BuildSpec,
     ctx: &JobContext<N>,
     log: &JobLog,
     stops: &mut Stops,
 ) -> Result<ScriptExit, Stop> {
-    let spec = build_spec(job);
     for line in ctx.executor.prepare_log(&spec) {
         log.line(&line);
     }
-    stops
-        .bound(tokio::time::sleep(
-            model_seconds(job, PREPARE_VARIABLE).unwrap_or_default(),
-        ))
-        .await?;
+    let prepare = ctx.executor.timings(job.id).prepare;
+    stops.bound(tokio::time::sleep(prepare)).await?;
     let build = match ctx.executor.build(&spec) {
         Ok(build) => build,
         Err(e) => {
@@ -340,72 +402,35 @@ async fn raised(flag: &mut watch::Receiver<bool>) {
     }
 }
 
-fn build_spec(job: &JobResponse) -> BuildSpec {
+fn build_spec(job: &JobResponse, executor: &Executor, env: Vec<(String, String)>) -> BuildSpec {
     let script = job
         .steps
         .iter()
         .flat_map(|s| s.script.iter().cloned())
         .collect();
-    let mut env: Vec<(String, String)> = vec![
-        ("CI".into(), "true".into()),
-        ("GITLAB_CI".into(), "true".into()),
-        ("CI_JOB_ID".into(), job.id.to_string()),
-    ];
-    env.extend(
-        job.variables
-            .iter()
-            .map(|v| (v.key.clone(), v.value.clone())),
-    );
-    let container_start = match variable(job, CONTAINER_START_VARIABLE) {
-        Some("never") => None,
-        _ => Some(model_seconds(job, CONTAINER_START_VARIABLE).unwrap_or_default()),
-    };
     BuildSpec {
         job_id: job.id,
         script,
         env,
-        container_start,
-        image: job
-            .image
-            .as_ref()
-            .map(|i| i.name.clone())
-            .filter(|n| !n.is_empty()),
+        container_start: executor.timings(job.id).container_start,
+        image: Some(job.image.name.clone()).filter(|n| !n.is_empty()),
     }
-}
-
-fn variable<'a>(job: &'a JobResponse, key: &str) -> Option<&'a str> {
-    job.variables
-        .iter()
-        .find(|v| v.key == key)
-        .map(|v| v.value.as_str())
-}
-
-fn model_seconds(job: &JobResponse, key: &str) -> Option<Duration> {
-    variable(job, key)?
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
 }
 
 /// The job's services, by name and by alias, as the proxy route finds them.
 fn service_ports(job: &JobResponse) -> Vec<ServicePort> {
     let mut ports = Vec::new();
     for service in &job.services {
-        let host = if service.alias.is_empty() {
-            service.name.clone()
-        } else {
-            service.alias.clone()
-        };
+        let host = service.aliases().next().unwrap_or(&service.name);
         for port in &service.ports {
-            for name in [&service.name, &service.alias]
-                .into_iter()
+            for name in std::iter::once(service.name.as_str())
+                .chain(service.aliases())
                 .filter(|n| !n.is_empty())
             {
                 ports.push(ServicePort {
-                    name: name.clone(),
+                    name: name.to_string(),
                     port: port.number,
-                    host: host.clone(),
+                    host: host.to_string(),
                 });
             }
         }

@@ -83,6 +83,7 @@ impl<N: Net> Reporter<N> {
     /// Sends the rest of the log and the final state; returns `result`.
     pub(super) async fn finish(self, result: JobResult) -> JobResult {
         let _ = self.stop.send(());
+        self.log.close();
         let mut sent = self.task.await.unwrap_or(0);
         let (state, failure_reason, exit_code) = match &result {
             JobResult::Success => ("success", None, None),

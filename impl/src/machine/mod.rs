@@ -7,6 +7,7 @@
 
 pub mod os;
 pub mod sim;
+pub mod timed;
 
 use std::future::Future;
 use std::io;
@@ -52,6 +53,30 @@ pub struct ScriptRun {
     pub kill: Box<dyn Fn() -> Closing + Send + Sync>,
 }
 
+/// How long a job's executor takes before the job runs, on this machine.
+///
+/// A machine takes the time it takes: both are zero by default, and nothing a
+/// job sends can change them. A world builder (the harness, a test) wraps a
+/// machine in [`timed::Timed`] to stand for an executor that prepares slowly or
+/// a build container that starts late (see ARCHITECTURE.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobTimings {
+    /// Preparing the executor, before the job runs (EX-3's attach wait).
+    pub prepare: std::time::Duration,
+    /// Docker: from the job running to its build container running; `None`:
+    /// it never runs (DK-1).
+    pub container_start: Option<std::time::Duration>,
+}
+
+impl Default for JobTimings {
+    fn default() -> Self {
+        JobTimings {
+            prepare: std::time::Duration::ZERO,
+            container_start: Some(std::time::Duration::ZERO),
+        }
+    }
+}
+
 /// Where processes run.
 pub trait Machine: Send + Sync + 'static {
     fn run_script(&self, spec: &ScriptSpec) -> io::Result<ScriptRun>;
@@ -60,5 +85,10 @@ pub trait Machine: Send + Sync + 'static {
     /// the machine has no file system of its own (simulation).
     fn default_builds_dir(&self) -> Option<std::path::PathBuf> {
         None
+    }
+    /// The executor's timings for job `job_id` on this machine.
+    fn job_timings(&self, job_id: u64) -> JobTimings {
+        let _ = job_id;
+        JobTimings::default()
     }
 }

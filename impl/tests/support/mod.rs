@@ -36,13 +36,32 @@ pub struct Gitlab {
 
 #[derive(Default)]
 struct State {
-    queue: VecDeque<JobResponse>,
+    /// Job ids (for the records) and the bodies that hand them out.
+    queue: VecDeque<(u64, Vec<u8>)>,
     /// The request that took each job.
     taken: BTreeMap<u64, JobRequest>,
     requests: usize,
     traces: BTreeMap<u64, Vec<u8>>,
     finals: BTreeMap<u64, UpdateJob>,
     canceled: Vec<u64>,
+    exchanges: Vec<Exchange>,
+}
+
+/// A call the runner made, as it came over the wire (JOB-1, JOB-3).
+#[derive(Clone, Debug)]
+pub struct Exchange {
+    pub method: String,
+    pub path: String,
+    /// `Content-Range` and `JOB-TOKEN` (trace patches).
+    pub content_range: Option<String>,
+    pub job_token: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl Exchange {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
 }
 
 impl Gitlab {
@@ -66,7 +85,17 @@ impl Gitlab {
     }
 
     pub fn push(&self, job: JobResponse) {
-        self.state.lock().unwrap().queue.push_back(job);
+        let body = serde_json::to_vec(&job).unwrap();
+        self.push_raw(job.id, body);
+    }
+
+    /// Hands out `body` as job `id`'s payload, as is (JOB-4: GitLab's own JSON).
+    pub fn push_raw(&self, id: u64, body: impl Into<Vec<u8>>) {
+        self.state
+            .lock()
+            .unwrap()
+            .queue
+            .push_back((id, body.into()));
     }
 
     pub fn cancel(&self, id: u64) {
@@ -75,6 +104,11 @@ impl Gitlab {
 
     pub fn requests(&self) -> usize {
         self.state.lock().unwrap().requests
+    }
+
+    /// Every call the runner made so far, in order.
+    pub fn exchanges(&self) -> Vec<Exchange> {
+        self.state.lock().unwrap().exchanges.clone()
     }
 
     /// The request with which the runner took job `id`.
@@ -140,13 +174,26 @@ impl Gitlab {
             .unwrap_or_default();
         let path = parts.uri.path().to_string();
         let mut state = self.state.lock().unwrap();
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        state.exchanges.push(Exchange {
+            method: parts.method.to_string(),
+            path: path.clone(),
+            content_range: header("content-range"),
+            job_token: header("job-token"),
+            body: body.to_vec(),
+        });
         let response = if path == "/api/v4/jobs/request" {
             let request: JobRequest = serde_json::from_slice(&body).expect("job request JSON");
             state.requests += 1;
             match state.queue.pop_front() {
-                Some(job) => {
-                    state.taken.insert(job.id, request);
-                    reply(StatusCode::CREATED, serde_json::to_vec(&job).unwrap())
+                Some((id, body)) => {
+                    state.taken.insert(id, request);
+                    reply(StatusCode::CREATED, body)
                 }
                 None => reply(StatusCode::NO_CONTENT, vec![]),
             }
@@ -210,7 +257,7 @@ fn reply(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
         .unwrap()
 }
 
-/// A job running `script`, with optional model variables.
+/// A job running `script`, with these job variables.
 pub fn job(id: u64, script: &[&str], variables: &[(&str, &str)]) -> JobResponse {
     JobResponse {
         id,
