@@ -1,7 +1,8 @@
 //! Test-only faults: realistic bugs that the harness's fuzzer must find.
 //!
-//! Compiled in only with the feature `fault-injection`; without it every check
-//! is a constant `false`. A fault is switched on for the current thread (the
+//! Compiled in only with the feature `fault-injection`, which only the package
+//! `session-server-faulty` (impl/faulty) has: the shipped `session-server` has
+//! no such feature, so every check there is a constant `false`. A fault is switched on for the current thread (the
 //! simulator runs a whole world on one thread) or, for the binary, for the
 //! process from `SESSION_SERVER_FAULTS=no-lock,uncapped-timeout,...`.
 

@@ -17,7 +17,8 @@
 //! - [`coordinator`]: the GitLab API client: job requests and updates [JOB].
 //! - [`runner`]: puts it all together: the process that `session-server run` starts.
 //! - [`rng`], [`duration`]: injected randomness; Go-style durations for the job log.
-//! - [`faults`]: test-only bugs (feature `fault-injection`) for the fuzzer to find.
+//! - [`faults`]: test-only bugs for the fuzzer to find, compiled in only by the
+//!   package `session-server-faulty` (never by the shipped `session-server`).
 //!
 //! Time is only `tokio::time` and randomness only [`rng::Rng`], so the same code
 //! runs deterministically inside turmoil (feature `turmoil`).

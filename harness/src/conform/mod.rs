@@ -16,7 +16,7 @@
 //! they run.
 //!
 //! Extension point: [`Runner::Command`] takes the command and its environment,
-//! e.g. a `session-server` built with test-only faults and
+//! e.g. `session-server-faulty` (the impl with its test-only faults) and
 //! `SESSION_SERVER_FAULTS=no-lock`, which must then fail exactly the cases
 //! those faults break.
 
