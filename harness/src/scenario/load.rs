@@ -271,6 +271,9 @@ fn check_step(s: &Scenario, step: &Step, hosts: &[String]) -> Result<(), String>
         }
         "type" => {
             need_browser()?;
+            if step.repeat == Some(0) {
+                return Err("repeat = 0 types nothing: use 1 or more".into());
+            }
             step.text.as_ref().map(|_| ()).ok_or_else(|| "needs text = \"...\"".to_string())
         }
         "close" | "vanish" => need_browser(),
