@@ -60,6 +60,13 @@ fn impl_runner(binary: &std::path::Path, env: &[(&str, &str)]) -> Runner {
     // which on some machines takes seconds (e.g. `pyenv init`). The contract
     // does not depend on the shell.
     env.push(("SHELL".into(), "/bin/sh".into()));
+    // Nor may its shells and scripts read this host's dotfiles: a HOME of its own.
+    let home = std::env::temp_dir().join(format!(
+        "session-harness-conform-home-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&home).expect("creating a private HOME for the runner");
+    env.push(("HOME".into(), home.display().to_string()));
     env.push(("RUST_LOG".into(), "session_server=info".into()));
     Runner::Command {
         command: format!("'{}' run --config {{config}}", binary.display()),

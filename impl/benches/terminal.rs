@@ -24,7 +24,6 @@ use anyhow::{anyhow, bail, ensure, Context};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use session_server::coordinator::api::SessionInfo;
-use session_server::machine::os::OsMachine;
 use session_server::machine::sim::SimMachine;
 use session_server::net::{Net, TokioNet};
 use session_server::runner::StopMode;
@@ -93,7 +92,7 @@ async fn run_all() -> anyhow::Result<()> {
     // Parts 1, 2 and the real-PTY half of 3 share one in-process runner on real
     // processes; each uses a job (and so a session and a shell) of its own.
     if selected(1) || selected(2) || selected(3) {
-        let real = world("shell", 600, Arc::new(OsMachine::default()), |_| {}).await;
+        let real = world("shell", 600, Arc::new(support::os_machine()), |_| {}).await;
         let result = async {
             if selected(1) {
                 output_throughput(&real).await?;
@@ -901,6 +900,8 @@ impl ServerProcess {
             .arg("--config")
             .arg(config)
             .env("RUST_LOG", "warn")
+            // Its shells must not read this host's dotfiles (they may stall).
+            .env("HOME", support::private_home())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)

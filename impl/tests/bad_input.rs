@@ -2,33 +2,15 @@
 
 mod support;
 
-use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use session_server::machine::sim::SimMachine;
-use session_server::machine::{Machine, ScriptRun, ScriptSpec};
+use session_server::machine::Machine;
 use session_server::net::TokioNet;
-use session_server::terminal::{Terminal, TerminalSpec};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A simulated machine that counts the terminals it opens.
-#[derive(Default)]
-struct Counting {
-    terminals: AtomicUsize,
-}
-
-impl Machine for Counting {
-    fn run_script(&self, spec: &ScriptSpec) -> io::Result<ScriptRun> {
-        SimMachine.run_script(spec)
-    }
-    fn open_terminal(&self, spec: &TerminalSpec) -> io::Result<Terminal> {
-        self.terminals.fetch_add(1, Ordering::SeqCst);
-        SimMachine.open_terminal(spec)
-    }
-}
 
 async fn two_sessions(
     machine: Arc<dyn Machine>,

@@ -5,7 +5,6 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_server::machine::os::OsMachine;
 use session_server::net::TokioNet;
 use support::*;
 
@@ -35,7 +34,7 @@ fn number_after(text: &str, marker: &str) -> i32 {
 
 #[tokio::test]
 async fn a_real_pty_answers_echo_hello_and_leaves_no_process() {
-    let world = world("shell", 60, Arc::new(OsMachine::default()), |_| {}).await;
+    let world = world("shell", 60, Arc::new(os_machine()), |_| {}).await;
     world.gitlab.push(job(1, &["sleep 30"], &[]));
     let session = world.session(1).await;
     let mut ws = connect(&TokioNet, &session, &["terminal.gitlab.com"]).await;
@@ -64,7 +63,7 @@ async fn a_real_pty_answers_echo_hello_and_leaves_no_process() {
 
 #[tokio::test]
 async fn a_real_job_script_runs_and_its_log_reaches_gitlab() {
-    let world = world("shell", 60, Arc::new(OsMachine::default()), |_| {}).await;
+    let world = world("shell", 60, Arc::new(os_machine()), |_| {}).await;
     world.gitlab.push(job(
         1,
         &["echo from-the-script", "echo to-stderr >&2", "exit 4"],

@@ -332,6 +332,7 @@ fn steps_of(op: &Op, index: usize, at: Duration) -> Vec<Step> {
         browser: None,
         job: None,
         text: None,
+        repeat: None,
         via: None,
         token: None,
         protocols: None,

@@ -13,7 +13,7 @@ pub const SPEC_IDS: &[(&str, u32)] = &[
     ("JOB", 3),
     ("RT", 2),
     ("EX", 7),
-    ("WS", 7),
+    ("WS", 8),
     ("LC", 7),
     ("DK", 3),
     ("WH", 6),
@@ -271,6 +271,9 @@ fn check_step(s: &Scenario, step: &Step, hosts: &[String]) -> Result<(), String>
         }
         "type" => {
             need_browser()?;
+            if step.repeat == Some(0) {
+                return Err("repeat = 0 types nothing: use 1 or more".into());
+            }
             step.text.as_ref().map(|_| ()).ok_or_else(|| "needs text = \"...\"".to_string())
         }
         "close" | "vanish" => need_browser(),

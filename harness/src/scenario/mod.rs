@@ -196,7 +196,8 @@ pub struct BrowserSpec {
 
 /// One step of the timeline. `do` says what; the other keys depend on it:
 /// - `open` (browser, job, via = "gitlab"|"direct", token = "own"|"none"|"wrong"|"bearer"|"job:N",
-///   protocols = [...], insecure), `type` (browser, text), `close` (browser), `vanish` (browser)
+///   protocols = [...], insecure), `type` (browser, text, repeat = N: the text N times in
+///   one message, a paste), `close` (browser), `vanish` (browser)
 /// - `cancel` (job), `signal` (mode = "abort"|"graceful"), `revoke` (user, role), `archive` (project)
 /// - `partition`, `repair`, `hold`, `release` (a, b), `crash`, `bounce` (host)
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -211,6 +212,8 @@ pub struct Step {
     pub job: Option<u64>,
     #[serde(default)]
     pub text: Option<String>,
+    #[serde(default)]
+    pub repeat: Option<usize>,
     #[serde(default)]
     pub via: Option<String>,
     #[serde(default)]

@@ -304,8 +304,9 @@ pub async fn act<N: Net>(browser: &mut Browser<N>, step: &Step, entry: &str) {
                 .await;
         }
         "type" => {
+            let text = step.text.as_deref().unwrap_or_default();
             browser
-                .type_text(step.text.as_deref().unwrap_or_default().as_bytes())
+                .type_text(text.repeat(step.repeat.unwrap_or(1)).as_bytes())
                 .await
         }
         "close" => browser.close().await,

@@ -101,7 +101,10 @@ async fn dial_unbounded<N: Net>(
     match tokio_tungstenite::client_async_with_config(
         request,
         io,
-        Some(session_server::protocol::websocket_config()),
+        // The server's limits, but a client writes whole messages up to the
+        // server's 1 MiB: the server's own write bound (its output frames and
+        // Pongs, WS-8) is not a client's.
+        Some(session_server::protocol::websocket_config().max_write_buffer_size(usize::MAX)),
     )
     .await
     {

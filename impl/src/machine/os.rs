@@ -17,6 +17,10 @@ use crate::terminal::{pty, Closing, Terminal, TerminalSpec};
 pub struct OsMachine {
     /// Shell for scripts that name none.
     pub default_shell: String,
+    /// HOME of scripts and terminals (a job variable may still set its own);
+    /// `None` keeps the runner's. Tests give one of their own: a shell reads
+    /// its HOME's dotfiles, and a host's may stall it (`pyenv init`).
+    pub home: Option<std::path::PathBuf>,
 }
 
 impl Default for OsMachine {
@@ -25,7 +29,19 @@ impl Default for OsMachine {
         let shell = if on_path("bash") { "bash" } else { "sh" };
         OsMachine {
             default_shell: shell.into(),
+            home: None,
         }
+    }
+}
+
+impl OsMachine {
+    /// The environment a process gets: HOME first, so that the job's variables win.
+    fn env(&self, env: &[(String, String)]) -> Vec<(String, String)> {
+        let home = self
+            .home
+            .as_ref()
+            .map(|home| ("HOME".to_string(), home.display().to_string()));
+        home.into_iter().chain(env.iter().cloned()).collect()
     }
 }
 
@@ -69,7 +85,7 @@ impl Machine for OsMachine {
             .args(shell_options(shell))
             .arg("-c")
             .arg(spec.lines.join("\n"))
-            .envs(spec.env.iter().map(|(key, value)| (key, value)))
+            .envs(self.env(&spec.env))
             // A group of its own, so that a kill reaches everything it started.
             .process_group(0)
             .stdin(Stdio::null())
@@ -133,7 +149,11 @@ impl Machine for OsMachine {
     }
 
     fn open_terminal(&self, spec: &TerminalSpec) -> io::Result<Terminal> {
-        pty::open(spec)
+        let spec = TerminalSpec {
+            env: self.env(&spec.env),
+            ..spec.clone()
+        };
+        pty::open(&spec)
     }
 
     /// Each job gets `<temp dir>/session-server-builds/<job id>`, as GitLab
@@ -219,6 +239,7 @@ mod tests {
         }
         let bash = OsMachine {
             default_shell: "bash".into(),
+            home: None,
         };
         assert_eq!(
             run(&bash, &script(&["false | true"])).await.1,
@@ -247,6 +268,7 @@ mod tests {
     async fn a_missing_shell_is_an_error() {
         let machine = OsMachine {
             default_shell: "/nonexistent/shell".into(),
+            home: None,
         };
         let error = machine
             .run_script(&script(&["true"]))
@@ -306,12 +328,20 @@ mod tests {
             command: vec!["sh".into()],
             ..TerminalSpec::default()
         };
-        let mut terminal = OsMachine::default().open_terminal(&spec).unwrap();
-        terminal.writer.write_all(b"tty\n").await.unwrap();
+        let machine = OsMachine {
+            home: Some(pty::tests::private_home()),
+            ..OsMachine::default()
+        };
+        let mut terminal = machine.open_terminal(&spec).unwrap();
+        terminal
+            .writer
+            .write_all(b"tty; echo \"home=$HOME:end\"\n")
+            .await
+            .unwrap();
         let mut seen = String::new();
         let mut buf = [0; 1024];
         timeout(LIMIT, async {
-            while !seen.contains("/dev/pts/") {
+            while !seen.contains(":end\r\n") {
                 let n = terminal.reader.read(&mut buf).await.unwrap();
                 assert!(n > 0, "EOF before tty answered: {seen:?}");
                 seen.push_str(&String::from_utf8_lossy(&buf[..n]));
@@ -319,6 +349,12 @@ mod tests {
         })
         .await
         .expect("tty did not answer");
+        assert!(seen.contains("/dev/pts/"), "{seen:?}");
+        let home = format!("home={}:end\r\n", pty::tests::private_home().display());
+        assert!(
+            seen.contains(&home),
+            "the terminal's HOME is not the machine's: {seen:?}"
+        );
         timeout(LIMIT, terminal.control.close())
             .await
             .expect("close timed out");

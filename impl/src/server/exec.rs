@@ -34,7 +34,7 @@ pub(super) async fn handle<N: Net>(
         );
     };
     // EX-4: one terminal per session; the open one is left alone.
-    let Some(mut guard) = session.lock() else {
+    let Some(guard) = session.lock() else {
         return text(
             StatusCode::LOCKED,
             "a terminal is already connected to this job: close it first",
@@ -67,7 +67,7 @@ pub(super) async fn handle<N: Net>(
             Some(websocket_config()),
         )
         .await;
-        let reason = protocol::relay(socket, protocol, terminal, &mut guard, timing).await;
+        let reason = protocol::relay(socket, protocol, terminal, guard, timing).await;
         info!(session = %format!("{id}…"), ?reason, "terminal disconnected");
     });
     upgrade::switching_protocols(&ws)

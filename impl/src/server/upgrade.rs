@@ -26,15 +26,23 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
     has_token(header::CONNECTION, "upgrade") && has_token(header::UPGRADE, "websocket")
 }
 
-/// Checks the upgrade before anything is spawned: EX-2 (405), a missing key or
-/// version (400: the reference spawns a shell first, EX-7; here nothing is
-/// spawned), a cross-site Origin (403, as the reference).
+/// Checks the upgrade before anything is spawned: EX-2 (405), an HTTP/1.0
+/// request (400, WS-8: hyper cannot switch one, so it would get a 101 and
+/// EOF), a missing key or version (400: the reference spawns a shell first,
+/// EX-7; here nothing is spawned), a cross-site Origin (403, as the reference).
 pub(super) fn check<B>(request: &Request<B>) -> Result<WebSocketRequest, Refusal> {
     let headers = request.headers();
     if !is_upgrade(headers) {
         return Err(Refusal(
             StatusCode::METHOD_NOT_ALLOWED,
             "this endpoint takes WebSocket upgrades only (Connection: upgrade, Upgrade: websocket)",
+        ));
+    }
+    // RFC 6455 4.1: the opening handshake is HTTP/1.1 or later.
+    if request.version() < http::Version::HTTP_11 {
+        return Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            "WebSocket upgrades need HTTP/1.1: send the request as HTTP/1.1",
         ));
     }
     if headers
@@ -144,6 +152,13 @@ mod tests {
             status(&[UPGRADE[0], UPGRADE[1], UPGRADE[3]]),
             Some(StatusCode::BAD_REQUEST)
         );
+    }
+
+    #[test]
+    fn an_http_1_0_upgrade_is_400() {
+        let mut r = request(&UPGRADE);
+        *r.version_mut() = http::Version::HTTP_10;
+        assert_eq!(check(&r).err().map(|r| r.0), Some(StatusCode::BAD_REQUEST));
     }
 
     #[test]

@@ -49,9 +49,13 @@ pub struct Session {
     pub token: String,
     services: Mutex<Vec<ServicePort>>,
     source: watch::Sender<Option<Arc<dyn TerminalSource>>>,
+    /// The single terminal slot (EX-4). Freed when a connection starts to end,
+    /// before its close reply leaves (WS-7), so that a browser reconnecting at
+    /// once gets 101.
     connection: Mutex<Option<Connection>>,
-    /// Whether a terminal connection is open; the job lifecycle waits on it (LC-1/2).
-    connected: watch::Sender<bool>,
+    /// How many terminal connections are still open (one, or briefly two while
+    /// an ending one sends its close frame); the job lifecycle waits on it (LC-1/2).
+    connected: watch::Sender<usize>,
     next_connection: AtomicU64,
 }
 
@@ -68,7 +72,7 @@ impl Session {
             services: Mutex::new(Vec::new()),
             source: watch::channel(None).0,
             connection: Mutex::new(None),
-            connected: watch::channel(false).0,
+            connected: watch::channel(0).0,
             next_connection: AtomicU64::new(0),
         }
     }
@@ -121,7 +125,7 @@ impl Session {
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed) + 1;
         let (stop, stop_rx) = watch::channel(None);
         *slot = Some(Connection { id, stop });
-        self.connected.send_replace(true);
+        self.connected.send_modify(|open| *open += 1);
         Some(ConnectionGuard {
             session: self.clone(),
             id,
@@ -130,28 +134,36 @@ impl Session {
     }
 
     pub fn is_connected(&self) -> bool {
-        *self.connected.borrow()
+        *self.connected.borrow() > 0
     }
 
     /// Resolves when no terminal connection is open.
     pub async fn disconnected(&self) {
         let mut rx = self.connected.subscribe();
-        let _ = rx.wait_for(|c| !c).await;
+        let _ = rx.wait_for(|&open| open == 0).await;
+    }
+
+    /// Frees the slot if connection `id` still holds it.
+    fn free_slot(&self, id: u64) {
+        let mut slot = self.connection.lock().expect("session lock poisoned");
+        if slot.as_ref().map(|c| c.id) == Some(id) {
+            *slot = None;
+        }
     }
 
     /// Ends the open terminal connection, if any, with `reason`, and waits (at
     /// most `grace`) until it is gone, so that its close frame is on the wire
     /// before the job goes on.
     pub async fn end_terminal(&self, reason: CloseReason, grace: Duration) {
+        if let Some(conn) = self
+            .connection
+            .lock()
+            .expect("session lock poisoned")
+            .as_ref()
         {
-            let slot = self.connection.lock().expect("session lock poisoned");
-            match slot.as_ref() {
-                Some(conn) => {
-                    conn.stop.send_replace(Some(reason));
-                }
-                None => return,
-            }
+            conn.stop.send_replace(Some(reason));
         }
+        // Also a connection that freed the slot may still be sending its close frame.
         let _ = tokio::time::timeout(grace, self.disconnected()).await;
     }
 }
@@ -164,8 +176,9 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// Holds the session's terminal slot; dropping it frees the slot and tells the
-/// job that the terminal disconnected (LC-2).
+/// Holds the session's terminal slot; [`ConnectionGuard::free_slot`] frees it
+/// for the next browser, and dropping the guard also tells the job that the
+/// terminal disconnected (LC-2).
 pub struct ConnectionGuard {
     session: Arc<Session>,
     id: u64,
@@ -185,18 +198,18 @@ impl ConnectionGuard {
     pub fn session(&self) -> &Arc<Session> {
         &self.session
     }
+
+    /// EX-4, WS-7: the connection is ending; another may take the slot now,
+    /// while this one still sends its close frame. The session no longer asks
+    /// this one to stop (`end_terminal` still waits until it is gone).
+    pub fn free_slot(&self) {
+        self.session.free_slot(self.id);
+    }
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        let mut slot = self
-            .session
-            .connection
-            .lock()
-            .expect("session lock poisoned");
-        if slot.as_ref().map(|c| c.id) == Some(self.id) {
-            *slot = None;
-            self.session.connected.send_replace(false);
-        }
+        self.session.free_slot(self.id);
+        self.session.connected.send_modify(|open| *open -= 1);
     }
 }

@@ -17,6 +17,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// A future that resolves once a terminal's processes are gone.
 pub type Closing = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
+/// A future that resolves when a terminal's shell exits (WS-7), even while a
+/// background job it left holds the terminal open; pending forever where the
+/// exit cannot be watched (then EOF on the output ends the terminal).
+pub type ShellExit = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
 /// Terminal size in character cells.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Size {
@@ -47,6 +52,8 @@ pub struct Terminal {
     pub reader: Box<dyn AsyncRead + Send + Unpin>,
     /// Input to the terminal (keystrokes, pastes).
     pub writer: Box<dyn AsyncWrite + Send + Unpin>,
+    /// The end of the terminal: its shell's exit.
+    pub exited: ShellExit,
     pub control: Box<dyn TerminalControl>,
 }
 

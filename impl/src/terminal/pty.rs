@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 
 use portable_pty::{Child, CommandBuilder, MasterPty, PtySize};
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::sync::watch;
 
-use crate::terminal::{Closing, Size, Terminal, TerminalControl, TerminalSpec};
+use crate::terminal::{Closing, ShellExit, Size, Terminal, TerminalControl, TerminalSpec};
 
 /// How long the processes get to act on SIGHUP (save history, clean up) before SIGKILL.
 const HANGUP_GRACE: Duration = Duration::from_millis(200);
@@ -69,6 +69,7 @@ fn spawn(spec: &TerminalSpec) -> io::Result<(Terminal, libc::pid_t)> {
         .process_id()
         .and_then(|pid| libc::pid_t::try_from(pid).ok())
         .ok_or_else(|| io::Error::other(format!("{argv:?} was spawned without a pid")))?;
+    let exited = shell_exit(pid);
     let reaper = Arc::new(Reaper {
         pid,
         child: Mutex::new(Some(child)),
@@ -82,12 +83,38 @@ fn spawn(spec: &TerminalSpec) -> io::Result<(Terminal, libc::pid_t)> {
             reaper: Arc::clone(&reaper),
         }),
         writer: Box::new(PtyWriter { fd }),
+        exited,
         control: Box::new(PtyControl {
             master: Mutex::new(pair.master),
             reaper,
         }),
     };
     Ok((terminal, pid))
+}
+
+/// Resolves when the shell `pid` exits (WS-7), through a pidfd registered with
+/// tokio: no thread and no wait per terminal. The reaper still reaps it. On a
+/// kernel without pidfds (before 5.3) it stays pending, and EOF on the output
+/// ends the terminal instead.
+fn shell_exit(pid: libc::pid_t) -> ShellExit {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let Ok(raw) = RawFd::try_from(raw) else {
+        return Box::pin(std::future::pending());
+    };
+    if raw < 0 {
+        return Box::pin(std::future::pending());
+    }
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: the AsyncFd owns `pidfd`, so the fd stays open and the same until it is dropped.
+    match unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) } {
+        // A pidfd turns readable once the process has exited.
+        Ok(pidfd) => Box::pin(async move {
+            let _ = pidfd.readable().await;
+        }),
+        Err(_) => Box::pin(std::future::pending()),
+    }
 }
 
 fn command(spec: &TerminalSpec) -> io::Result<CommandBuilder> {
@@ -469,8 +496,25 @@ pub(crate) mod tests {
     fn sh() -> TerminalSpec {
         TerminalSpec {
             command: vec!["sh".into()],
+            ..private()
+        }
+    }
+
+    /// The default shell with a HOME of its own: a shell reading this host's
+    /// dotfiles (`pyenv init` in root's ~/.bashrc) may stall for a minute.
+    pub(crate) fn private() -> TerminalSpec {
+        TerminalSpec {
+            env: vec![("HOME".into(), private_home().display().to_string())],
             ..TerminalSpec::default()
         }
+    }
+
+    /// An empty directory for this test process's shells to take as HOME.
+    pub(crate) fn private_home() -> std::path::PathBuf {
+        let home =
+            std::env::temp_dir().join(format!("session-server-unit-home-{}", std::process::id()));
+        std::fs::create_dir_all(&home).expect("creating a private HOME");
+        home
     }
 
     /// Reads until `done` holds for the output so far; returns the output.
@@ -541,7 +585,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn pty_answers_echo_hello() {
         let _ptys = PTYS.lock().await;
-        let mut terminal = open(&TerminalSpec::default()).expect("opening the default shell");
+        let mut terminal = open(&private()).expect("opening the default shell");
         terminal.writer.write_all(b"echo hel''lo\n").await.unwrap();
         read_until(&mut *terminal.reader, |out| answered(out, "hello")).await;
         timeout(LIMIT, terminal.control.close())
@@ -559,6 +603,37 @@ pub(crate) mod tests {
         read.expect("no EOF after exit").expect("reading to EOF");
         // EOF started the reap by itself: the shell does not stay a zombie.
         wait_until("the exited shell is reaped", || reaped(pid)).await;
+    }
+
+    #[tokio::test]
+    async fn the_shell_exit_is_seen_while_a_background_job_holds_the_pty() {
+        let _ptys = PTYS.lock().await;
+        let (mut terminal, pid) = spawn(&sh()).unwrap();
+        terminal
+            .writer
+            .write_all(b"sleep 1000 & echo \"bg=$!:end\"\n")
+            .await
+            .unwrap();
+        let output = read_until(&mut *terminal.reader, |out| answered(out, ":end")).await;
+        let (_, rest) = output.rsplit_once("bg=").unwrap();
+        let background: libc::pid_t = rest.split(':').next().unwrap().parse().unwrap();
+        terminal.writer.write_all(b"exit\n").await.unwrap();
+        timeout(LIMIT, &mut terminal.exited)
+            .await
+            .expect("the shell's exit was not seen");
+        assert!(
+            tree_members(pid).contains(&background),
+            "the background job should outlive the shell until the terminal is closed"
+        );
+        timeout(LIMIT, terminal.control.close())
+            .await
+            .expect("close timed out");
+        assert!(reaped(pid), "the shell was not reaped");
+        assert_eq!(
+            tree_members(pid),
+            Vec::<libc::pid_t>::new(),
+            "processes left"
+        );
     }
 
     #[tokio::test]
@@ -649,11 +724,9 @@ pub(crate) mod tests {
     async fn spec_sets_cwd_env_and_term() {
         let _ptys = PTYS.lock().await;
         let dir = std::env::temp_dir().canonicalize().unwrap();
-        let spec = TerminalSpec {
-            cwd: Some(dir.clone()),
-            env: vec![("JOB_VAR".into(), "job value".into())],
-            ..sh()
-        };
+        let mut spec = sh();
+        spec.cwd = Some(dir.clone());
+        spec.env.push(("JOB_VAR".into(), "job value".into()));
         let mut terminal = open(&spec).unwrap();
         let command = b"echo \"$(pwd)|$JOB_VAR|$TERM\"\n";
         terminal.writer.write_all(command).await.unwrap();

@@ -7,17 +7,23 @@
 //!
 //! Builtins: `echo ARGS`, `sleep SECONDS`, `exit [CODE]`, `true`, `false`,
 //! `seq N` (N lines, for volume). Anything else is "command not found" (127).
+//! `sleep SECONDS &` is a background job: like a real one it holds the
+//! terminal open after the shell exits, until it ends (WS-7). A foreground
+//! `sleep` reads no input meanwhile, so a paste waits in the terminal's
+//! buffer of [`PIPE_BYTES`] and then in the writer, as on a real tty.
 
 use std::io;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
 use super::{Closing, Size, Terminal, TerminalControl, TerminalSpec};
 
 pub const PROMPT: &str = "$ ";
-const PIPE_BYTES: usize = 64 * 1024;
+/// The terminal's buffer each way.
+pub const PIPE_BYTES: usize = 64 * 1024;
 
 /// What a line did.
 #[derive(Debug, PartialEq, Eq)]
@@ -31,19 +37,58 @@ pub(crate) enum Flow {
 /// Opens a simulated interactive shell. Must be called inside a tokio runtime.
 pub fn open(_spec: &TerminalSpec) -> Terminal {
     let (outside, inside) = tokio::io::duplex(PIPE_BYTES);
+    let (exit_tx, exit_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let (input, output) = tokio::io::split(inside);
-        let _ = interactive(input, output).await;
+        let (mut input, mut output) = tokio::io::split(inside);
+        let mut background = Background::default();
+        let _ = interactive(&mut input, &mut output, &mut background).await;
+        let _ = exit_tx.send(());
+        // Background jobs hold the terminal open (no EOF) until they end.
+        if let Some(last) = background.last_ends {
+            tokio::time::sleep_until(last).await;
+        }
     });
     let (reader, writer) = tokio::io::split(outside);
     Terminal {
         reader: Box::new(reader),
         writer: Box::new(writer),
+        // Also resolves when the shell is killed (the sender is dropped).
+        exited: Box::pin(async move {
+            let _ = exit_rx.await;
+        }),
         control: Box::new(SimControl(task.abort_handle())),
     }
 }
 
-/// Kills the shell task; nothing outlives it, so closing completes at once.
+/// The shell's background jobs: only `sleep N &`, so only when the last ends.
+#[derive(Default)]
+struct Background {
+    jobs: u32,
+    last_ends: Option<Instant>,
+}
+
+impl Background {
+    /// Starts `line` in the background if it ends with `&`; returns the job's
+    /// announcement, or `None` for a foreground line.
+    fn start(&mut self, line: &str) -> Option<String> {
+        let command = line.trim_end().strip_suffix('&')?;
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let seconds = match words.as_slice() {
+            ["sleep", s] => s.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0),
+            _ => None,
+        };
+        let Some(seconds) = seconds else {
+            return Some("sh: only `sleep N &` runs in the background here\r\n".into());
+        };
+        let ends = Instant::now() + Duration::from_secs_f64(seconds);
+        self.last_ends = Some(self.last_ends.map_or(ends, |last| last.max(ends)));
+        self.jobs += 1;
+        Some(format!("[{}] {}\r\n", self.jobs, 1000 + self.jobs))
+    }
+}
+
+/// Kills the shell task and its background jobs; nothing outlives it, so
+/// closing completes at once.
 pub(crate) struct SimControl(pub(crate) AbortHandle);
 
 impl TerminalControl for SimControl {
@@ -66,6 +111,7 @@ impl Drop for SimControl {
 async fn interactive(
     mut input: impl AsyncRead + Unpin,
     mut output: impl AsyncWrite + Unpin,
+    background: &mut Background,
 ) -> io::Result<i32> {
     output.write_all(PROMPT.as_bytes()).await?;
     let mut line = Vec::new();
@@ -81,7 +127,9 @@ async fn interactive(
                     output.write_all(b"\r\n").await?;
                     let text = String::from_utf8_lossy(&line).into_owned();
                     line.clear();
-                    if let Flow::Exit(code) = run_line(&text, &mut output, "\r\n").await? {
+                    if let Some(started) = background.start(&text) {
+                        output.write_all(started.as_bytes()).await?;
+                    } else if let Flow::Exit(code) = run_line(&text, &mut output, "\r\n").await? {
                         return Ok(code);
                     }
                     output.write_all(PROMPT.as_bytes()).await?;
@@ -230,6 +278,34 @@ mod tests {
         t.writer.write_all(b"sleep 90\recho done\r").await.unwrap();
         read_until(&mut t, "done\r\n").await;
         assert_eq!(start.elapsed().as_secs(), 90);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn exit_with_a_background_job_ends_the_shell_but_not_the_output() {
+        let mut t = open(&TerminalSpec::default());
+        let start = tokio::time::Instant::now();
+        t.writer.write_all(b"sleep 300 &\rexit\r").await.unwrap();
+        read_until(&mut t, "[1] 1001\r\n$ exit\r\n").await;
+        (&mut t.exited).await;
+        assert_eq!(start.elapsed().as_secs(), 0, "the shell exits at once");
+        // The job holds the terminal: EOF only once it ended.
+        let mut rest = Vec::new();
+        t.reader.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(start.elapsed().as_secs(), 300);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_foreground_sleep_reads_no_input() {
+        let mut t = open(&TerminalSpec::default());
+        read_until(&mut t, PROMPT).await;
+        t.writer.write_all(b"sleep 100\r").await.unwrap();
+        let paste = vec![b'x'; 2 * PIPE_BYTES];
+        let written =
+            tokio::time::timeout(Duration::from_secs(50), t.writer.write_all(&paste)).await;
+        assert!(
+            written.is_err(),
+            "a busy shell took a paste larger than its buffer"
+        );
     }
 
     #[tokio::test]

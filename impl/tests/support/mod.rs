@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +19,11 @@ use rustls::pki_types::ServerName;
 use session_server::coordinator::api::{
     JobRequest, JobResponse, JobRunnerInfo, SessionInfo, Step, UpdateJob, Variable,
 };
+use session_server::machine::os::OsMachine;
+use session_server::machine::sim::SimMachine;
+use session_server::machine::{Machine, ScriptRun, ScriptSpec};
 use session_server::net::{Listener, Net};
+use session_server::terminal::{Terminal, TerminalSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_rustls::client::TlsStream;
@@ -565,4 +570,37 @@ impl World {
     pub async fn session(&self, id: u64) -> SessionInfo {
         self.gitlab.session(id).await
     }
+}
+
+/// A simulated machine that counts the terminals it opens.
+#[derive(Default)]
+pub struct Counting {
+    pub terminals: AtomicUsize,
+}
+
+impl Machine for Counting {
+    fn run_script(&self, spec: &ScriptSpec) -> std::io::Result<ScriptRun> {
+        SimMachine.run_script(spec)
+    }
+    fn open_terminal(&self, spec: &TerminalSpec) -> std::io::Result<Terminal> {
+        self.terminals.fetch_add(1, Ordering::SeqCst);
+        SimMachine.open_terminal(spec)
+    }
+}
+
+/// The real machine, with a HOME of this test process's own: a shell that
+/// read the host's dotfiles could stall (root's ~/.bashrc runs `pyenv init`).
+pub fn os_machine() -> OsMachine {
+    OsMachine {
+        home: Some(private_home()),
+        ..OsMachine::default()
+    }
+}
+
+/// An empty directory, one per test process, that its shells take as HOME.
+pub fn private_home() -> std::path::PathBuf {
+    let home =
+        std::env::temp_dir().join(format!("session-server-test-home-{}", std::process::id()));
+    std::fs::create_dir_all(&home).expect("creating a private HOME under the temp dir");
+    home
 }

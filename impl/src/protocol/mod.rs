@@ -1,23 +1,22 @@
-//! The terminal protocol (WS-1..7): subprotocols, the relay between a WebSocket
-//! and a terminal, pings, the read deadline, and how the server ends a connection.
+//! The terminal protocol (WS-1..8): subprotocols, close reasons, pings and
+//! deadlines, the limits of what a peer can make the server queue; the relay
+//! itself is [`relay`], its input queue [`input`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
+mod input;
+mod relay;
+
+pub use input::INPUT_QUEUE_BYTES;
+pub use relay::{relay, MAX_OUTPUT_FRAME, MAX_PINGS_PER_INTERVAL};
+
 use std::time::Duration;
 
 use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
-use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::Instant;
+use bytes::Bytes;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::duration::go_format;
-use crate::faults::{self, Fault};
-use crate::session::ConnectionGuard;
-use crate::terminal::Terminal;
 
 /// WS-2: raw bytes in binary frames.
 pub const BINARY_SUBPROTOCOL: &str = "terminal.gitlab.com";
@@ -29,9 +28,14 @@ pub const BASE64_SUBPROTOCOL: &str = "base64.terminal.gitlab.com";
 /// whole up to this size and refuses a larger one with close 1009.
 pub const MAX_MESSAGE: usize = 1 << 20;
 
-/// Bytes read from a terminal at once: one frame's worth. Kept small because an
-/// idle session holds one such buffer.
-const READ_CHUNK: usize = 4 * 1024;
+/// Most bytes the server keeps queued for a browser's socket (WS-8): one
+/// output frame (base64 makes it 4/3 larger) and what it owes besides (pongs,
+/// a close frame). Pongs owed beyond it are collapsed into the latest one
+/// (RFC 6455 5.5.3 allows answering only the most recent Ping), so a Ping
+/// flood that never reads costs this much, not memory without limit; such a
+/// peer is closed by the write deadline ([`Timing::pong_timeout`]), and one
+/// that sends more than [`MAX_PINGS_PER_INTERVAL`] with 1008 at once.
+pub const MAX_WRITE_BUFFER: usize = 2 * MAX_OUTPUT_FRAME;
 
 /// The subprotocol chosen for a connection (WS-1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +105,11 @@ pub enum CloseReason {
     ClientGone,
     /// Nothing came from the browser within the read deadline (project-defined).
     PeerUnresponsive,
+    /// WS-8: the browser took nothing the server sent for `pong_timeout`,
+    /// or left its bounded write buffer full.
+    PeerNotReading,
+    /// WS-8: more Pings than [`MAX_PINGS_PER_INTERVAL`] in one ping interval.
+    TooManyPings,
     /// LC-3: the session timeout after the script ended.
     SessionTimeout(Duration),
     /// DK-3: the build container stopped.
@@ -113,8 +122,11 @@ pub enum CloseReason {
     JobFinished,
     /// WS-5: a message over [`MAX_MESSAGE`].
     MessageTooBig,
-    /// A frame the protocol cannot take (bad base64, bad UTF-8, protocol violation).
+    /// WS-8: data the protocol cannot take (bad base64, bad UTF-8): 1007.
     InvalidPayload(&'static str),
+    /// WS-8: a frame that breaks RFC 6455 (unmasked, reserved bits, unknown
+    /// opcode, fragmented or oversized control frame): 1002.
+    ProtocolViolation(String),
 }
 
 impl CloseReason {
@@ -124,6 +136,11 @@ impl CloseReason {
             CloseReason::ClientClosed | CloseReason::ClientGone => return None,
             CloseReason::ShellExited => (CloseCode::Normal, "shell exited".to_string()),
             CloseReason::PeerUnresponsive => (CloseCode::Away, "no answer to ping".to_string()),
+            CloseReason::PeerNotReading => (CloseCode::Policy, "peer does not read".to_string()),
+            CloseReason::TooManyPings => (
+                CloseCode::Policy,
+                format!("more than {MAX_PINGS_PER_INTERVAL} pings in a ping interval"),
+            ),
             CloseReason::SessionTimeout(d) => (
                 CloseCode::Away,
                 format!(
@@ -139,6 +156,7 @@ impl CloseReason {
                 (CloseCode::Size, format!("message over {MAX_MESSAGE} bytes"))
             }
             CloseReason::InvalidPayload(what) => (CloseCode::Invalid, what.to_string()),
+            CloseReason::ProtocolViolation(what) => (CloseCode::Protocol, what.clone()),
         };
         Some(CloseFrame {
             code,
@@ -178,170 +196,7 @@ pub fn websocket_config() -> WebSocketConfig {
         // Small buffers: an idle session should cost little (see benches).
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
-}
-
-/// Relays between `ws` and `terminal` until either ends or the session asks
-/// the connection to end; then closes both. Returns why it ended.
-pub async fn relay<S>(
-    ws: WebSocketStream<S>,
-    protocol: Subprotocol,
-    terminal: Terminal,
-    guard: &mut ConnectionGuard,
-    timing: Timing,
-) -> CloseReason
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    let (mut sink, mut stream) = ws.split();
-    let mut terminal = terminal;
-    let (reader, writer) = (&mut terminal.reader, &mut terminal.writer);
-    let clock = Clock::new();
-
-    let reason = tokio::select! {
-        biased;
-        r = guard.stop_requested() => r,
-        r = upstream(&mut stream, &mut **writer, protocol, &clock) => r,
-        r = downstream(&mut sink, &mut **reader, protocol, &clock, timing) => r,
-    };
-
-    let mut ws = sink
-        .reunite(stream)
-        .expect("both halves come from one stream");
-    close_websocket(&mut ws, &reason, timing).await;
-    terminal.control.close().await;
-    reason
-}
-
-/// Browser to terminal.
-async fn upstream<S>(
-    stream: &mut futures_util::stream::SplitStream<WebSocketStream<S>>,
-    writer: &mut (dyn AsyncWrite + Send + Unpin),
-    protocol: Subprotocol,
-    clock: &Clock,
-) -> CloseReason
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    while let Some(message) = stream.next().await {
-        clock.saw_peer();
-        let payload = match message {
-            Ok(Message::Binary(b)) => b,
-            Ok(Message::Text(t)) => Bytes::from(t),
-            Ok(Message::Close(_)) => return CloseReason::ClientClosed,
-            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
-            Err(WsError::Capacity(_)) => return CloseReason::MessageTooBig,
-            Err(WsError::Protocol(_)) => return CloseReason::InvalidPayload("protocol error"),
-            Err(WsError::Utf8(_)) => return CloseReason::InvalidPayload("text frame is not UTF-8"),
-            Err(_) => return CloseReason::ClientGone,
-        };
-        let mut input = match protocol.decode(payload) {
-            Ok(input) => input,
-            Err(reason) => return reason,
-        };
-        if faults::active(Fault::TruncateInput) && input.len() > 32 * 1024 {
-            input.truncate(32 * 1024);
-        }
-        if writer.write_all(&input).await.is_err() || writer.flush().await.is_err() {
-            // The shell is gone. Its last output may still be unread: let the
-            // downstream drain it to EOF and end the connection then.
-            std::future::pending::<()>().await;
-        }
-    }
-    CloseReason::ClientGone
-}
-
-/// Terminal to browser, with pings and the read deadline.
-async fn downstream<S>(
-    sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
-    reader: &mut (dyn AsyncRead + Send + Unpin),
-    protocol: Subprotocol,
-    clock: &Clock,
-    timing: Timing,
-) -> CloseReason
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    let mut ping =
-        tokio::time::interval_at(clock.start + timing.ping_interval, timing.ping_interval);
-    let mut buf = BytesMut::new();
-    loop {
-        let deadline = clock.last_seen() + timing.ping_interval + timing.pong_timeout;
-        buf.reserve(READ_CHUNK);
-        let message = tokio::select! {
-            biased;
-            _ = tokio::time::sleep_until(deadline) => {
-                // The deadline was computed before the browser's latest frame
-                // (a Pong, say): only a deadline that still stands ends the relay.
-                if clock.last_seen() + timing.ping_interval + timing.pong_timeout > tokio::time::Instant::now() {
-                    continue;
-                }
-                return CloseReason::PeerUnresponsive;
-            }
-            _ = ping.tick() => Message::Ping(Bytes::new()),
-            read = reader.read_buf(&mut buf) => match read {
-                Ok(0) | Err(_) => return CloseReason::ShellExited,
-                Ok(_) => protocol.encode(buf.split().freeze()),
-            },
-        };
-        match tokio::time::timeout(timing.pong_timeout, sink.send(message)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return CloseReason::ClientGone,
-            Err(_) => return CloseReason::PeerUnresponsive,
-        }
-    }
-}
-
-/// Sends the server's close frame (if the browser can still get one), waits
-/// briefly for its reply, and shuts the transport down (TLS close_notify).
-async fn close_websocket<S>(ws: &mut WebSocketStream<S>, reason: &CloseReason, timing: Timing)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    let grace = timing.close_grace;
-    match reason {
-        CloseReason::ClientGone | CloseReason::PeerUnresponsive => {}
-        CloseReason::ClientClosed => {
-            // tungstenite queued the echo of the browser's close frame: send it.
-            let _ = tokio::time::timeout(grace, ws.flush()).await;
-        }
-        other => {
-            if tokio::time::timeout(grace, ws.close(other.close_frame()))
-                .await
-                .is_ok()
-            {
-                // Wait for the browser's close reply, then the transport may go.
-                let _ = tokio::time::timeout(grace, async {
-                    while let Some(Ok(_)) = ws.next().await {}
-                })
-                .await;
-            }
-        }
-    }
-    let _ = tokio::time::timeout(grace, ws.get_mut().shutdown()).await;
-}
-
-/// When the browser was last heard from, shared by both directions of a relay.
-struct Clock {
-    start: Instant,
-    last_seen_nanos: AtomicU64,
-}
-
-impl Clock {
-    fn new() -> Self {
-        Clock {
-            start: Instant::now(),
-            last_seen_nanos: AtomicU64::new(0),
-        }
-    }
-
-    fn saw_peer(&self) {
-        let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.last_seen_nanos.store(nanos, Ordering::Relaxed);
-    }
-
-    fn last_seen(&self) -> Instant {
-        self.start + Duration::from_nanos(self.last_seen_nanos.load(Ordering::Relaxed))
-    }
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
 }
 
 #[cfg(test)]
