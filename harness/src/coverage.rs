@@ -79,9 +79,12 @@ impl Coverage {
         let mut out = String::new();
         let chosen = |r: &Rule| {
             selected.is_empty()
-                || selected
-                    .iter()
-                    .any(|s| r.id == s || r.id.strip_prefix(s.as_str()).is_some_and(|rest| rest.starts_with('-')))
+                || selected.iter().any(|s| {
+                    r.id == s
+                        || r.id
+                            .strip_prefix(s.as_str())
+                            .is_some_and(|rest| rest.starts_with('-'))
+                })
         };
         for rule in RULES.iter().filter(|r| chosen(r)) {
             let mark = match (rule.documentation, rule.project_defined) {
@@ -92,7 +95,9 @@ impl Coverage {
             out.push_str(&format!("{}{mark}  {}\n", rule.id, summary(rule.text)));
             let checks = self.of(rule.id);
             if checks.is_empty() && !rule.documentation {
-                out.push_str("    UNCHECKED: add a scenario, case, invariant or test that cites it\n");
+                out.push_str(
+                    "    UNCHECKED: add a scenario, case, invariant or test that cites it\n",
+                );
             } else if checks.is_empty() {
                 out.push_str("    (no check: not observable)\n");
             }
@@ -112,19 +117,24 @@ impl Coverage {
         }
         out.push('\n');
         for (place, id) in &self.unknown {
-            out.push_str(&format!("error: {place} cites {id}, which is not a rule of SPEC.md\n"));
+            out.push_str(&format!(
+                "error: {place} cites {id}, which is not a rule of SPEC.md\n"
+            ));
         }
         out
     }
 }
 
-/// The first sentence of a rule, at most 90 characters.
+/// The start of a rule's text, at most 90 characters, without the mark
+/// shown beside its id already.
 fn summary(text: &str) -> String {
-    let first = text.split(". ").next().unwrap_or(text);
-    if first.chars().count() > 90 {
-        format!("{}...", first.chars().take(87).collect::<String>())
+    let text = text
+        .trim_start_matches("(project-defined) ")
+        .trim_start_matches("(documentation) ");
+    if text.chars().count() > 90 {
+        format!("{}...", text.chars().take(87).collect::<String>())
     } else {
-        first.to_string()
+        text.to_string()
     }
 }
 
@@ -158,7 +168,11 @@ pub fn collect(root: &Path) -> Result<Coverage, String> {
         for file in rust_files(&root.join(dir)) {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
-            let shown = file.strip_prefix(root).unwrap_or(&file).display().to_string();
+            let shown = file
+                .strip_prefix(root)
+                .unwrap_or(&file)
+                .display()
+                .to_string();
             for (test, ids) in cited_by_tests(&text) {
                 let name = format!("{shown}::{test}");
                 for id in ids {
@@ -308,7 +322,10 @@ fn uncited() {}
         let text = r#"    Case { name: "tls", spec: &["TLS-1", "TLS-2"], title: "x" },"#;
         assert_eq!(
             endpoint_cases(text),
-            vec![("tls".to_string(), vec!["TLS-1".to_string(), "TLS-2".to_string()])]
+            vec![(
+                "tls".to_string(),
+                vec!["TLS-1".to_string(), "TLS-2".to_string()]
+            )]
         );
     }
 
@@ -316,7 +333,10 @@ fn uncited() {}
     fn an_unknown_id_is_an_error_and_a_rule_without_checks_is_unchecked() {
         let mut coverage = Coverage::default();
         coverage.add("test x", "EX-99", Kind::Test, "x");
-        assert_eq!(coverage.unknown, vec![("test x".to_string(), "EX-99".to_string())]);
+        assert_eq!(
+            coverage.unknown,
+            vec![("test x".to_string(), "EX-99".to_string())]
+        );
         assert!(coverage.unchecked().iter().any(|r| r.id == "EX-4"));
         assert!(coverage.render(&["EX-4".into()]).contains("UNCHECKED"));
         // A documentation rule needs no check.

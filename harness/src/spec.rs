@@ -34,9 +34,13 @@ mod tests {
 
     #[test]
     fn every_family_of_the_contract_is_read_from_spec_md() {
-        for family in ["CFG", "TLS", "JOB", "RT", "EX", "WS", "LC", "DK", "WH", "AU", "DP"] {
+        for family in [
+            "CFG", "TLS", "JOB", "RT", "EX", "WS", "LC", "DK", "WH", "AU", "DP",
+        ] {
             assert!(
-                RULES.iter().any(|r| r.id.starts_with(&format!("{family}-"))),
+                RULES
+                    .iter()
+                    .any(|r| r.id.starts_with(&format!("{family}-"))),
                 "no {family} rule"
             );
         }
@@ -48,6 +52,9 @@ mod tests {
 
     #[test]
     fn citations_are_found_in_prose() {
-        assert_eq!(cited("EX-4 (and WS-6), not EX-99 or XEX-4"), ["EX-4", "WS-6"]);
+        assert_eq!(
+            cited("EX-4 (and WS-6), not EX-99 or XEX-4"),
+            ["EX-4", "WS-6"]
+        );
     }
 }

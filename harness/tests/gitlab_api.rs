@@ -34,7 +34,9 @@ fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
 
 fn body(response: Response<Full<bytes::Bytes>>) -> (StatusCode, HeaderMap, Vec<u8>) {
     let (parts, body) = response.into_parts();
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let bytes = runtime.block_on(body.collect()).unwrap().to_bytes();
     (parts.status, parts.headers, bytes.to_vec())
 }
@@ -94,17 +96,35 @@ fn a_job_request_with_nulls_and_unknown_fields_is_accepted() {
     let gitlab = gitlab_with_one_job();
     take_job(&gitlab, session());
     assert_eq!(gitlab.status(7), Some(JobStatus::Running));
-    assert_eq!(gitlab.session(7).unwrap().url, "https://runner:8093/session/abc");
+    assert_eq!(
+        gitlab.session(7).unwrap().url,
+        "https://runner:8093/session/abc"
+    );
 
     // No job left: 204; a wrong runner token: 403; no JSON: 400 that says why.
     let answer = |token: &str| {
         let request = job_request(Value::Null);
-        let request = String::from_utf8(request).unwrap().replace(RUNNER_TOKEN, token);
-        body(gitlab.answer(&Method::POST, "/api/v4/jobs/request", &HeaderMap::new(), request.as_bytes(), "runner")).0
+        let request = String::from_utf8(request)
+            .unwrap()
+            .replace(RUNNER_TOKEN, token);
+        body(gitlab.answer(
+            &Method::POST,
+            "/api/v4/jobs/request",
+            &HeaderMap::new(),
+            request.as_bytes(),
+            "runner",
+        ))
+        .0
     };
     assert_eq!(answer(RUNNER_TOKEN), StatusCode::NO_CONTENT);
     assert_eq!(answer("glrt-other"), StatusCode::FORBIDDEN);
-    let (status, _, text) = body(gitlab.answer(&Method::POST, "/api/v4/jobs/request", &HeaderMap::new(), b"{", "runner"));
+    let (status, _, text) = body(gitlab.answer(
+        &Method::POST,
+        "/api/v4/jobs/request",
+        &HeaderMap::new(),
+        b"{",
+        "runner",
+    ));
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(String::from_utf8_lossy(&text).contains("invalid job request"));
 }
@@ -119,18 +139,43 @@ fn the_job_response_is_gitlabs_full_shape_with_nulls() {
     assert_eq!(job["token"], job_token(7));
     assert_eq!(job["allow_git_fetch"], true);
     let info = &job["job_info"];
-    assert_eq!((info["id"].as_u64(), info["name"].as_str(), info["stage"].as_str()), (Some(7), Some("job-7"), Some("test")));
+    assert_eq!(
+        (
+            info["id"].as_u64(),
+            info["name"].as_str(),
+            info["stage"].as_str()
+        ),
+        (Some(7), Some("job-7"), Some("test"))
+    );
     assert_eq!(info["project_name"], "demo");
-    assert!(info["time_in_queue_seconds"].is_number(), "a field a runner may not know");
+    assert!(
+        info["time_in_queue_seconds"].is_number(),
+        "a field a runner may not know"
+    );
     let git = &job["git_info"];
-    assert_eq!(git["repo_url"], format!("http://gitlab-ci-token:{}@gitlab.example:8080/session-harness/demo.git", job_token(7)));
-    assert_eq!((git["ref"].as_str(), git["ref_type"].as_str()), (Some("main"), Some("branch")));
+    assert_eq!(
+        git["repo_url"],
+        format!(
+            "http://gitlab-ci-token:{}@gitlab.example:8080/session-harness/demo.git",
+            job_token(7)
+        )
+    );
+    assert_eq!(
+        (git["ref"].as_str(), git["ref_type"].as_str()),
+        (Some("main"), Some("branch"))
+    );
     assert_eq!(git["sha"].as_str().unwrap().len(), 40);
     assert_eq!(git["before_sha"].as_str().unwrap().len(), 40);
     assert!(git["refspecs"].as_array().unwrap().len() >= 1);
     assert_eq!(job["runner_info"]["timeout"], 3600);
-    assert_eq!(job["runner_info"]["runner_session_url"], "https://runner:8093/session/abc");
-    assert_eq!(job["steps"], json!([{"name": "script", "script": ["echo hello"], "timeout": 3600, "when": "on_success", "allow_failure": false}]));
+    assert_eq!(
+        job["runner_info"]["runner_session_url"],
+        "https://runner:8093/session/abc"
+    );
+    assert_eq!(
+        job["steps"],
+        json!([{"name": "script", "script": ["echo hello"], "timeout": 3600, "when": "on_success", "allow_failure": false}])
+    );
 
     // `null` where GitLab sends null.
     assert_eq!(job["image"], Value::Null);
@@ -165,7 +210,10 @@ fn the_job_response_is_gitlabs_full_shape_with_nulls() {
         ("CI_SERVER_NAME", "GitLab"),
         ("CI_PROJECT_PATH", "session-harness/demo"),
         ("CI_PROJECT_NAMESPACE", "session-harness"),
-        ("CI_PROJECT_URL", "http://gitlab.example:8080/session-harness/demo"),
+        (
+            "CI_PROJECT_URL",
+            "http://gitlab.example:8080/session-harness/demo",
+        ),
         ("CI_JOB_ID", "7"),
         ("CI_JOB_NAME", "job-7"),
         ("CI_JOB_STAGE", "test"),
@@ -178,10 +226,20 @@ fn the_job_response_is_gitlabs_full_shape_with_nulls() {
         assert_eq!(variable(&job, key)["value"], value, "{key}");
     }
     let token = variable(&job, "CI_JOB_TOKEN");
-    assert_eq!((token["masked"].as_bool(), token["public"].as_bool()), (Some(true), Some(false)));
+    assert_eq!(
+        (token["masked"].as_bool(), token["public"].as_bool()),
+        (Some(true), Some(false))
+    );
     assert_eq!(variable(&job, "CI_COMMIT_SHA")["value"], git["sha"]);
     for runner_own in ["CI_PROJECT_DIR", "CI_BUILDS_DIR", "CI_RUNNER_VERSION"] {
-        assert!(job["variables"].as_array().unwrap().iter().all(|v| v["key"] != runner_own), "{runner_own} is the runner's to set");
+        assert!(
+            job["variables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|v| v["key"] != runner_own),
+            "{runner_own} is the runner's to set"
+        );
     }
 }
 
@@ -208,7 +266,13 @@ fn trace(gitlab: &Gitlab, range: &str, chunk: &[u8]) -> (StatusCode, HeaderMap) 
 
 fn update(gitlab: &Gitlab, state: &str) -> (StatusCode, HeaderMap) {
     let request = json!({"token": job_token(7), "state": state, "failure_reason": null, "exit_code": null, "checksum": "crc32:0", "output": {"bytesize": 6}});
-    let (status, headers, _) = body(gitlab.answer(&Method::PUT, "/api/v4/jobs/7", &HeaderMap::new(), &serde_json::to_vec(&request).unwrap(), "runner"));
+    let (status, headers, _) = body(gitlab.answer(
+        &Method::PUT,
+        "/api/v4/jobs/7",
+        &HeaderMap::new(),
+        &serde_json::to_vec(&request).unwrap(),
+        "runner",
+    ));
     (status, headers)
 }
 
@@ -232,9 +296,21 @@ fn a_trace_chunk_gets_202_with_range_status_and_interval_or_416() {
     assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
 
     // No Content-Range: 400; a wrong job token: 403.
-    let (status, _, _) = body(gitlab.answer(&Method::PATCH, "/api/v4/jobs/7/trace", &headers(&[("job-token", &job_token(7))]), b"x", "runner"));
+    let (status, _, _) = body(gitlab.answer(
+        &Method::PATCH,
+        "/api/v4/jobs/7/trace",
+        &headers(&[("job-token", &job_token(7))]),
+        b"x",
+        "runner",
+    ));
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _, _) = body(gitlab.answer(&Method::PATCH, "/api/v4/jobs/7/trace", &headers(&[("job-token", "nope"), ("content-range", "6-6")]), b"x", "runner"));
+    let (status, _, _) = body(gitlab.answer(
+        &Method::PATCH,
+        "/api/v4/jobs/7/trace",
+        &headers(&[("job-token", "nope"), ("content-range", "6-6")]),
+        b"x",
+        "runner",
+    ));
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // Cancelled in GitLab: the next chunk's answer says so.
@@ -252,14 +328,26 @@ fn a_job_update_is_answered_with_the_jobs_real_status() {
     take_job(&gitlab, session());
 
     let (status, h) = update(&gitlab, "running");
-    assert_eq!((status, header(&h, "job-status")), (StatusCode::OK, Some("running")));
+    assert_eq!(
+        (status, header(&h, "job-status")),
+        (StatusCode::OK, Some("running"))
+    );
     let (status, h) = update(&gitlab, "failed");
-    assert_eq!((status, header(&h, "job-status")), (StatusCode::OK, Some("failed")));
+    assert_eq!(
+        (status, header(&h, "job-status")),
+        (StatusCode::OK, Some("failed"))
+    );
     assert_eq!(gitlab.status(7), Some(JobStatus::Done("failed".into())));
 
     // The job is over: further updates and chunks are 403, with its status.
     let (status, h) = update(&gitlab, "success");
-    assert_eq!((status, header(&h, "job-status")), (StatusCode::FORBIDDEN, Some("failed")));
+    assert_eq!(
+        (status, header(&h, "job-status")),
+        (StatusCode::FORBIDDEN, Some("failed"))
+    );
     let (status, h) = trace(&gitlab, "0-1", b"xx");
-    assert_eq!((status, header(&h, "job-status")), (StatusCode::FORBIDDEN, Some("failed")));
+    assert_eq!(
+        (status, header(&h, "job-status")),
+        (StatusCode::FORBIDDEN, Some("failed"))
+    );
 }

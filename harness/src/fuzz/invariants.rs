@@ -37,17 +37,57 @@ impl std::fmt::Display for Violation {
 /// Every invariant: its name, the SPEC rule it checks, and what it says
 /// (`session-harness coverage` lists them under their rules).
 pub const INVARIANTS: &[(&str, &str, &str)] = &[
-    ("single-terminal", "EX-4", "a session never has two terminals at once"),
-    ("no-unauthorized-upgrade", "EX-1", "a refused request is never upgraded"),
-    ("no-shell-for-refused-requests", "EX-1", "a refused request starts no shell"),
-    ("output-exactly-once", "WS-5", "typed commands' output arrives exactly once"),
-    ("output-in-order", "WS-5", "typed commands' output arrives in order"),
+    (
+        "single-terminal",
+        "EX-4",
+        "a session never has two terminals at once",
+    ),
+    (
+        "no-unauthorized-upgrade",
+        "EX-1",
+        "a refused request is never upgraded",
+    ),
+    (
+        "no-shell-for-refused-requests",
+        "EX-1",
+        "a refused request starts no shell",
+    ),
+    (
+        "output-exactly-once",
+        "WS-5",
+        "typed commands' output arrives exactly once",
+    ),
+    (
+        "output-in-order",
+        "WS-5",
+        "typed commands' output arrives in order",
+    ),
     ("job-ends", "LC-1", "every job ends, never hangs"),
-    ("bounded-wait", "LC-1", "a job waits at most min(session_timeout, deadline) after its script"),
-    ("result-is-the-scripts", "LC-6", "the job's result is its script's"),
-    ("session-removed", "LC-7", "an ended job's session URL answers 404"),
-    ("no-terminal-left", "LC-7", "no terminal is left open after the jobs"),
-    ("masked-never-logged", "JOB-5", "a masked variable's value never shows in the job log"),
+    (
+        "bounded-wait",
+        "LC-1",
+        "a job waits at most min(session_timeout, deadline) after its script",
+    ),
+    (
+        "result-is-the-scripts",
+        "LC-6",
+        "the job's result is its script's",
+    ),
+    (
+        "session-removed",
+        "LC-7",
+        "an ended job's session URL answers 404",
+    ),
+    (
+        "no-terminal-left",
+        "LC-7",
+        "no terminal is left open after the jobs",
+    ),
+    (
+        "masked-never-logged",
+        "JOB-5",
+        "a masked variable's value never shows in the job log",
+    ),
 ];
 
 pub fn check(scenario: &Scenario, run: &Run) -> Vec<Violation> {
@@ -632,6 +672,9 @@ mod tests {
             );
             calls += 1;
         }
-        assert!(calls >= INVARIANTS.len(), "only {calls} violation calls found");
+        assert!(
+            calls >= INVARIANTS.len(),
+            "only {calls} violation calls found"
+        );
     }
 }

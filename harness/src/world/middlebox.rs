@@ -98,7 +98,8 @@ pub async fn tls_terminating_proxy<N: Net>(
     let Ok(acceptor) = super::tls::self_signed_acceptor(public_host) else {
         return;
     };
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(super::tls::insecure_client_config()));
+    let connector =
+        tokio_rustls::TlsConnector::from(Arc::new(super::tls::insecure_client_config()));
     while let Ok((client, _)) = listener.accept().await {
         let (acceptor, connector, net, upstream) = (
             acceptor.clone(),

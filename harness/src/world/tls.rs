@@ -107,7 +107,9 @@ mod tests {
 
     #[test]
     fn a_pem_without_a_certificate_is_refused_with_a_reason() {
-        assert!(trusting("not a pem").unwrap_err().contains("no certificate"));
+        assert!(trusting("not a pem")
+            .unwrap_err()
+            .contains("no certificate"));
     }
 
     #[test]

@@ -174,8 +174,7 @@ async fn terminal<N: Net>(
     };
     tokio::spawn(async move {
         if let Ok(upgraded) = on_upgrade.await {
-            let browser =
-                WebSocketStream::from_raw_socket(
+            let browser = WebSocketStream::from_raw_socket(
                 TokioIo::new(upgraded),
                 Role::Server,
                 Some(ws::websocket_config()),

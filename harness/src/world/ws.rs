@@ -113,8 +113,7 @@ async fn dial_unbounded<N: Net>(
             protocols.join(", ").parse().expect("ascii"),
         );
     }
-    match tokio_tungstenite::client_async_with_config(request, io, Some(websocket_config())).await
-    {
+    match tokio_tungstenite::client_async_with_config(request, io, Some(websocket_config())).await {
         Ok((ws, response)) => match check_switching(&response, &key, protocols) {
             Ok(protocol) => Dialed::Open { ws, protocol },
             Err(why) => Dialed::Failed(format!("bad 101 answer: {why}")),

@@ -20,8 +20,7 @@
 //! runner's to add, as GitLab Runner does; GitLab does not send them.
 
 use super::wire::{
-    Credentials, GitInfo, JobFeatures, JobInfo, JobResponse, JobRunnerInfo, Service, Step,
-    Variable,
+    Credentials, GitInfo, JobFeatures, JobInfo, JobResponse, JobRunnerInfo, Service, Step, Variable,
 };
 use super::JobDef;
 
@@ -177,7 +176,10 @@ impl Project {
 
     fn repository_url(&self, server: &Server, token: &str) -> String {
         let authority = server.url().replacen("http://", "", 1);
-        format!("http://gitlab-ci-token:{token}@{authority}/{}.git", self.path)
+        format!(
+            "http://gitlab-ci-token:{token}@{authority}/{}.git",
+            self.path
+        )
     }
 }
 
