@@ -166,7 +166,7 @@ fn the_job_response_is_gitlabs_full_shape_with_nulls() {
     );
     assert_eq!(git["sha"].as_str().unwrap().len(), 40);
     assert_eq!(git["before_sha"].as_str().unwrap().len(), 40);
-    assert!(git["refspecs"].as_array().unwrap().len() >= 1);
+    assert!(!git["refspecs"].as_array().unwrap().is_empty());
     assert_eq!(job["runner_info"]["timeout"], 3600);
     assert_eq!(
         job["runner_info"]["runner_session_url"],

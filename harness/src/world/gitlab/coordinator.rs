@@ -221,6 +221,7 @@ fn job_token_header(headers: &HeaderMap) -> Option<&str> {
 /// The job `id` if it runs and `token` is its token; else GitLab's refusal:
 /// 404 for no such job, 403 for a wrong token or a job no longer running
 /// (with its `Job-Status`, as GitLab answers).
+#[allow(clippy::result_large_err)] // the refusal is the answer, made once per call
 fn running_job<'a>(
     jobs: &'a mut std::collections::BTreeMap<u64, Job>,
     id: &str,
