@@ -351,3 +351,32 @@ fn a_job_update_is_answered_with_the_jobs_real_status() {
         (StatusCode::FORBIDDEN, Some("failed"))
     );
 }
+
+// SPEC: JOB-4
+#[tokio::test]
+async fn a_runner_that_clones_anyway_gets_404_at_once_saying_why() {
+    use session_server::net::{Listener, Net, TokioNet};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = TokioNet.bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(session_harness::world::workhorse::serve(
+        listener,
+        TokioNet,
+        gitlab_with_one_job(),
+        Recorder::default(),
+    ));
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "GET /session-harness/demo.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer))
+        .await
+        .expect("an answer, not a hang")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(answer.contains("GIT_STRATEGY=none"), "{answer}");
+    server.abort();
+}
