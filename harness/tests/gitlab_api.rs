@@ -355,7 +355,7 @@ fn a_job_update_is_answered_with_the_jobs_real_status() {
 // SPEC: JOB-4
 #[tokio::test]
 async fn a_runner_that_clones_anyway_gets_404_at_once_saying_why() {
-    use session_server::net::{Listener, Net, TokioNet};
+    use session_server::net::{Net, TokioNet};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let listener = TokioNet.bind("127.0.0.1:0").await.unwrap();

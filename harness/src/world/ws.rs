@@ -291,3 +291,55 @@ pub fn data(protocol: Option<&str>, bytes: &[u8]) -> Message {
         _ => Message::binary(bytes.to_vec()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(accept: &str, protocol: Option<&str>) -> http::Response<()> {
+        let mut r = http::Response::builder()
+            .status(101)
+            .header("upgrade", "websocket")
+            .header("connection", "Upgrade")
+            .header("sec-websocket-accept", accept);
+        if let Some(p) = protocol {
+            r = r.header("sec-websocket-protocol", p);
+        }
+        r.body(()).unwrap()
+    }
+
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+    /// RFC 6455's own example of the accept value for `KEY`.
+    const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+    #[test]
+    fn a_right_101_gives_the_selected_subprotocol() {
+        let offered = vec!["terminal.gitlab.com".to_string()];
+        assert_eq!(
+            check_switching(&answer(ACCEPT, Some("terminal.gitlab.com")), KEY, &offered),
+            Ok(Some("terminal.gitlab.com".into()))
+        );
+        assert_eq!(
+            check_switching(&answer(ACCEPT, None), KEY, &offered),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn a_wrong_accept_or_an_unoffered_subprotocol_is_refused() {
+        let offered = vec!["terminal.gitlab.com".to_string()];
+        let wrong = check_switching(&answer("AAAA", None), KEY, &offered).unwrap_err();
+        assert!(wrong.contains("Sec-WebSocket-Accept"), "{wrong}");
+        let unoffered = check_switching(&answer(ACCEPT, Some("chat")), KEY, &offered).unwrap_err();
+        assert!(unoffered.contains("\"chat\""), "{unoffered}");
+    }
+
+    #[test]
+    fn an_upgrade_needs_both_headers_in_any_case() {
+        let mut headers = HeaderMap::new();
+        headers.insert("connection", "keep-alive, Upgrade".parse().unwrap());
+        assert!(!is_upgrade(&headers));
+        headers.insert("upgrade", "WebSocket".parse().unwrap());
+        assert!(is_upgrade(&headers));
+    }
+}
