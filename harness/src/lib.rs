@@ -12,16 +12,20 @@
 //! - [`fuzz`]: generated session lifecycles checked against SPEC's invariants,
 //!   shrunk to minimal regressions.
 //! - [`conform`]: a real runner held to the contract over real sockets.
+//! - [`spec`], [`coverage`]: the rules of the repository's `SPEC.md` (read at
+//!   build time), and what checks each of them.
 //!
 //! The harness drives the runner only through its public API and its sockets,
 //! as it would drive a third party's runner.
 
 pub mod catalogue;
 pub mod conform;
+pub mod coverage;
 pub mod expect;
 pub mod fuzz;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod spec;
 pub mod trace;
 pub mod world;

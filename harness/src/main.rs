@@ -1,4 +1,5 @@
-//! `session-harness`: run the scenario catalogue, list it.
+//! `session-harness`: run the scenario catalogue, list it, fuzz, conform, and
+//! show what checks each rule of SPEC.md (`coverage`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,6 +73,13 @@ enum Command {
     /// Validate a runner over real sockets: the harness plays GitLab (coordinator,
     /// Rails, Workhorse) and browsers; the runner under test polls it.
     Conform(Box<session_harness::conform::Args>),
+    /// For each rule of SPEC.md, the scenarios, endpoint cases, fuzz invariants
+    /// and tests that check it. Exit code 1 if a rule is unchecked.
+    Coverage {
+        /// Only these rules, or families (`--spec EX-4 --spec WS`).
+        #[arg(long)]
+        spec: Vec<String>,
+    },
     /// Print the catalogue: each scenario with its SPEC ids and what a user sees.
     List {
         paths: Vec<PathBuf>,
@@ -111,6 +119,9 @@ fn main() -> ExitCode {
         return session_harness::conform::run(args.as_ref().clone());
     }
     let root = catalogue::root();
+    if let Command::Coverage { spec } = &cli.command {
+        return coverage(&root, spec);
+    }
     match &cli.command {
         Command::Fuzz {
             cases,
@@ -160,7 +171,10 @@ fn main() -> ExitCode {
     }
     let (paths, filter) = match &cli.command {
         Command::Run { paths, filter, .. } | Command::List { paths, filter } => (paths, filter),
-        Command::Fuzz { .. } | Command::Replay { .. } | Command::Conform(_) => {
+        Command::Fuzz { .. }
+        | Command::Replay { .. }
+        | Command::Conform(_)
+        | Command::Coverage { .. } => {
             unreachable!("handled above")
         }
     };
@@ -194,7 +208,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     match cli.command {
-        Command::Fuzz { .. } | Command::Replay { .. } | Command::Conform(_) => {
+        Command::Fuzz { .. }
+        | Command::Replay { .. }
+        | Command::Conform(_)
+        | Command::Coverage { .. } => {
             unreachable!("handled above")
         }
         Command::List { .. } => {
@@ -243,6 +260,32 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::FAILURE
             }
+        }
+    }
+}
+
+fn coverage(root: &std::path::Path, selected: &[String]) -> ExitCode {
+    for s in selected {
+        let known = session_harness::spec::RULES
+            .iter()
+            .any(|r| r.id == s || r.id.starts_with(&format!("{s}-")));
+        if !known {
+            eprintln!("error: --spec {s:?} is neither a rule nor a family of SPEC.md");
+            return ExitCode::from(2);
+        }
+    }
+    match session_harness::coverage::collect(root) {
+        Ok(coverage) => {
+            print!("{}", coverage.render(selected));
+            if coverage.unchecked().is_empty() && coverage.unknown.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
     }
 }

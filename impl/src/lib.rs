@@ -1,7 +1,7 @@
 //! The runner side of GitLab's interactive web terminals.
 //!
 //! # Layout
-//! (SPEC ids in brackets; `../shared/SPEC.md` is the contract.)
+//! (SPEC ids in brackets; the repository's `SPEC.md` is the contract.)
 //! - [`config`]: `config.toml`, `[session_server]` and `[[runners]]` [CFG].
 //! - [`tls`]: the self-signed certificate made at every start [TLS].
 //! - [`net`]: the transport, real sockets or turmoil's; nothing else names a socket type.
@@ -23,10 +23,15 @@
 //! Time is only `tokio::time` and randomness only [`rng::Rng`], so the same code
 //! runs deterministically inside turmoil (feature `turmoil`).
 
+// The public surface is what drives a runner from outside: its assembly
+// (`runner`, `config`), its seams (`net`, `machine` with `terminal`, `rng`) and
+// the test-only `faults`. `coordinator`, `job`, `protocol`, `session` and `tls`
+// stay public only for this crate's own integration tests and benches
+// (`impl/tests`, `impl/benches`); the harness does not use them.
 pub mod config;
 pub mod coordinator;
-pub mod duration;
-pub mod executor;
+pub(crate) mod duration;
+pub(crate) mod executor;
 pub mod faults;
 pub mod job;
 pub mod machine;
@@ -34,7 +39,7 @@ pub mod net;
 pub mod protocol;
 pub mod rng;
 pub mod runner;
-pub mod server;
+pub(crate) mod server;
 pub mod session;
 pub mod terminal;
 pub mod tls;

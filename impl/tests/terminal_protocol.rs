@@ -45,6 +45,7 @@ async fn base64_subprotocol_carries_base64_text_both_ways() {
     }
 }
 
+// SPEC: WS-3, WS-8
 #[tokio::test]
 async fn invalid_base64_is_refused_with_1007() {
     let (_world, session) = running(|_| {}).await;
@@ -75,6 +76,7 @@ async fn a_large_paste_is_delivered_whole() {
     assert_eq!(seen.matches(&format!("{paste}x")).count(), 2);
 }
 
+// SPEC: WS-5, WS-8
 #[tokio::test]
 async fn a_message_over_the_limit_is_refused_with_1009() {
     let (_world, session) = running(|_| {}).await;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use session_server::coordinator::api::SessionInfo;
+use crate::world::gitlab::SessionInfo;
 
 use super::report::{human, Report};
 use super::{conform, Options, Progress, Runner};

@@ -11,11 +11,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::world::gitlab::SessionInfo;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
-use session_server::coordinator::api::SessionInfo;
 use session_server::net::TokioNet;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;

@@ -34,7 +34,7 @@ mod suite;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use session_server::coordinator::api::SessionInfo;
+use crate::world::gitlab::SessionInfo;
 
 pub use cli::{run, Args};
 pub use report::{CaseReport, Report, Status};

@@ -287,7 +287,7 @@ impl<'a, 'p> Suite<'a, 'p> {
         &self,
         gitlab: &Gitlab,
         runner: Option<&RunnerProcess>,
-    ) -> Result<session_server::coordinator::api::SessionInfo, String> {
+    ) -> Result<crate::world::gitlab::SessionInfo, String> {
         let give_up = Instant::now() + self.options.wait_runner;
         while gitlab.status(1) == Some(JobStatus::Pending) {
             if let Some(status) = runner.and_then(RunnerProcess::exited) {

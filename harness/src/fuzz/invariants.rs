@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::scenario::{Scenario, Step};
 use crate::trace::{Event, What};
+use crate::world::session_probe::Probe;
 use crate::world::Run;
 
 /// Reporting, closing and latency take a few seconds beyond the exact bound.
@@ -33,6 +34,62 @@ impl std::fmt::Display for Violation {
     }
 }
 
+/// Every invariant: its name, the SPEC rule it checks, and what it says
+/// (`session-harness coverage` lists them under their rules).
+pub const INVARIANTS: &[(&str, &str, &str)] = &[
+    (
+        "single-terminal",
+        "EX-4",
+        "a session never has two terminals at once",
+    ),
+    (
+        "no-unauthorized-upgrade",
+        "EX-1",
+        "a refused request is never upgraded",
+    ),
+    (
+        "no-shell-for-refused-requests",
+        "EX-1",
+        "a refused request starts no shell",
+    ),
+    (
+        "output-exactly-once",
+        "WS-5",
+        "typed commands' output arrives exactly once",
+    ),
+    (
+        "output-in-order",
+        "WS-5",
+        "typed commands' output arrives in order",
+    ),
+    ("job-ends", "LC-1", "every job ends, never hangs"),
+    (
+        "bounded-wait",
+        "LC-1",
+        "a job waits at most min(session_timeout, deadline) after its script",
+    ),
+    (
+        "result-is-the-scripts",
+        "LC-6",
+        "the job's result is its script's",
+    ),
+    (
+        "session-removed",
+        "LC-7",
+        "an ended job's session URL answers 404",
+    ),
+    (
+        "no-terminal-left",
+        "LC-7",
+        "no terminal is left open after the jobs",
+    ),
+    (
+        "masked-never-logged",
+        "JOB-5",
+        "a masked variable's value never shows in the job log",
+    ),
+];
+
 pub fn check(scenario: &Scenario, run: &Run) -> Vec<Violation> {
     let mut found = Vec::new();
     single_terminal(&run.events, scenario, &mut found);
@@ -41,7 +98,28 @@ pub fn check(scenario: &Scenario, run: &Run) -> Vec<Violation> {
     output_in_order_exactly_once(&run.events, &mut found);
     job_invariants(scenario, run, &mut found);
     session_answers_404_after_the_job(&run.events, &mut found);
+    masked_never_logged(&run.events, &mut found);
     found
+}
+
+/// JOB-5: the job's masked variables (`CI_JOB_TOKEN`, `CI_REGISTRY_PASSWORD`:
+/// the job token GitLab handed out) never show in its log.
+fn masked_never_logged(events: &[Event], found: &mut Vec<Violation>) {
+    for e in events {
+        if let What::JobLog { job, line } = &e.what {
+            if line.contains(&crate::world::gitlab::payload::job_token(*job)) {
+                violation(
+                    found,
+                    "masked-never-logged",
+                    "JOB-5",
+                    format!(
+                        "job {job}'s log shows its masked CI_JOB_TOKEN at {}",
+                        at(e.at_ms)
+                    ),
+                );
+            }
+        }
+    }
 }
 
 /// LC-7, RT-1: a direct request for a session whose job has ended gets 404
@@ -511,17 +589,17 @@ fn job_invariants(scenario: &Scenario, run: &Run, found: &mut Vec<Violation>) {
         }
     }
     if all_done && !lost_runner {
-        // Each polling loop may hold the session it offers in a pending job request.
-        if run.sessions_left > scenario.runner.replicas as usize {
-            violation(
-                found,
-                "session-removed",
-                "LC-7",
-                format!(
-                    "{} session(s) left after every job ended",
-                    run.sessions_left
-                ),
-            );
+        // Observed over sockets, as for a third party's runner: the session URL
+        // of an ended job must answer 404.
+        for (job, probe) in &run.session_probes {
+            if let Probe::Answers(status) = probe {
+                violation(
+                    found,
+                    "session-removed",
+                    "LC-7",
+                    format!("job {job} had ended, yet its session URL still answered {status} (expected 404)"),
+                );
+            }
         }
         if run.terminals.live() > 0 {
             violation(
@@ -569,5 +647,34 @@ impl ScriptFacts {
             seconds: Duration::from_secs_f64(seconds),
             exit_code: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::INVARIANTS;
+
+    #[test]
+    fn every_violation_is_listed_with_its_rule() {
+        let source = include_str!("invariants.rs");
+        let mut calls = 0;
+        for call in source.split("violation(").skip(1) {
+            let Some(args) = call.trim_start().strip_prefix("found,") else {
+                continue;
+            };
+            let quoted: Vec<&str> = args.split('"').skip(1).step_by(2).take(2).collect();
+            let [name, rule] = quoted[..] else {
+                panic!("a violation without a literal name and rule: {args:.60}")
+            };
+            assert!(
+                INVARIANTS.iter().any(|(n, r, _)| *n == name && *r == rule),
+                "violation {name:?} [{rule}] is not in INVARIANTS"
+            );
+            calls += 1;
+        }
+        assert!(
+            calls >= INVARIANTS.len(),
+            "only {calls} violation calls found"
+        );
     }
 }

@@ -6,21 +6,6 @@ use std::path::{Path, PathBuf};
 
 use super::{Dur, Scenario, Step};
 
-/// The SPEC ids a scenario may cite (`../shared/SPEC.md`).
-pub const SPEC_IDS: &[(&str, u32)] = &[
-    ("CFG", 3),
-    ("TLS", 2),
-    ("JOB", 3),
-    ("RT", 2),
-    ("EX", 7),
-    ("WS", 8),
-    ("LC", 7),
-    ("DK", 3),
-    ("WH", 6),
-    ("AU", 2),
-    ("DP", 4),
-];
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadError {
     pub path: PathBuf,
@@ -109,10 +94,10 @@ fn check(s: &Scenario, text: &str) -> Result<(), Problem> {
         ));
     }
     for id in &s.spec {
-        if !known_spec_id(id) {
+        if crate::spec::rule(id).is_none() {
             return Err(top(
                 "spec",
-                format!("{id:?} is not a rule of SPEC.md (e.g. LC-1, EX-4, WS-6)"),
+                format!("{id:?} is not a rule of SPEC.md (e.g. LC-1, EX-4, WS-6): see SPEC.md at the repository's root"),
             ));
         }
     }
@@ -190,18 +175,6 @@ fn check(s: &Scenario, text: &str) -> Result<(), Problem> {
         }
     }
     Ok(())
-}
-
-fn known_spec_id(id: &str) -> bool {
-    let Some((family, n)) = id.split_once('-') else {
-        return false;
-    };
-    let Ok(n) = n.parse::<u32>() else {
-        return false;
-    };
-    SPEC_IDS
-        .iter()
-        .any(|(f, max)| *f == family && (1..=*max).contains(&n))
 }
 
 fn is_browser(s: &Scenario, name: &str) -> bool {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use duration::Dur;
-pub use load::{browser_names, hosts, load, load_str, LoadError, SPEC_IDS};
+pub use load::{browser_names, hosts, load, load_str, LoadError};
 
 use crate::world::gitlab::Role;
 

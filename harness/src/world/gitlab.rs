@@ -1,20 +1,23 @@
-//! The simulated GitLab: the coordinator API that runners poll (JOB-1..3), and
-//! the state that Rails authorizes terminals from (AU-1/2).
+//! The harness's GitLab: the state that Rails authorizes terminals from
+//! (AU-1/2), the coordinator API that runners poll (`coordinator`, JOB-1..4),
+//! the job it hands out (`payload`) and the runner API's messages in GitLab's
+//! own shape (`wire`). The same GitLab serves simulations and `conform`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod coordinator;
+pub mod payload;
+pub mod wire;
+
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use session_server::coordinator::api::{
-    JobRequest, JobResponse, JobRunnerInfo, SessionInfo, Step, UpdateJob, Variable,
-};
+use http::{Response, StatusCode};
+use http_body_util::Full;
 use tokio::sync::Notify;
 
-use crate::trace::{Recorder, What};
+use crate::trace::Recorder;
+pub use wire::SessionInfo;
 
 /// A project member's role; Developer and above may open a terminal (AU-2).
 #[derive(
@@ -46,6 +49,19 @@ pub enum JobStatus {
     Running,
     /// The runner's final state: `success` or `failed`.
     Done(String),
+}
+
+impl JobStatus {
+    /// The status GitLab's `Job-Status` header gives (JOB-3): a job cancelled
+    /// in GitLab is `canceled` from then on, whatever the runner reports.
+    pub fn header(&self, canceled: bool) -> &str {
+        match self {
+            _ if canceled => "canceled",
+            JobStatus::Pending => "pending",
+            JobStatus::Running => "running",
+            JobStatus::Done(state) => state,
+        }
+    }
 }
 
 struct Job {
@@ -182,6 +198,17 @@ impl Gitlab {
             .all(|j| matches!(j.status, JobStatus::Done(_)))
     }
 
+    /// The sessions of the jobs that have ended, by job id.
+    pub fn ended_sessions(&self) -> Vec<(u64, SessionInfo)> {
+        let state = self.state.lock().expect("gitlab lock");
+        state
+            .jobs
+            .iter()
+            .filter(|(_, j)| matches!(j.status, JobStatus::Done(_)))
+            .filter_map(|(id, j)| Some((*id, j.session.clone()?)))
+            .collect()
+    }
+
     /// Waits until job `id` runs with a session; `None` if it ended without one.
     pub async fn wait_session(&self, id: u64) -> Option<SessionInfo> {
         loop {
@@ -253,193 +280,6 @@ impl Gitlab {
                 reason: "the job has no terminal (not running, or no session)",
             }),
         }
-    }
-
-    /// The runner API (`/api/v4/...`). `peer` names the runner that called.
-    pub async fn api(&self, request: Request<Incoming>, peer: &str) -> Response<Full<Bytes>> {
-        let (parts, body) = request.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let path = parts.uri.path();
-        let response = if path == "/api/v4/jobs/request" && parts.method == http::Method::POST {
-            self.request_job(&body, peer)
-        } else if let Some(id) = path
-            .strip_prefix("/api/v4/jobs/")
-            .and_then(|r| r.strip_suffix("/trace"))
-        {
-            let range = parts
-                .headers
-                .get("content-range")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            self.patch_trace(id, range, &body)
-        } else if let Some(id) = path.strip_prefix("/api/v4/jobs/") {
-            self.update_job(id, &body)
-        } else {
-            reply(StatusCode::NOT_FOUND, Vec::new())
-        };
-        self.changed.notify_waiters();
-        response
-    }
-
-    fn request_job(&self, body: &[u8], peer: &str) -> Response<Full<Bytes>> {
-        let Ok(request) = serde_json::from_slice::<JobRequest>(body) else {
-            return reply(StatusCode::BAD_REQUEST, b"invalid job request".to_vec());
-        };
-        if request.token != self.runner_token {
-            return reply(StatusCode::FORBIDDEN, Vec::new());
-        }
-        let mut state = self.state.lock().expect("gitlab lock");
-        let Some(id) = state.queue.pop_front() else {
-            return reply(StatusCode::NO_CONTENT, Vec::new());
-        };
-        let job = state.jobs.get_mut(&id).expect("queued jobs exist");
-        job.status = JobStatus::Running;
-        job.session = request.session.clone();
-        self.recorder.record(
-            "gitlab",
-            Some("JOB-1"),
-            What::JobTaken {
-                job: id,
-                runner: peer.to_string(),
-                session: request.session.is_some(),
-                terminal: request.info.features.terminal,
-            },
-        );
-        reply(
-            StatusCode::CREATED,
-            serde_json::to_vec(&job_response(&job.def)).expect("serializable"),
-        )
-    }
-
-    fn patch_trace(&self, id: &str, range: &str, body: &[u8]) -> Response<Full<Bytes>> {
-        let mut state = self.state.lock().expect("gitlab lock");
-        let Some(job) = id.parse().ok().and_then(|id: u64| state.jobs.get_mut(&id)) else {
-            return reply(StatusCode::NOT_FOUND, Vec::new());
-        };
-        if job.status != JobStatus::Running {
-            return reply(StatusCode::FORBIDDEN, Vec::new());
-        }
-        let start: usize = range
-            .split('-')
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(usize::MAX);
-        if start != job.trace.len() {
-            let mut r = reply(StatusCode::RANGE_NOT_SATISFIABLE, Vec::new());
-            r.headers_mut().insert(
-                "range",
-                format!("0-{}", job.trace.len()).parse().expect("ascii"),
-            );
-            return r;
-        }
-        job.trace.extend_from_slice(body);
-        self.record_lines(job, false);
-        let status = if job.canceled { "canceled" } else { "running" };
-        let mut r = reply(StatusCode::ACCEPTED, Vec::new());
-        r.headers_mut()
-            .insert("job-status", status.parse().expect("ascii"));
-        r
-    }
-
-    fn update_job(&self, id: &str, body: &[u8]) -> Response<Full<Bytes>> {
-        let Ok(update) = serde_json::from_slice::<UpdateJob>(body) else {
-            return reply(StatusCode::BAD_REQUEST, Vec::new());
-        };
-        let mut state = self.state.lock().expect("gitlab lock");
-        let Some(job) = id.parse().ok().and_then(|id: u64| state.jobs.get_mut(&id)) else {
-            return reply(StatusCode::NOT_FOUND, Vec::new());
-        };
-        if job.status != JobStatus::Running {
-            return reply(StatusCode::FORBIDDEN, Vec::new());
-        }
-        if update.state != "running" {
-            self.record_lines(job, true);
-            job.status = JobStatus::Done(update.state.clone());
-            self.recorder.record(
-                "gitlab",
-                Some("JOB-3"),
-                What::JobState {
-                    job: job.def.id,
-                    state: update.state.clone(),
-                    failure_reason: update.failure_reason.clone(),
-                    exit_code: update.exit_code,
-                },
-            );
-        }
-        let mut r = reply(StatusCode::OK, Vec::new());
-        let status = if job.canceled { "canceled" } else { "running" };
-        r.headers_mut()
-            .insert("job-status", status.parse().expect("ascii"));
-        r
-    }
-
-    /// Records each complete new line of the job log (and the rest at the end).
-    fn record_lines(&self, job: &mut Job, all: bool) {
-        let pending = &job.trace[job.partial..];
-        let complete = if all {
-            pending.len()
-        } else {
-            pending
-                .iter()
-                .rposition(|b| *b == b'\n')
-                .map_or(0, |i| i + 1)
-        };
-        for line in String::from_utf8_lossy(&pending[..complete]).lines() {
-            self.recorder.record(
-                "gitlab",
-                log_spec(line),
-                What::JobLog {
-                    job: job.def.id,
-                    line: line.to_string(),
-                },
-            );
-        }
-        job.partial += complete;
-    }
-}
-
-/// The SPEC rule a runner log line shows.
-fn log_spec(line: &str) -> Option<&'static str> {
-    if line.starts_with("Terminal is connected, will time out in") {
-        Some("LC-1")
-    } else if line.starts_with("Terminal disconnected") {
-        Some("LC-2")
-    } else if line.starts_with("terminal session timed out") {
-        Some("LC-3")
-    } else {
-        None
-    }
-}
-
-fn job_response(def: &JobDef) -> JobResponse {
-    JobResponse {
-        id: def.id,
-        token: format!("job-token-{}", def.id),
-        runner_info: JobRunnerInfo {
-            timeout: def.timeout.as_secs(),
-        },
-        steps: vec![Step {
-            name: "script".into(),
-            script: def.script.clone(),
-            timeout: def.timeout.as_secs(),
-            when: "on_success".into(),
-            allow_failure: false,
-        }],
-        variables: def
-            .variables
-            .iter()
-            .map(|(k, v)| Variable {
-                key: k.clone(),
-                value: v.clone(),
-                public: true,
-                ..Variable::default()
-            })
-            .collect(),
-        ..JobResponse::default()
     }
 }
 

@@ -95,13 +95,14 @@ pub async fn tls_terminating_proxy<N: Net>(
     public_host: &str,
     upstream: String,
 ) {
-    let Ok(identity) = session_server::tls::generate(public_host) else {
+    let Ok(acceptor) = super::tls::self_signed_acceptor(public_host) else {
         return;
     };
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(super::ws::insecure_client_config()));
+    let connector =
+        tokio_rustls::TlsConnector::from(Arc::new(super::tls::insecure_client_config()));
     while let Ok((client, _)) = listener.accept().await {
         let (acceptor, connector, net, upstream) = (
-            identity.acceptor.clone(),
+            acceptor.clone(),
             connector.clone(),
             net.clone(),
             upstream.clone(),

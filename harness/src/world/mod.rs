@@ -10,10 +10,12 @@ pub mod browser;
 pub mod gitlab;
 pub mod machine;
 mod middlebox;
+pub mod session_probe;
+mod tls;
 pub mod workhorse;
 pub mod ws;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -54,8 +56,8 @@ pub struct Run {
     pub simulated: Duration,
     /// Terminals the runner's machine opened, and those still open at the end.
     pub terminals: machine::Counters,
-    /// Sessions the runner still holds at the end (its public API says).
-    pub sessions_left: usize,
+    /// What each ended job's session URL answered at the end (LC-7), by job.
+    pub session_probes: Vec<(u64, session_probe::Probe)>,
 }
 
 /// Runs `scenario` with `seed` in a fresh simulated world.
@@ -93,9 +95,6 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
 
     let hosts = runner_hosts(scenario.runner.replicas);
     let counters = machine::Counters::default();
-    // The session registry of each runner host's latest boot.
-    let registries: Arc<Mutex<BTreeMap<String, session_server::session::Sessions>>> =
-        Arc::default();
     let mut controls = Vec::new();
     for host in &hosts {
         let (control, _) = watch::channel(None::<StopMode>);
@@ -103,11 +102,11 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         controls.push(control.clone());
         let toml = runner_config(scenario, host);
         let boots = Arc::new(AtomicU64::new(0));
-        let (counters, registries, name) = (counters.clone(), registries.clone(), host.clone());
+        let counters = counters.clone();
         let timings = job_timings(scenario);
         sim.host(host.as_str(), move || {
             let (toml, control, boots) = (toml.clone(), control.clone(), boots.clone());
-            let (counters, registries, name) = (counters.clone(), registries.clone(), name.clone());
+            let counters = counters.clone();
             let timings = timings.clone();
             async move {
                 let boot = boots.fetch_add(1, Ordering::Relaxed);
@@ -122,10 +121,6 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
                 let runner = Runner::start(RunnerParts::new(config, TurmoilNet, machine, rng))
                     .await
                     .map_err(|e| format!("{e:#}"))?;
-                registries
-                    .lock()
-                    .expect("registries lock")
-                    .insert(name, runner.sessions().clone());
                 let mut signals = control.subscribe();
                 if let Ok(mode) = signals
                     .wait_for(Option::is_some)
@@ -169,6 +164,8 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         );
     }
     let (g, p) = (gitlab.clone(), progress.clone());
+    let probes: Arc<Mutex<Vec<(u64, session_probe::Probe)>>> = Arc::default();
+    let found = probes.clone();
     sim.client("director", async move {
         // Ends the run once everything settled, or at the scenario's end.
         loop {
@@ -179,7 +176,17 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        tokio::time::sleep(SETTLE).await;
+        // LC-7 over sockets: each ended job's session URL, within the settling time.
+        let probe = async {
+            for (job, session) in g.ended_sessions() {
+                let answer = session_probe::probe(&TurmoilNet, &session).await;
+                found.lock().expect("probes lock").push((job, answer));
+            }
+        };
+        let _ = tokio::time::timeout(SETTLE, async {
+            tokio::join!(probe, tokio::time::sleep(SETTLE))
+        })
+        .await;
         over_tx.send_replace(true);
         Ok(())
     });
@@ -218,17 +225,12 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
             break;
         }
     }
-    let sessions_left = registries
-        .lock()
-        .expect("registries lock")
-        .values()
-        .map(|s| s.len())
-        .sum();
+    let session_probes = std::mem::take(&mut *probes.lock().expect("probes lock"));
     Ok(Run {
         events: recorder.events(),
         simulated: sim.elapsed(),
         terminals: counters,
-        sessions_left,
+        session_probes,
     })
 }
 

@@ -40,8 +40,11 @@ pub async fn serve<N: Net>(listener: N::Listener, net: N, gitlab: Gitlab, record
                 let (net, gitlab, recorder, name) =
                     (net.clone(), gitlab.clone(), recorder.clone(), name.clone());
                 async move {
-                    let response = if request.uri().path().starts_with("/api/v4/") {
+                    let path = request.uri().path();
+                    let response = if path.starts_with("/api/v4/") {
                         gitlab.api(request, &name).await
+                    } else if path.contains(".git/") {
+                        no_repository(path)
                     } else {
                         terminal(request, net, gitlab, recorder).await
                     };
@@ -54,6 +57,18 @@ pub async fn serve<N: Net>(listener: N::Listener, net: N, gitlab: Gitlab, record
                 .await;
         });
     }
+}
+
+/// Git over HTTP: the harness's jobs carry `GIT_STRATEGY=none`, so a runner
+/// that clones anyway fails at once with a reason, instead of hanging.
+fn no_repository(path: &str) -> Response<Full<Bytes>> {
+    reply(
+        StatusCode::NOT_FOUND,
+        format!(
+            "session-harness serves no git repository ({path}): its jobs carry GIT_STRATEGY=none; a runner must not fetch one\n"
+        )
+        .into_bytes(),
+    )
 }
 
 /// The simulated host's name, or the address on real sockets.
@@ -83,7 +98,13 @@ async fn terminal<N: Net>(
     let headers = request.headers();
     let Some(key) = headers
         .get("sec-websocket-key")
+        // As Workhorse's WebSocket library: an upgrade, version 13, with a key.
         .filter(|_| ws::is_upgrade(headers))
+        .filter(|_| {
+            headers
+                .get(http::header::SEC_WEBSOCKET_VERSION)
+                .is_some_and(|v| v == "13")
+        })
         .map(|k| derive_accept_key(k.as_bytes()))
     else {
         return reply(
@@ -153,8 +174,12 @@ async fn terminal<N: Net>(
     };
     tokio::spawn(async move {
         if let Ok(upgraded) = on_upgrade.await {
-            let browser =
-                WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+            let browser = WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                Role::Server,
+                Some(ws::websocket_config()),
+            )
+            .await;
             channel.proxy(browser, runner).await;
         }
     });

@@ -1,5 +1,10 @@
 //! WebSocket plumbing shared by Workhorse and the browsers: dialing a terminal
 //! endpoint over any transport, and the bits of the handshake a server needs.
+//!
+//! The harness judges with its own code, never the runner's: its own frame
+//! limits ([`websocket_config`]), its own check of a runner's `101` answer
+//! ([`check_switching`]), its own upgrade test for requests Workhorse gets
+//! ([`is_upgrade`]) and its own TLS trust of the session's PEM (`tls`).
 
 use std::sync::Arc;
 
@@ -9,8 +14,12 @@ use session_server::net::Net;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
+
+use super::tls;
 
 /// Any byte stream, boxed, so plain and TLS connections share one type.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -87,6 +96,12 @@ async fn dial_unbounded<N: Net>(
         Ok(r) => r,
         Err(e) => return Dialed::Failed(format!("bad request: {e}")),
     };
+    let key = request
+        .headers()
+        .get("sec-websocket-key")
+        .and_then(|k| k.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     for (name, value) in headers {
         if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name.as_bytes()), value.parse()) {
             request.headers_mut().insert(n, v);
@@ -98,24 +113,11 @@ async fn dial_unbounded<N: Net>(
             protocols.join(", ").parse().expect("ascii"),
         );
     }
-    match tokio_tungstenite::client_async_with_config(
-        request,
-        io,
-        // The server's limits, but a client writes whole messages up to the
-        // server's 1 MiB: the server's own write bound (its output frames and
-        // Pongs, WS-8) is not a client's.
-        Some(session_server::protocol::websocket_config().max_write_buffer_size(usize::MAX)),
-    )
-    .await
-    {
-        Ok((ws, response)) => {
-            let protocol = response
-                .headers()
-                .get("sec-websocket-protocol")
-                .and_then(|p| p.to_str().ok())
-                .map(str::to_string);
-            Dialed::Open { ws, protocol }
-        }
+    match tokio_tungstenite::client_async_with_config(request, io, Some(websocket_config())).await {
+        Ok((ws, response)) => match check_switching(&response, &key, protocols) {
+            Ok(protocol) => Dialed::Open { ws, protocol },
+            Err(why) => Dialed::Failed(format!("bad 101 answer: {why}")),
+        },
         Err(tungstenite::Error::Http(response)) => Dialed::Refused {
             status: response.status().as_u16(),
             body: response
@@ -146,9 +148,8 @@ pub async fn connect<N: Net>(
         return Ok(Box::new(stream));
     };
     let config = match trust {
-        Trust::Pem(pem) => session_server::tls::client_config_trusting(pem)
-            .map_err(|e| format!("bad certificate PEM: {e}"))?,
-        Trust::Anything => insecure_client_config(),
+        Trust::Pem(pem) => tls::trusting(pem).map_err(|e| format!("bad certificate PEM: {e}"))?,
+        Trust::Anything => tls::insecure_client_config(),
     };
     let host = address
         .rsplit_once(':')
@@ -185,8 +186,73 @@ fn tls_error(e: &std::io::Error) -> String {
     }
 }
 
-/// `Connection: upgrade` and `Upgrade: websocket` (the same test as the runner's).
-pub use session_server::server::is_upgrade;
+/// The largest message or frame a harness peer takes: far above what any
+/// terminal sends (the project's own limit is 1 MiB, WS-5), so that the harness
+/// never cuts what a runner legitimately sends, yet stays bounded.
+pub const MAX_MESSAGE: usize = 16 << 20;
+
+/// The harness's WebSocket limits, for Workhorse and browsers alike.
+pub fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE))
+}
+
+/// A request that asks for a WebSocket: `Connection` has the `upgrade` token
+/// and `Upgrade` is `websocket` (RFC 6455 4.2.1; what Workhorse requires).
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    has_token(headers, http::header::CONNECTION, "upgrade")
+        && has_token(headers, http::header::UPGRADE, "websocket")
+}
+
+fn has_token(headers: &HeaderMap, name: http::header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Judges a server's answer to an upgrade that sent `key` offering `offered`
+/// (RFC 6455 4.1): 101, `Upgrade: websocket`, `Connection: upgrade`, the
+/// `Sec-WebSocket-Accept` of `key`, and a subprotocol only among those offered
+/// (WS-1). Returns the selected subprotocol, or what is wrong.
+pub fn check_switching<B>(
+    response: &http::Response<B>,
+    key: &str,
+    offered: &[String],
+) -> Result<Option<String>, String> {
+    let headers = response.headers();
+    if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        return Err(format!("status {}, not 101", response.status().as_u16()));
+    }
+    if !has_token(headers, http::header::UPGRADE, "websocket") {
+        return Err("no Upgrade: websocket".into());
+    }
+    if !has_token(headers, http::header::CONNECTION, "upgrade") {
+        return Err("no Connection: upgrade".into());
+    }
+    let accept = headers
+        .get(http::header::SEC_WEBSOCKET_ACCEPT)
+        .and_then(|a| a.to_str().ok());
+    if accept != Some(derive_accept_key(key.as_bytes()).as_str()) {
+        return Err(format!(
+            "Sec-WebSocket-Accept {accept:?} does not answer the key sent"
+        ));
+    }
+    let selected = headers
+        .get(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .map(|p| p.to_str().map(str::to_string))
+        .transpose()
+        .map_err(|_| "Sec-WebSocket-Protocol is not text".to_string())?;
+    match &selected {
+        Some(p) if !offered.contains(p) => Err(format!(
+            "subprotocol {p:?} selected, but only {offered:?} were offered"
+        )),
+        _ => Ok(selected),
+    }
+}
 
 /// The subprotocols a request offers, in its order.
 pub fn offered_protocols(headers: &HeaderMap) -> Vec<String> {
@@ -226,49 +292,54 @@ pub fn data(protocol: Option<&str>, bytes: &[u8]) -> Message {
     }
 }
 
-/// A client that trusts any certificate: for `insecure` connections only.
-pub fn insecure_client_config() -> rustls::ClientConfig {
-    rustls::ClientConfig::builder_with_provider(session_server::tls::provider())
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the defaults")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnything))
-        .with_no_client_auth()
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-#[derive(Debug)]
-struct AcceptAnything;
+    fn answer(accept: &str, protocol: Option<&str>) -> http::Response<()> {
+        let mut r = http::Response::builder()
+            .status(101)
+            .header("upgrade", "websocket")
+            .header("connection", "Upgrade")
+            .header("sec-websocket-accept", accept);
+        if let Some(p) = protocol {
+            r = r.header("sec-websocket-protocol", p);
+        }
+        r.body(()).unwrap()
+    }
 
-impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
-    fn verify_server_cert(
-        &self,
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+    /// RFC 6455's own example of the accept value for `KEY`.
+    const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+    #[test]
+    fn a_right_101_gives_the_selected_subprotocol() {
+        let offered = vec!["terminal.gitlab.com".to_string()];
+        assert_eq!(
+            check_switching(&answer(ACCEPT, Some("terminal.gitlab.com")), KEY, &offered),
+            Ok(Some("terminal.gitlab.com".into()))
+        );
+        assert_eq!(
+            check_switching(&answer(ACCEPT, None), KEY, &offered),
+            Ok(None)
+        );
     }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+
+    #[test]
+    fn a_wrong_accept_or_an_unoffered_subprotocol_is_refused() {
+        let offered = vec!["terminal.gitlab.com".to_string()];
+        let wrong = check_switching(&answer("AAAA", None), KEY, &offered).unwrap_err();
+        assert!(wrong.contains("Sec-WebSocket-Accept"), "{wrong}");
+        let unoffered = check_switching(&answer(ACCEPT, Some("chat")), KEY, &offered).unwrap_err();
+        assert!(unoffered.contains("\"chat\""), "{unoffered}");
     }
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        session_server::tls::provider()
-            .signature_verification_algorithms
-            .supported_schemes()
+
+    #[test]
+    fn an_upgrade_needs_both_headers_in_any_case() {
+        let mut headers = HeaderMap::new();
+        headers.insert("connection", "keep-alive, Upgrade".parse().unwrap());
+        assert!(!is_upgrade(&headers));
+        headers.insert("upgrade", "WebSocket".parse().unwrap());
+        assert!(is_upgrade(&headers));
     }
 }

@@ -8,8 +8,6 @@ mod response;
 mod routes;
 mod upgrade;
 
-pub use upgrade::is_upgrade;
-
 use std::time::Duration;
 
 use tokio::sync::watch;

@@ -1,0 +1,301 @@
+//! The job the harness's GitLab hands a runner (JOB-4): GitLab's full job
+//! response for one job of a pipeline, as GitLab builds it, so that a runner is
+//! held to what it would get from GitLab itself.
+//!
+//! Every job is the same pipeline's one job, `job-<id>` of stage `test`, on the
+//! `main` branch of `session-harness/<project>`, defined as:
+//!
+//! ```yaml
+//! variables:
+//!   GIT_STRATEGY: none    # there is no repository to fetch (see `workhorse::serve`)
+//! job-<id>:
+//!   services: [redis:7-alpine]   # no alias: GitLab sends `"alias": null`
+//!   script: [...]                # the scenario's
+//! ```
+//!
+//! The variables are GitLab's predefined set (`CI_SERVER_*`, `CI_PROJECT_*`,
+//! `CI_JOB_*`, `CI_PIPELINE_*`, `CI_COMMIT_*`, `CI_RUNNER_*`, `GITLAB_USER_*`),
+//! then the file's, then the scenario's. Those a runner computes itself
+//! (`CI_PROJECT_DIR`, `CI_BUILDS_DIR`, `CI_RUNNER_VERSION`, ...) are the
+//! runner's to add, as GitLab Runner does; GitLab does not send them.
+
+use super::wire::{
+    Credentials, GitInfo, JobFeatures, JobInfo, JobResponse, JobRunnerInfo, Service, Step, Variable,
+};
+use super::JobDef;
+
+/// The GitLab the harness plays.
+pub const SERVER_VERSION: &str = "17.6.0";
+const SERVER_REVISION: &str = "3b7d7b3e9a1";
+/// The project's group, and the runner's record in GitLab.
+const NAMESPACE: &str = "session-harness";
+const RUNNER_ID: u64 = 7;
+/// Every pipeline was created at this instant (fixed: traces are deterministic).
+const CREATED_AT: &str = "2026-01-05T09:00:00Z";
+/// The job's definition in `.gitlab-ci.yml`: no image, one service without an alias.
+pub const SERVICE: &str = "redis:7-alpine";
+
+/// Where the runner reached GitLab: `http://host:port`, as the job request came in.
+#[derive(Clone, Debug)]
+pub struct Server {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Server {
+    /// From the `Host` header of the runner's request (`gitlab`, `127.0.0.1:8080`).
+    pub fn from_host_header(host: &str) -> Server {
+        match host.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() => Server {
+                host: h.to_string(),
+                port: p.parse().expect("checked"),
+            },
+            _ => Server {
+                host: host.to_string(),
+                port: 80,
+            },
+        }
+    }
+
+    pub fn url(&self) -> String {
+        if self.port == 80 {
+            format!("http://{}", self.host)
+        } else {
+            format!("http://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The job's token: the runner sends it back on every update (JOB-3).
+pub fn job_token(id: u64) -> String {
+    format!("glcbt-64_harness{id:016x}")
+}
+
+/// The full job response for `def`, handed to the runner that reached GitLab at
+/// `server` and offered `session_url` (JOB-1).
+pub fn job_response(def: &JobDef, server: &Server, session_url: Option<&str>) -> JobResponse {
+    let project = Project::of(def);
+    let token = job_token(def.id);
+    let timeout = def.timeout.as_secs();
+    JobResponse {
+        id: def.id,
+        token: token.clone(),
+        allow_git_fetch: true,
+        job_info: JobInfo {
+            id: def.id,
+            name: job_name(def),
+            stage: "test".into(),
+            project_id: project.id,
+            project_name: def.project.clone(),
+            time_in_queue_seconds: 0.42,
+            project_jobs_running_on_instance_runners_count: "+Inf".into(),
+        },
+        git_info: GitInfo {
+            repo_url: project.repository_url(server, &token),
+            ref_name: "main".into(),
+            sha: sha(def.id, 1),
+            before_sha: sha(def.id, 0),
+            ref_type: "branch".into(),
+            refspecs: vec![
+                format!("+refs/pipelines/{0}:refs/pipelines/{0}", def.id),
+                "+refs/heads/main:refs/remotes/origin/main".into(),
+            ],
+            depth: 20,
+            protected: true,
+            repo_object_format: "sha1".into(),
+        },
+        runner_info: JobRunnerInfo {
+            timeout,
+            runner_session_url: session_url.map(str::to_string),
+        },
+        variables: variables(def, server, &project, &token),
+        steps: vec![Step {
+            name: "script".into(),
+            script: def.script.clone(),
+            timeout,
+            when: "on_success".into(),
+            allow_failure: false,
+        }],
+        image: None,
+        services: vec![Service {
+            name: SERVICE.into(),
+            alias: None,
+            entrypoint: None,
+            command: None,
+            ports: Vec::new(),
+            variables: Vec::new(),
+            pull_policy: None,
+        }],
+        artifacts: None,
+        cache: Vec::new(),
+        credentials: vec![Credentials {
+            kind: "registry".into(),
+            url: format!("{}:5050", server.host),
+            username: "gitlab-ci-token".into(),
+            password: token,
+        }],
+        dependencies: Vec::new(),
+        features: JobFeatures {
+            trace_sections: true,
+            failure_reasons: [
+                "unknown_failure",
+                "script_failure",
+                "api_failure",
+                "stuck_or_timeout_failure",
+                "runner_system_failure",
+                "job_execution_timeout",
+            ]
+            .map(str::to_string)
+            .to_vec(),
+        },
+        hooks: Vec::new(),
+    }
+}
+
+fn job_name(def: &JobDef) -> String {
+    format!("job-{}", def.id)
+}
+
+struct Project {
+    id: u64,
+    path: String,
+}
+
+impl Project {
+    fn of(def: &JobDef) -> Project {
+        Project {
+            // Stable per name, and not a HashMap's: traces stay deterministic.
+            id: 1000 + def.project.bytes().map(u64::from).sum::<u64>(),
+            path: format!("{NAMESPACE}/{}", def.project),
+        }
+    }
+
+    fn url(&self, server: &Server) -> String {
+        format!("{}/{}", server.url(), self.path)
+    }
+
+    fn repository_url(&self, server: &Server, token: &str) -> String {
+        let authority = server.url().replacen("http://", "", 1);
+        format!(
+            "http://gitlab-ci-token:{token}@{authority}/{}.git",
+            self.path
+        )
+    }
+}
+
+/// A 40-hex commit id, fixed per job (`n` = 0: the commit before).
+fn sha(job: u64, n: u64) -> String {
+    let mix = |x: u64| {
+        let x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        let x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
+    };
+    let seed = job.wrapping_mul(2).wrapping_add(n).wrapping_add(1);
+    let (a, b, c) = (mix(seed), mix(seed ^ 0x5555), mix(seed ^ 0xaaaa));
+    format!("{a:016x}{b:016x}{:08x}", c as u32)
+}
+
+fn variables(def: &JobDef, server: &Server, project: &Project, token: &str) -> Vec<Variable> {
+    let predefined = |key: &str, value: String| Variable {
+        key: key.into(),
+        value,
+        public: true,
+        masked: false,
+        file: false,
+        raw: false,
+    };
+    let secret = |key: &str, value: String| Variable {
+        public: false,
+        masked: true,
+        ..predefined(key, value)
+    };
+    let url = server.url();
+    let project_url = project.url(server);
+    let (major, minor, patch) = {
+        let mut parts = SERVER_VERSION.split('.');
+        let mut next = || parts.next().unwrap_or("0").to_string();
+        (next(), next(), next())
+    };
+    let commit = sha(def.id, 1);
+    let mut variables = vec![
+        predefined("CI_PIPELINE_ID", def.id.to_string()),
+        predefined(
+            "CI_PIPELINE_URL",
+            format!("{project_url}/-/pipelines/{}", def.id),
+        ),
+        predefined("CI_JOB_ID", def.id.to_string()),
+        predefined("CI_JOB_URL", format!("{project_url}/-/jobs/{}", def.id)),
+        secret("CI_JOB_TOKEN", token.to_string()),
+        predefined("CI_JOB_STARTED_AT", CREATED_AT.into()),
+        predefined("CI_REGISTRY_USER", "gitlab-ci-token".into()),
+        secret("CI_REGISTRY_PASSWORD", token.to_string()),
+        Variable {
+            public: false,
+            ..predefined("CI_REPOSITORY_URL", project.repository_url(server, token))
+        },
+        predefined("CI_JOB_NAME", job_name(def)),
+        predefined("CI_JOB_NAME_SLUG", job_name(def)),
+        predefined("CI_JOB_STAGE", "test".into()),
+        predefined("CI_NODE_TOTAL", "1".into()),
+        predefined("GITLAB_USER_ID", (100 + def.id).to_string()),
+        predefined("GITLAB_USER_EMAIL", format!("{}@example.com", def.owner)),
+        predefined("GITLAB_USER_LOGIN", def.owner.clone()),
+        predefined("GITLAB_USER_NAME", def.owner.clone()),
+        predefined("CI", "true".into()),
+        predefined("GITLAB_CI", "true".into()),
+        predefined("CI_SERVER_URL", url.clone()),
+        predefined("CI_SERVER_HOST", server.host.clone()),
+        predefined("CI_SERVER_PORT", server.port.to_string()),
+        predefined("CI_SERVER_PROTOCOL", "http".into()),
+        predefined("CI_SERVER_NAME", "GitLab".into()),
+        predefined("CI_SERVER_VERSION", SERVER_VERSION.into()),
+        predefined("CI_SERVER_VERSION_MAJOR", major),
+        predefined("CI_SERVER_VERSION_MINOR", minor),
+        predefined("CI_SERVER_VERSION_PATCH", patch),
+        predefined("CI_SERVER_REVISION", SERVER_REVISION.into()),
+        predefined("GITLAB_FEATURES", String::new()),
+        predefined("CI_PROJECT_ID", project.id.to_string()),
+        predefined("CI_PROJECT_NAME", def.project.clone()),
+        predefined("CI_PROJECT_TITLE", def.project.clone()),
+        predefined("CI_PROJECT_PATH", project.path.clone()),
+        predefined("CI_PROJECT_PATH_SLUG", project.path.replace('/', "-")),
+        predefined("CI_PROJECT_NAMESPACE", NAMESPACE.into()),
+        predefined("CI_PROJECT_ROOT_NAMESPACE", NAMESPACE.into()),
+        predefined("CI_PROJECT_URL", project_url.clone()),
+        predefined("CI_PROJECT_VISIBILITY", "private".into()),
+        predefined("CI_DEFAULT_BRANCH", "main".into()),
+        predefined("CI_CONFIG_PATH", ".gitlab-ci.yml".into()),
+        predefined("CI_API_V4_URL", format!("{url}/api/v4")),
+        predefined("CI_PIPELINE_IID", def.id.to_string()),
+        predefined("CI_PIPELINE_SOURCE", "push".into()),
+        predefined("CI_PIPELINE_CREATED_AT", CREATED_AT.into()),
+        predefined("CI_COMMIT_SHA", commit.clone()),
+        predefined("CI_COMMIT_SHORT_SHA", commit[..8].to_string()),
+        predefined("CI_COMMIT_BEFORE_SHA", sha(def.id, 0)),
+        predefined("CI_COMMIT_REF_NAME", "main".into()),
+        predefined("CI_COMMIT_REF_SLUG", "main".into()),
+        predefined("CI_COMMIT_BRANCH", "main".into()),
+        predefined("CI_COMMIT_REF_PROTECTED", "true".into()),
+        predefined("CI_COMMIT_MESSAGE", "Debug the build\n".into()),
+        predefined("CI_COMMIT_TITLE", "Debug the build".into()),
+        predefined("CI_COMMIT_DESCRIPTION", String::new()),
+        predefined("CI_COMMIT_TIMESTAMP", CREATED_AT.into()),
+        predefined(
+            "CI_COMMIT_AUTHOR",
+            format!("{0} <{0}@example.com>", def.owner),
+        ),
+        predefined("CI_RUNNER_ID", RUNNER_ID.to_string()),
+        predefined("CI_RUNNER_DESCRIPTION", "session-harness runner".into()),
+        predefined("CI_RUNNER_TAGS", "[]".into()),
+        // `.gitlab-ci.yml`'s own variables are not public.
+        Variable {
+            public: false,
+            ..predefined("GIT_STRATEGY", "none".into())
+        },
+    ];
+    variables.extend(def.variables.iter().map(|(k, v)| Variable {
+        public: false,
+        ..predefined(k, v.clone())
+    }));
+    variables
+}
