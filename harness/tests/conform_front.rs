@@ -78,7 +78,7 @@ async fn ask(sender: &mut SendRequest<Full<Bytes>>, front: &Front) -> Option<(u1
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kept_alive_connections_across_scenarios_never_panic_nor_reach_an_old_scenario() {
     count_panics();
-    let front = Front::bind("127.0.0.1:0", Holding::AcrossScenarios)
+    let front = Front::bind("127.0.0.1:0", Holding::UntilQueued)
         .await
         .unwrap();
     for scenario in 1..=5u64 {
@@ -108,7 +108,7 @@ async fn kept_alive_connections_across_scenarios_never_panic_nor_reach_an_old_sc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_request_while_nothing_is_queued_is_held_and_gets_the_next_job_at_once() {
-    let front = Front::bind("127.0.0.1:0", Holding::AcrossScenarios)
+    let front = Front::bind("127.0.0.1:0", Holding::UntilQueued)
         .await
         .unwrap();
     let mut runner = keep_alive(&front).await;

@@ -9,10 +9,11 @@
 //!   scenario is over the connection is shut down gracefully (an answer in
 //!   flight is finished first), so that a runner's kept-alive connection never
 //!   talks to a finished scenario, nor sees a reset mid-answer.
-//! - A job request that finds nothing queued is held, as GitLab's Workhorse
-//!   holds waiting runners' requests (long polling), until a job is queued or
-//!   [`LONG_POLL`] passes: a runner that sleeps long after an empty answer
-//!   still gets the next scenario's job at once.
+//! - With a runner that keeps running, a job request that finds nothing
+//!   queued is held, as GitLab's Workhorse holds waiting runners' requests
+//!   (long polling), until a job is queued or [`LONG_POLL`] passes: a runner
+//!   that sleeps long after an empty answer still gets the next scenario's
+//!   job at once.
 //! - What the runner says about itself in each job request is kept, for its
 //!   profile and for how long each scenario waited for it.
 
@@ -65,16 +66,16 @@ struct Shared {
     holding: Holding,
 }
 
-/// Which GitLab a held job request may get its job from.
+/// Whether a job request that finds nothing queued is held.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Holding {
-    /// The one runner keeps running across scenarios (`--listen`): its request
-    /// gets the next scenario's job.
-    AcrossScenarios,
-    /// A runner per scenario (`--runner-cmd`): a request gets a job only from
-    /// the scenario it was made in, never from the next one (whose runner is
-    /// another process: this one may be gone).
-    WithinScenario,
+    /// The one runner keeps running across scenarios (`--listen`): the next
+    /// scenario's jobs are about to be queued, and its request gets them.
+    UntilQueued,
+    /// A runner per scenario (`--runner-cmd`): its scenario's jobs are queued
+    /// before it starts, and nothing more will come; a held request would only
+    /// delay its stop.
+    Never,
 }
 
 /// One GitLab, served for one scenario (or none, between scenarios).
@@ -297,23 +298,13 @@ async fn dispatch(
     response
 }
 
-/// The route a job request goes to: as soon as one it may use has a queued
-/// job; else, after [`LONG_POLL`] or when its own route is over (holding
-/// within a scenario), the one it would have gone to, which answers "no job".
+/// The route a job request goes to: the one of the moment, once it has a
+/// queued job (holding), or after [`LONG_POLL`], or when the front is dropped.
 async fn held(shared: &Shared) -> Option<Arc<Route>> {
     let give_up = Instant::now() + LONG_POLL;
-    let own = shared.current.borrow().clone()?;
     loop {
-        let route = match shared.holding {
-            Holding::AcrossScenarios => shared.current.borrow().clone()?,
-            Holding::WithinScenario => own.clone(),
-        };
-        let over = shared
-            .current
-            .borrow()
-            .as_ref()
-            .is_none_or(|now| now.generation != route.generation);
-        if route.queued() || over || Instant::now() >= give_up {
+        let route = shared.current.borrow().clone()?;
+        if shared.holding == Holding::Never || route.queued() || Instant::now() >= give_up {
             return Some(route);
         }
         tokio::time::sleep(LOOK).await;

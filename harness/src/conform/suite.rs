@@ -54,8 +54,8 @@ pub(super) struct Suite<'a, 'p> {
 impl<'a, 'p> Suite<'a, 'p> {
     pub async fn start(options: &'a Options, sink: &'a mut Sink<'p>) -> anyhow::Result<Self> {
         let holding = match options.runner {
-            Runner::Running => Holding::AcrossScenarios,
-            _ => Holding::WithinScenario,
+            Runner::Running => Holding::UntilQueued,
+            _ => Holding::Never,
         };
         let front = Front::bind(&options.listen, holding).await?;
         let config = ConfigFile::new(options.config_path.clone());
@@ -347,6 +347,8 @@ impl<'a, 'p> Suite<'a, 'p> {
         stopped: Option<(String, bool)>,
         config: Option<&str>,
     ) {
+        // A runner that had exited by itself says so in the case's cause.
+        let stopped = stopped.filter(|_| runner.is_some_and(|r| !r.exited_before_stop()));
         if let Some((status, killed)) = stopped {
             let note = if killed {
                 format!("after the case the harness stopped the runner: it did not stop within 10 s of SIGTERM and was killed ({status})")

@@ -32,9 +32,9 @@ def main():
         "token": runner["token"],
         "executor": runner.get("executor", "shell"),
         "dir": builds,
+        # Its own default, which its config must nonetheless name.
+        "shell": runner.get("shell", "bash"),
     }
-    if "shell" in runner:
-        own["shell"] = runner["shell"]
     path = os.path.join(builds, "gitlab-runner.yml")
     with open(path, "w") as f:
         # JSON is YAML: no YAML writer needed here.
