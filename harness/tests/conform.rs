@@ -16,10 +16,17 @@ use session_harness::conform::report::human;
 use session_harness::conform::{conform, Options, Progress, Report, Runner, Status};
 use session_harness::scenario::Scenario;
 
-/// Cases the unchanged impl fails on this branch, each for a defect filed
-/// against the impl and fixed on another branch: the list empties when that
-/// fix is merged.
-const FAILING_UNTIL_IMPL_FIXES: &[&str] = &[];
+/// Cases the impl fails on this branch, each for a defect filed against the
+/// impl and fixed on another branch (issue 8 item 4 (d)); the list empties
+/// when that fix is merged:
+/// - a paste into a busy command freezes the relay: no Pong (WS-8);
+/// - an immediate reconnect after the close reply gets 423 (WS-7);
+/// - a background job holding the PTY keeps the terminal open after `exit` (WS-7).
+const FAILING_UNTIL_IMPL_FIXES: &[&str] = &[
+    "endpoint/paste-while-busy",
+    "endpoint/reconnect",
+    "endpoint/background-job-exit",
+];
 
 /// Builds the impl's binary (a no-op when it is fresh) and says where it is.
 /// It is another package's binary, so `CARGO_BIN_EXE_*` does not name it.

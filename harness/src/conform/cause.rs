@@ -82,3 +82,87 @@ fn failed_job(scenario: &Scenario, events: &[Event]) -> Option<String> {
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::scenario::load_str;
+
+    const SCENARIO: &str = r#"
+title = "t"
+user_sees = "-"
+spec = ["LC-2"]
+[users.alice]
+role = "developer"
+[[job]]
+id = 1
+owner = "alice"
+script = ["sleep 5"]
+[[step]]
+at = "1s"
+do = "open"
+browser = "alice"
+job = 1
+[expect.job.1]
+state = "success"
+"#;
+
+    fn event(actor: &str, what: What) -> Event {
+        Event {
+            at_ms: 0,
+            actor: actor.into(),
+            spec: None,
+            what,
+        }
+    }
+
+    #[test]
+    fn the_established_cause_comes_from_what_the_run_saw() {
+        let s = load_str(SCENARIO, Path::new("t.toml"), "t/t").unwrap();
+        let taken = |session| {
+            event(
+                "gitlab",
+                What::JobTaken {
+                    job: 1,
+                    runner: "r".into(),
+                    session,
+                    terminal: true,
+                },
+            )
+        };
+        let no_session = of_scenario(&s, &[taken(false)], None, None).unwrap();
+        assert!(
+            no_session.starts_with("no session offered (JOB-1)"),
+            "{no_session}"
+        );
+        let exited = of_scenario(&s, &[taken(true)], Some("exit status: 1"), None).unwrap();
+        assert!(exited.contains("exited by itself"), "{exited}");
+        let refused = event(
+            "alice",
+            What::Injected {
+                description: "cannot open job 1 directly: GitLab knows no session for it".into(),
+            },
+        );
+        assert_eq!(
+            of_scenario(&s, &[taken(true), refused], None, None).as_deref(),
+            Some("alice: cannot open job 1 directly: GitLab knows no session for it")
+        );
+        let failed = event(
+            "gitlab",
+            What::JobState {
+                job: 1,
+                state: "failed".into(),
+                failure_reason: Some("runner_system_failure".into()),
+                exit_code: None,
+            },
+        );
+        let crashed = of_scenario(&s, &[taken(true), failed], None, None).unwrap();
+        assert!(
+            crashed.contains("empty log: it ended before its script ran"),
+            "{crashed}"
+        );
+        assert_eq!(of_scenario(&s, &[taken(true)], None, None), None);
+    }
+}

@@ -249,7 +249,11 @@ pub fn human(case: &CaseReport, index: usize, total: usize) -> String {
             let _ = writeln!(out, "      {note}");
         }
     }
-    if let Some(error) = &case.error {
+    if let Some(error) = case
+        .error
+        .as_ref()
+        .filter(|e| case.cause.as_ref() != Some(*e))
+    {
         let _ = writeln!(out, "      error: {error}");
     }
     out.push_str(&verdict_lines(&case.verdict));
@@ -263,4 +267,63 @@ pub fn human(case: &CaseReport, index: usize, total: usize) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(waited: Option<Duration>) -> CaseReport {
+        let mut case = CaseReport::judged(
+            "s/x",
+            "t",
+            &[],
+            Verdict::default(),
+            None,
+            Duration::from_secs(1),
+        );
+        case.waited = waited;
+        case
+    }
+
+    #[test]
+    fn a_poll_interval_that_dominates_the_run_gets_one_warning() {
+        let report = |waits: &[u64], wall: u64| Report {
+            runner: "r".into(),
+            profile: None,
+            scale: 0.01,
+            cases: waits
+                .iter()
+                .map(|w| case(Some(Duration::from_secs(*w))))
+                .collect(),
+            wall: Duration::from_secs(wall),
+        };
+        let slow = report(&[40, 40, 0], 100);
+        let warning = slow.poll_warning().expect("a warning");
+        assert!(
+            warning.contains("80 s in all (80% of the run; 40.0 s at most)"),
+            "{warning}"
+        );
+        assert_eq!(slow.summary().matches("warning:").count(), 1);
+        assert_eq!(report(&[1, 1, 1], 100).poll_warning(), None);
+        assert_eq!(report(&[], 100).poll_warning(), None);
+    }
+
+    #[test]
+    fn a_failure_says_its_cause_on_its_line_and_its_wait() {
+        let mut failed = case(Some(Duration::from_millis(250)));
+        failed.status = Status::Failed;
+        failed.cause = Some("no session offered".into());
+        failed.error = Some("no session offered".into());
+        let text = human(&failed, 1, 9);
+        let first = text.lines().next().unwrap();
+        assert!(
+            first.ends_with("(job taken after 0.25s) cause: no session offered"),
+            "{first}"
+        );
+        assert!(
+            !text.contains("error:"),
+            "the cause is not repeated: {text}"
+        );
+    }
 }

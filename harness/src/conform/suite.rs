@@ -279,12 +279,14 @@ impl<'a, 'p> Suite<'a, 'p> {
         case.waited = waited;
         case.notes.push(scaled.describe());
         if case.failed() {
+            // A case that could not run has its reason as its cause.
             case.cause = cause::of_scenario(
                 &scaled.scenario,
                 &recorder.events(),
                 exited_alone.as_deref(),
                 self.profile.as_ref(),
-            );
+            )
+            .or_else(|| case.error.clone());
             self.explain(&mut case, runner.as_ref(), stopped, config.as_deref());
         }
         case
