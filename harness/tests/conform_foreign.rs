@@ -18,7 +18,7 @@ use session_harness::conform::{conform, Options, Progress, Report, Runner, Statu
 
 static PANICS: AtomicUsize = AtomicUsize::new(0);
 /// The tests count panics process-wide: one at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn count_panics() {
     static HOOK: std::sync::Once = std::sync::Once::new();
@@ -117,7 +117,7 @@ fn judged_as_sessionless(report: &Report) {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_python_runner_is_judged_case_by_case_with_the_missing_session_named() {
     python_runner_is_installed();
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     count_panics();
     let runner = Runner::Command {
         command: format!("python3 '{}' {{config}}", wrapper().display()),
@@ -159,7 +159,7 @@ async fn the_python_runner_is_judged_case_by_case_with_the_missing_session_named
 #[tokio::test(flavor = "multi_thread")]
 async fn a_running_python_runner_gets_each_job_at_once_and_nothing_panics() {
     python_runner_is_installed();
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     count_panics();
     let options = options(Runner::Running, Some("disconnects/"));
     let started: Mutex<Option<tokio::process::Child>> = Mutex::new(None);

@@ -18,7 +18,6 @@
 //!   profile and for how long each scenario waited for it.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -403,19 +402,14 @@ impl AsyncWrite for Piped {
 }
 
 impl Stream for Piped {
-    fn peek<'a>(
-        &'a mut self,
-        buf: &'a mut [u8],
-    ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
-        async move {
-            match self {
-                Piped::Runner(s) => s.peek(buf).await,
-                // Only a runner's session server peeks (to tell TLS from HTTP).
-                Piped::Front(_) => Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "a pipe into the harness's GitLab cannot peek",
-                )),
-            }
+    async fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Piped::Runner(s) => s.peek(buf).await,
+            // Only a runner's session server peeks (to tell TLS from HTTP).
+            Piped::Front(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a pipe into the harness's GitLab cannot peek",
+            )),
         }
     }
 }
