@@ -24,7 +24,7 @@ use crate::world::gitlab::{Gitlab, JobStatus, Role};
 const LOOK: Duration = Duration::from_millis(20);
 /// The longest a browser waits for its terminal's first output (its shell's
 /// prompt) before it types: a login shell that starts slowly is judged on what
-/// it does once it is there.
+/// it does once it is there. The wait shifts the browser's later steps.
 pub const FIRST_OUTPUT: Duration = Duration::from_secs(20);
 
 /// What the scenario needs around it.
@@ -182,10 +182,15 @@ async fn browse(
     busy: Arc<AtomicUsize>,
     mut over: watch::Receiver<bool>,
 ) {
+    // Time spent waiting for a slow shell shifts the rest of this browser's
+    // timeline, so that what it does next keeps its distance from the typing.
+    let mut shift = Duration::ZERO;
     for step in steps {
-        tokio::time::sleep_until(start + step.at.0).await;
+        tokio::time::sleep_until(start + step.at.0 + shift).await;
         if step.action == "type" {
+            let waited = Instant::now();
             shell_started(&browser, &recorder).await;
+            shift += waited.elapsed();
         }
         world::act(&mut browser, &step, &entry).await;
     }
