@@ -1,6 +1,6 @@
 //! `session-harness coverage`: for each rule of SPEC.md, what checks it:
 //! - scenarios (`spec = [...]` of each file under `scenarios/`),
-//! - conformance endpoint cases (their `spec: &[...]` in `conform/endpoint.rs`),
+//! - conformance endpoint cases (`conform::endpoint::CASES`),
 //! - fuzz invariants ([`crate::fuzz::invariants::INVARIANTS`]),
 //! - tests: a `#[test]` (or `#[tokio::test]`, ...) whose comment lines directly
 //!   above cite the rule, as a doc comment or a marker `// SPEC: EX-4, WS-6`.
@@ -153,12 +153,10 @@ pub fn collect(root: &Path) -> Result<Coverage, String> {
             coverage.add(&scenario.id, id, Kind::Scenario, &scenario.id);
         }
     }
-    let cases = root.join("harness/src/conform/endpoint.rs");
-    let text = std::fs::read_to_string(&cases)
-        .map_err(|e| format!("{}: cannot read: {e}", cases.display()))?;
-    for (name, ids) in endpoint_cases(&text) {
-        for id in ids {
-            coverage.add(&format!("endpoint case {name}"), &id, Kind::Case, &name);
+    for case in &crate::conform::endpoint::CASES {
+        for id in case.spec {
+            let name = case.name;
+            coverage.add(&format!("endpoint case {name}"), id, Kind::Case, name);
         }
     }
     for (name, id, _) in crate::fuzz::invariants::INVARIANTS {
@@ -186,33 +184,6 @@ pub fn collect(root: &Path) -> Result<Coverage, String> {
         checks.dedup();
     }
     Ok(coverage)
-}
-
-/// `(name, ids)` of each `Case { name: "...", spec: &["..", ..], ... }`.
-fn endpoint_cases(text: &str) -> Vec<(String, Vec<String>)> {
-    let mut cases = Vec::new();
-    for line in text.lines() {
-        let Some(rest) = line.trim().strip_prefix("Case { name: \"") else {
-            continue;
-        };
-        let Some((name, rest)) = rest.split_once('"') else {
-            continue;
-        };
-        let Some(list) = rest
-            .split_once("spec: &[")
-            .and_then(|(_, l)| l.split_once(']'))
-            .map(|(l, _)| l)
-        else {
-            continue;
-        };
-        let ids = list
-            .split(',')
-            .map(|s| s.trim().trim_matches('"').to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
-        cases.push((name.to_string(), ids));
-    }
-    cases
 }
 
 /// `(test name, ids)` of each test function whose comment lines directly above
@@ -313,18 +284,6 @@ fn uncited() {}
             vec![(
                 "second_client_is_423".to_string(),
                 vec!["WS-7".to_string(), "EX-99".to_string(), "EX-4".to_string()]
-            )]
-        );
-    }
-
-    #[test]
-    fn endpoint_cases_are_read_with_their_ids() {
-        let text = r#"    Case { name: "tls", spec: &["TLS-1", "TLS-2"], title: "x" },"#;
-        assert_eq!(
-            endpoint_cases(text),
-            vec![(
-                "tls".to_string(),
-                vec!["TLS-1".to_string(), "TLS-2".to_string()]
             )]
         );
     }

@@ -2,27 +2,24 @@
 //! separate process, is held to the contract over real sockets on 127.0.0.1 by
 //! `conform::conform`, the function behind `session-harness conform
 //! --runner-cmd`. Every case that is not skipped passes, the endpoint-level
-//! cases included.
-//!
-//! The same run against the impl's binary with its test-only faults
-//! (`session-server-faulty`, package impl/faulty) must fail exactly the cases
-//! each fault breaks: [`runner_binary`] builds either package's binary and
-//! [`impl_runner`] sets the runner's environment (`SESSION_SERVER_FAULTS`).
-//! That test builds a second binary and runs the suite twice, so it is
-//! ignored by default: `cargo test -p session-harness --test conform -- --ignored`.
+//! cases included; and the same binary with each of its test-only faults
+//! switched on (`SESSION_SERVER_FAULTS`) fails exactly the cases that fault
+//! breaks.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use session_harness::catalogue;
 use session_harness::conform::report::human;
 use session_harness::conform::{conform, Options, Progress, Report, Runner, Status};
+use session_harness::scenario::Scenario;
 
 /// Builds the binary of `package` (`session-server`, or `session-server-faulty`
-/// with the test-only faults), whose binary has the package's name (a no-op
-/// when it is fresh), and says where it is. It is another package's binary, so
-/// `CARGO_BIN_EXE_*` does not name it.
+/// with the test-only faults, package impl/faulty), whose binary has the
+/// package's name (a no-op when it is fresh), and says where it is. It is
+/// another package's binary, so `CARGO_BIN_EXE_*` does not name it.
 fn runner_binary(package: &str) -> PathBuf {
     let mut build = Command::new(env!("CARGO"));
     build.args([
@@ -50,8 +47,21 @@ fn runner_binary(package: &str) -> PathBuf {
         .expect("cargo names the executable it built")
 }
 
+/// The plain binary and the one with test-only faults, each built once.
+/// `SESSION_SERVER_FAULTY_BIN` names a fault-enabled binary built elsewhere.
+fn binaries() -> &'static (PathBuf, PathBuf) {
+    static BUILT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let faulty = match std::env::var_os("SESSION_SERVER_FAULTY_BIN") {
+            Some(path) => PathBuf::from(path),
+            None => runner_binary("session-server-faulty"),
+        };
+        (runner_binary("session-server"), faulty)
+    })
+}
+
 /// The impl, started by the harness for each case with `env`.
-fn impl_runner(binary: &std::path::Path, env: &[(&str, &str)]) -> Runner {
+fn impl_runner(binary: &Path, env: &[(&str, &str)]) -> Runner {
     let mut env: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -74,9 +84,9 @@ fn impl_runner(binary: &std::path::Path, env: &[(&str, &str)]) -> Runner {
     }
 }
 
-/// Runs every case against `runner`; `name` tells its config file apart.
-async fn conform_impl(runner: Runner, name: &str) -> Report {
-    let scenarios = catalogue::discover(&catalogue::root(), &[]).expect("the catalogue loads");
+/// Runs `scenarios` and the endpoint-level cases against `runner`; `name`
+/// tells its config file apart.
+async fn conform_impl(runner: Runner, name: &str, scenarios: Vec<Scenario>, pings: bool) -> Report {
     let config = std::env::temp_dir().join(format!(
         "session-harness-conform-{name}-{}.toml",
         std::process::id()
@@ -91,6 +101,7 @@ async fn conform_impl(runner: Runner, name: &str) -> Report {
         scale: 0.01,
         slack: Duration::from_millis(500),
         wait_runner: Duration::from_secs(30),
+        pings,
     };
     let mut show = |progress: Progress<'_>| {
         if let Progress::Case { case, index, total } = progress {
@@ -106,21 +117,30 @@ async fn conform_impl(runner: Runner, name: &str) -> Report {
     report
 }
 
+fn failed(report: &Report) -> Vec<&str> {
+    report
+        .cases
+        .iter()
+        .filter(|c| c.failed())
+        .map(|c| c.id.as_str())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_impl_passes_every_case_that_is_not_skipped() {
-    let binary = runner_binary("session-server");
-    let report = conform_impl(impl_runner(&binary, &[]), "impl").await;
-    let failed: Vec<String> = report
+    let (plain, _) = binaries();
+    let scenarios = catalogue::discover(&catalogue::root(), &[]).expect("the catalogue loads");
+    let report = conform_impl(impl_runner(plain, &[]), "impl", scenarios, true).await;
+    let details: Vec<String> = report
         .cases
         .iter()
         .filter(|c| c.failed())
         .map(|c| human(c, 1, 1))
         .collect();
     assert!(
-        failed.is_empty(),
-        "{} case(s) failed:\n{}",
-        failed.len(),
-        failed.join("")
+        failed(&report).is_empty(),
+        "unexpected failures:\n{}",
+        details.join("")
     );
     let ran = |prefix: &str| {
         report
@@ -129,9 +149,18 @@ async fn the_impl_passes_every_case_that_is_not_skipped() {
             .filter(|c| c.id.starts_with(prefix) && c.status != Status::Skipped)
             .count()
     };
-    // Nothing passes by being skipped: most scenarios run for real, and every endpoint case.
-    assert!(ran("") - ran("endpoint/") >= 25, "too few scenarios ran");
+    // Nothing passes by being skipped: the profile, most scenarios, every endpoint case.
+    assert_eq!(ran("runner/"), 1);
+    assert!(
+        ran("") - ran("endpoint/") - ran("runner/") >= 25,
+        "too few scenarios ran"
+    );
     assert_eq!(ran("endpoint/"), session_harness::conform::endpoint::COUNT);
+    let profile = report.profile.as_ref().expect("the runner's profile");
+    assert!(
+        profile.session && profile.feature_terminal == Some(true),
+        "{profile:?}"
+    );
     let skipped_without_reason = report
         .cases
         .iter()
@@ -140,28 +169,42 @@ async fn the_impl_passes_every_case_that_is_not_skipped() {
     assert_eq!(skipped_without_reason, 0);
 }
 
+/// Each planted fault fails exactly the cases that catch it. One build of the
+/// fault-enabled binary serves every fault; only the cases that can catch one
+/// run (the endpoint-level cases, and the scenario of uncapped-timeout).
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "builds session-server-faulty and runs the suite twice (minutes)"]
 async fn a_faulty_impl_fails_exactly_the_cases_its_fault_breaks() {
-    let binary = runner_binary("session-server-faulty");
-    for (fault, breaks) in [
+    let (_, faulty) = binaries();
+    let all = catalogue::discover(&catalogue::root(), &[]).expect("the catalogue loads");
+    let scenario =
+        |id: &str| -> Vec<Scenario> { all.iter().filter(|s| s.id == id).cloned().collect() };
+    for (fault, scenarios, breaks) in [
+        ("no-lock", Vec::new(), &["endpoint/second-terminal"][..]),
         (
-            "no-lock",
-            &[
-                "disconnects/second-tab-gets-423",
-                "endpoint/second-terminal",
-            ][..],
+            "truncate-input",
+            Vec::new(),
+            &["endpoint/long-input", "endpoint/huge-input"][..],
         ),
-        ("uncapped-timeout", &["timeouts/capped-by-job-deadline"][..]),
+        (
+            "uncapped-timeout",
+            scenario("timeouts/capped-by-job-deadline"),
+            &["timeouts/capped-by-job-deadline"][..],
+        ),
     ] {
-        let runner = impl_runner(&binary, &[("SESSION_SERVER_FAULTS", fault)]);
-        let report = conform_impl(runner, fault).await;
-        let failed: Vec<&str> = report
-            .cases
-            .iter()
-            .filter(|c| c.failed())
-            .map(|c| c.id.as_str())
-            .collect();
-        assert_eq!(failed, breaks, "with the fault {fault}");
+        let runner = impl_runner(faulty, &[("SESSION_SERVER_FAULTS", fault)]);
+        let report = conform_impl(runner, fault, scenarios, false).await;
+        assert_eq!(failed(&report), breaks, "with the fault {fault}");
+        if fault == "truncate-input" {
+            let long = report
+                .cases
+                .iter()
+                .find(|c| c.id == "endpoint/long-input")
+                .unwrap();
+            let said = &long.verdict.failures[0].observed;
+            assert!(
+                said.contains("32768 of 40000 bytes") && said.contains("32 KiB"),
+                "{said}"
+            );
+        }
     }
 }

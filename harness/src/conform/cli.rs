@@ -59,6 +59,14 @@ pub struct Args {
     /// A file with the session's certificate PEM (`session.certificate`).
     #[arg(long, requires = "session_url")]
     pub certificate: Option<PathBuf>,
+    /// Skip the endpoint-level `pings` case, which waits up to 30 s for the
+    /// runner's first Ping (WS-4): for quick runs.
+    #[arg(long)]
+    pub no_pings: bool,
+    /// Print every case and whether it would run or be skipped, and why;
+    /// start nothing.
+    #[arg(long)]
+    pub list: bool,
     /// Also write the results as JUnit XML here.
     #[arg(long)]
     pub junit: Option<PathBuf>,
@@ -83,6 +91,10 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.list {
+        print!("{}", super::catalogue(&options));
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -126,6 +138,7 @@ fn print(progress: Progress<'_>) {
              the harness's GitLab is {coordinator}.\n\n{config}\n",
             path.display()
         ),
+        Progress::Profile(profile) => println!("runner profile: {}", profile.line()),
         Progress::Case { case, index, total } => print!("{}", human(case, index, total)),
     }
 }
@@ -143,8 +156,12 @@ fn options(args: &Args) -> anyhow::Result<Options> {
         },
         (None, Some(url)) => {
             let path = args.certificate.clone().unwrap_or_default();
-            let certificate = std::fs::read_to_string(&path)
-                .map_err(|e| anyhow::anyhow!("--certificate {}: {e}", path.display()))?;
+            // Listing needs no session: only that there is one.
+            let certificate = match args.list {
+                true => String::new(),
+                false => std::fs::read_to_string(&path)
+                    .map_err(|e| anyhow::anyhow!("--certificate {}: {e}", path.display()))?,
+            };
             Runner::Session(SessionInfo {
                 url: url.trim_end_matches('/').to_string(),
                 certificate,
@@ -167,6 +184,7 @@ fn options(args: &Args) -> anyhow::Result<Options> {
         scale: args.scale,
         slack: args.slack.0,
         wait_runner: args.wait_runner.0,
+        pings: !args.no_pings,
     })
 }
 

@@ -22,6 +22,10 @@ use crate::world::gitlab::{Gitlab, JobStatus, Role};
 
 /// How often the driver looks at GitLab's state.
 const LOOK: Duration = Duration::from_millis(20);
+/// The longest a browser waits for its terminal's first output (its shell's
+/// prompt) before it types: a login shell that starts slowly is judged on what
+/// it does once it is there. The wait shifts the browser's later steps.
+pub const FIRST_OUTPUT: Duration = Duration::from_secs(20);
 
 /// What the scenario needs around it.
 pub struct Stage<'a> {
@@ -69,6 +73,7 @@ pub async fn drive(scenario: &Scenario, stage: &Stage<'_>) -> Result<Vec<Event>,
         busy.fetch_add(1, Ordering::SeqCst);
         tasks.push(tokio::spawn(browse(
             browser,
+            stage.recorder.clone(),
             steps,
             stage.entry.clone(),
             start,
@@ -170,14 +175,23 @@ fn zero_ms(zero: Duration) -> u64 {
 /// A browser's timeline, then waiting for its connection to end (or the run).
 async fn browse(
     mut browser: Browser<TokioNet>,
+    recorder: Recorder,
     steps: Vec<Step>,
     entry: String,
     start: Instant,
     busy: Arc<AtomicUsize>,
     mut over: watch::Receiver<bool>,
 ) {
+    // Time spent waiting for a slow shell shifts the rest of this browser's
+    // timeline, so that what it does next keeps its distance from the typing.
+    let mut shift = Duration::ZERO;
     for step in steps {
-        tokio::time::sleep_until(start + step.at.0).await;
+        tokio::time::sleep_until(start + step.at.0 + shift).await;
+        if step.action == "type" {
+            let waited = Instant::now();
+            shell_started(&browser, &recorder).await;
+            shift += waited.elapsed();
+        }
         world::act(&mut browser, &step, &entry).await;
     }
     tokio::select! {
@@ -185,6 +199,42 @@ async fn browse(
         _ = over.wait_for(|o| *o) => {}
     }
     busy.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Waits, at most [`FIRST_OUTPUT`], until the browser's open terminal has
+/// shown output; says so in the record when it never did.
+async fn shell_started(browser: &Browser<TokioNet>, recorder: &Recorder) {
+    let name = browser.name.clone();
+    let state = || {
+        let events = recorder.events();
+        let opened = events.iter().rposition(
+            |e| matches!(&e.what, What::Answer { browser, status: 101, .. } if *browser == name),
+        );
+        let output =
+            |e: &Event| matches!(&e.what, What::Output { browser, .. } if *browser == name);
+        opened.map(|at| events[at..].iter().any(output))
+    };
+    // No terminal open (refused, closed): nothing to wait for.
+    if state() != Some(false) {
+        return;
+    }
+    let give_up = Instant::now() + FIRST_OUTPUT;
+    while state() == Some(false) {
+        if Instant::now() >= give_up {
+            recorder.record(
+                "scenario",
+                Some("EX-6"),
+                What::Injected {
+                    description: format!(
+                        "cannot wait longer for {name}'s terminal to show output (its shell's prompt) before typing: nothing in {} s",
+                        FIRST_OUTPUT.as_secs()
+                    ),
+                },
+            );
+            return;
+        }
+        tokio::time::sleep(LOOK).await;
+    }
 }
 
 /// An operator's or GitLab's step. Faults never get here (see `skip`).

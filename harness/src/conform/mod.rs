@@ -20,12 +20,15 @@
 //! `SESSION_SERVER_FAULTS=no-lock`, which must then fail exactly the cases
 //! those faults break.
 
+mod cause;
 mod cli;
 pub mod config;
 mod drive;
 pub mod endpoint;
-mod front;
+pub mod front;
+mod list;
 pub mod process;
+pub mod profile;
 pub mod report;
 pub mod scale;
 pub mod skip;
@@ -37,6 +40,7 @@ use std::time::{Duration, Instant};
 use crate::world::gitlab::SessionInfo;
 
 pub use cli::{run, Args};
+pub use list::catalogue;
 pub use report::{CaseReport, Report, Status};
 
 use crate::scenario::Scenario;
@@ -61,6 +65,8 @@ pub struct Options {
     pub slack: Duration,
     /// How long the runner may take to ask for a scenario's jobs.
     pub wait_runner: Duration,
+    /// Run the endpoint-level `pings` case (it waits up to 30 s).
+    pub pings: bool,
 }
 
 /// The runner under test.
@@ -86,6 +92,8 @@ pub enum Progress<'a> {
         path: &'a Path,
         coordinator: &'a str,
     },
+    /// What the runner said about itself in its first job request.
+    Profile(&'a profile::Profile),
     Case {
         case: &'a CaseReport,
         index: usize,
@@ -102,11 +110,11 @@ pub async fn conform(
     let (runner, total) = match &options.runner {
         Runner::Command { command, .. } => (
             format!("`{command}`, started for each scenario"),
-            options.scenarios.len() + endpoint::COUNT,
+            1 + options.scenarios.len() + endpoint::COUNT,
         ),
         Runner::Running => (
             "a runner already running with the printed config".to_string(),
-            options.scenarios.len() + endpoint::COUNT,
+            1 + options.scenarios.len() + endpoint::COUNT,
         ),
         Runner::Session(session) => {
             // The id is half of what opens a terminal: it stays out of reports.
@@ -119,10 +127,16 @@ pub async fn conform(
         cases: Vec::new(),
         total,
     };
-    match &options.runner {
+    let settings = endpoint::Settings {
+        pings: options.pings,
+        slack: options.slack,
+    };
+    let profile = match &options.runner {
         Runner::Session(session) => {
-            let target = endpoint::Target::new(session.clone()).map_err(anyhow::Error::msg)?;
+            let target =
+                endpoint::Target::new(session.clone(), settings).map_err(anyhow::Error::msg)?;
             endpoint::run(&target, &mut |case| sink.case(case)).await;
+            None
         }
         Runner::Command { .. } | Runner::Running => {
             let mut suite = suite::Suite::start(options, &mut sink).await?;
@@ -130,10 +144,12 @@ pub async fn conform(
                 suite.scenario(scenario).await;
             }
             suite.endpoint().await;
+            suite.profile.take()
         }
-    }
+    };
     Ok(Report {
         runner,
+        profile,
         scale: options.scale,
         cases: sink.cases,
         wall: started.elapsed(),

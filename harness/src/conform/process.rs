@@ -38,6 +38,8 @@ pub struct RunnerProcess {
     direct: bool,
     exit: watch::Receiver<Option<String>>,
     output: Arc<Mutex<Vec<u8>>>,
+    /// It had exited when [`RunnerProcess::stop`] was called.
+    exited_first: std::sync::atomic::AtomicBool,
 }
 
 impl RunnerProcess {
@@ -91,6 +93,7 @@ impl RunnerProcess {
             direct,
             exit,
             output,
+            exited_first: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -116,6 +119,8 @@ impl RunnerProcess {
     /// had to be killed.
     pub async fn stop(&self, grace: Duration) -> (String, bool) {
         if let Some(status) = self.exited() {
+            self.exited_first
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             return (status, false);
         }
         self.signal(Signal::Term);
@@ -133,6 +138,11 @@ impl RunnerProcess {
             .and_then(|s| s.ok().and_then(|s| s.clone()))
             .unwrap_or_else(|| "not reaped after SIGKILL".into());
         (status, true)
+    }
+
+    /// Whether it had already exited when it was to be stopped.
+    pub fn exited_before_stop(&self) -> bool {
+        self.exited_first.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The last `lines` lines it printed (stdout and stderr as they came).

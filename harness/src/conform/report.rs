@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::profile::Profile;
 use crate::expect::Verdict;
 use crate::report::{junit_suite, verdict_lines, JunitCase, JunitOutcome};
 
 /// How many lines of the runner's output a failure shows.
 pub const OUTPUT_LINES: usize = 40;
+/// Waits for the runner's job requests that add up to this much, and to a
+/// quarter of the run, get a warning.
+const POLL_DOMINATES: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -36,6 +40,13 @@ pub struct CaseReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub verdict: Verdict,
+    /// Why it failed, when the cause is already established (no session, the
+    /// runner exited, the job failed before its script): said first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    /// How long the runner took to ask for the case's job, after it was queued.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "secs_opt")]
+    pub waited: Option<Duration>,
     /// How it ran (e.g. how the scenario was scaled).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -50,6 +61,13 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
 }
 
+fn secs_opt<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => secs(d, s),
+        None => s.serialize_none(),
+    }
+}
+
 impl CaseReport {
     pub fn skipped(id: &str, title: &str, spec: &[String], reason: String) -> Self {
         CaseReport {
@@ -60,6 +78,8 @@ impl CaseReport {
             skipped: Some(reason),
             error: None,
             verdict: Verdict::default(),
+            cause: None,
+            waited: None,
             notes: Vec::new(),
             runner_output: None,
             wall: Duration::ZERO,
@@ -100,6 +120,9 @@ impl CaseReport {
 pub struct Report {
     /// What was tested: the runner command, a running runner, or a session URL.
     pub runner: String,
+    /// What the runner said about itself in its first job request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
     pub scale: f64,
     pub cases: Vec<CaseReport>,
     #[serde(serialize_with = "secs")]
@@ -127,6 +150,12 @@ impl Report {
             self.wall.as_secs_f64(),
             self.runner,
         );
+        if let Some(profile) = &self.profile {
+            let _ = writeln!(out, "runner profile: {}", profile.line());
+        }
+        if let Some(warning) = self.poll_warning() {
+            let _ = writeln!(out, "warning: {warning}");
+        }
         let failed: Vec<&CaseReport> = self.cases.iter().filter(|c| c.failed()).collect();
         if !failed.is_empty() {
             out.push_str("failed:\n");
@@ -135,6 +164,25 @@ impl Report {
             }
         }
         out
+    }
+
+    /// Said once, when waiting for the runner to ask for its jobs took a
+    /// large part of the run: its poll interval, not the cases, set the pace.
+    pub fn poll_warning(&self) -> Option<String> {
+        let waited: Duration = self.cases.iter().filter_map(|c| c.waited).sum();
+        let share = waited.as_secs_f64() / self.wall.as_secs_f64().max(1e-3);
+        (waited >= POLL_DOMINATES && share >= 0.25).then(|| {
+            let slowest = self.cases.iter().filter_map(|c| c.waited).max().unwrap_or_default();
+            format!(
+                "the runner took {:.0} s in all ({:.0}% of the run; {:.1} s at most) to ask for its jobs: \
+                 its poll interval dominates the run (check_interval, or a sleep after an empty answer; \
+                 the harness holds job requests for up to {} s when nothing is queued)",
+                waited.as_secs_f64(),
+                share * 100.0,
+                slowest.as_secs_f64(),
+                super::front::LONG_POLL.as_secs(),
+            )
+        })
     }
 
     pub fn json(&self) -> String {
@@ -181,20 +229,31 @@ pub fn human(case: &CaseReport, index: usize, total: usize) -> String {
     match &case.skipped {
         Some(reason) => {
             let _ = writeln!(out, " {reason}");
+            return out;
         }
         None => {
-            let _ = writeln!(out, " {:>6.2}s", case.wall.as_secs_f64());
+            let _ = write!(out, " {:>6.2}s", case.wall.as_secs_f64());
         }
     }
-    if case.status == Status::Skipped {
-        return out;
+    if let Some(waited) = case.waited {
+        let _ = write!(out, " (job taken after {:.2}s)", waited.as_secs_f64());
+    }
+    match (&case.cause, case.failed()) {
+        (Some(cause), true) => {
+            let _ = writeln!(out, " cause: {cause}");
+        }
+        _ => out.push('\n'),
     }
     if case.failed() {
         for note in &case.notes {
             let _ = writeln!(out, "      {note}");
         }
     }
-    if let Some(error) = &case.error {
+    if let Some(error) = case
+        .error
+        .as_ref()
+        .filter(|e| case.cause.as_ref() != Some(*e))
+    {
         let _ = writeln!(out, "      error: {error}");
     }
     out.push_str(&verdict_lines(&case.verdict));
@@ -208,4 +267,63 @@ pub fn human(case: &CaseReport, index: usize, total: usize) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(waited: Option<Duration>) -> CaseReport {
+        let mut case = CaseReport::judged(
+            "s/x",
+            "t",
+            &[],
+            Verdict::default(),
+            None,
+            Duration::from_secs(1),
+        );
+        case.waited = waited;
+        case
+    }
+
+    #[test]
+    fn a_poll_interval_that_dominates_the_run_gets_one_warning() {
+        let report = |waits: &[u64], wall: u64| Report {
+            runner: "r".into(),
+            profile: None,
+            scale: 0.01,
+            cases: waits
+                .iter()
+                .map(|w| case(Some(Duration::from_secs(*w))))
+                .collect(),
+            wall: Duration::from_secs(wall),
+        };
+        let slow = report(&[40, 40, 0], 100);
+        let warning = slow.poll_warning().expect("a warning");
+        assert!(
+            warning.contains("80 s in all (80% of the run; 40.0 s at most)"),
+            "{warning}"
+        );
+        assert_eq!(slow.summary().matches("warning:").count(), 1);
+        assert_eq!(report(&[1, 1, 1], 100).poll_warning(), None);
+        assert_eq!(report(&[], 100).poll_warning(), None);
+    }
+
+    #[test]
+    fn a_failure_says_its_cause_on_its_line_and_its_wait() {
+        let mut failed = case(Some(Duration::from_millis(250)));
+        failed.status = Status::Failed;
+        failed.cause = Some("no session offered".into());
+        failed.error = Some("no session offered".into());
+        let text = human(&failed, 1, 9);
+        let first = text.lines().next().unwrap();
+        assert!(
+            first.ends_with("(job taken after 0.25s) cause: no session offered"),
+            "{first}"
+        );
+        assert!(
+            !text.contains("error:"),
+            "the cause is not repeated: {text}"
+        );
+    }
 }

@@ -5,16 +5,18 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::cause;
 use super::config::{self, SessionAddress};
 use super::drive::{drive, Stage};
 use super::endpoint;
-use super::front::Front;
+use super::front::{Front, Holding};
 use super::process::{RunnerProcess, STOP_GRACE};
+use super::profile::Profile;
 use super::report::{CaseReport, OUTPUT_LINES};
 use super::scale::{scale, Scaled};
 use super::skip;
 use super::{Options, Progress, Runner, Sink};
-use crate::expect::{self, Judging, Strictness, Verdict};
+use crate::expect::{self, Failure, Judging, Strictness, Verdict};
 use crate::scenario::{load_str, RunnerSpec, Scenario};
 use crate::trace::Recorder;
 use crate::world::gitlab::{Gitlab, JobStatus};
@@ -45,11 +47,17 @@ pub(super) struct Suite<'a, 'p> {
     attached: Option<u64>,
     /// A runner already running never asked for a job: the rest cannot run.
     unresponsive: Option<String>,
+    /// What the runner said about itself in its first job request.
+    pub profile: Option<Profile>,
 }
 
 impl<'a, 'p> Suite<'a, 'p> {
     pub async fn start(options: &'a Options, sink: &'a mut Sink<'p>) -> anyhow::Result<Self> {
-        let front = Front::bind(&options.listen).await?;
+        let holding = match options.runner {
+            Runner::Running => Holding::UntilQueued,
+            _ => Holding::Never,
+        };
+        let front = Front::bind(&options.listen, holding).await?;
         let config = ConfigFile::new(options.config_path.clone());
         let mut suite = Suite {
             options,
@@ -58,6 +66,7 @@ impl<'a, 'p> Suite<'a, 'p> {
             config,
             attached: None,
             unresponsive: None,
+            profile: None,
         };
         if let Runner::Running = options.runner {
             let timeout = suite.default_timeout();
@@ -70,13 +79,103 @@ impl<'a, 'p> Suite<'a, 'p> {
             });
             suite.attached = Some(timeout);
         }
+        suite.profile_case().await;
         Ok(suite)
     }
 
-    /// `session_timeout` for a runner not configured by a scenario: the default, scaled.
+    /// The first case: the runner's first job request, which says what it
+    /// is, and whether it offers a session (JOB-1). A runner already running
+    /// is held there until the first scenario's job is queued.
+    async fn profile_case(&mut self) {
+        const ID: &str = "runner/job-request";
+        const TITLE: &str = "The job request describes the runner and offers a session (its config has a session server)";
+        let spec = ["JOB-1".to_string(), "CFG-1".to_string()];
+        let started = Instant::now();
+        let timeout = self.attached.unwrap_or_else(|| self.default_timeout());
+        let runner = self.start_runner(&RunnerSpec::default(), timeout, "the runner's profile");
+        let (runner, config) = match runner {
+            Ok(started) => started,
+            Err(e) => {
+                let case = CaseReport::judged(
+                    ID,
+                    TITLE,
+                    &spec,
+                    Verdict::default(),
+                    Some(format!("{e:#}")),
+                    started.elapsed(),
+                );
+                return self.sink.case(case);
+            }
+        };
+        let give_up = Instant::now() + self.options.wait_runner;
+        let asked = loop {
+            if let Some(ask) = self.front.asks().into_iter().next() {
+                break Ok(ask);
+            }
+            if let Some(status) = runner.as_ref().and_then(RunnerProcess::exited) {
+                break Err(format!(
+                    "the runner exited ({status}) before it asked for a job"
+                ));
+            }
+            if Instant::now() >= give_up {
+                break Err(format!(
+                    "the runner did not ask for a job within {} s: {}",
+                    self.options.wait_runner.as_secs(),
+                    self.hint()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let stopped = match &runner {
+            Some(runner) => Some(runner.stop(STOP_GRACE).await),
+            None => None,
+        };
+        let mut case = match asked {
+            Ok(ask) => {
+                let profile = Profile::from_request(&ask.body);
+                (self.sink.progress)(Progress::Profile(&profile));
+                let finding = profile.finding();
+                let verdict = Verdict {
+                    failures: finding
+                        .iter()
+                        .map(|f| Failure {
+                            check: "the job request (POST /api/v4/jobs/request)".into(),
+                            expected: "a `session` object {url, certificate, authorization}, and features.session = true".into(),
+                            observed: f.clone(),
+                        })
+                        .collect(),
+                    non_strict: Vec::new(),
+                };
+                let mut case =
+                    CaseReport::judged(ID, TITLE, &spec, verdict, None, started.elapsed());
+                case.cause = finding.map(|_| "no session offered".to_string());
+                self.profile = Some(profile);
+                case
+            }
+            Err(why) => {
+                if self.attached.is_some() {
+                    self.unresponsive = Some(why.clone());
+                }
+                let mut case = CaseReport::judged(
+                    ID,
+                    TITLE,
+                    &spec,
+                    Verdict::default(),
+                    Some(why.clone()),
+                    started.elapsed(),
+                );
+                case.cause = Some(why);
+                case
+            }
+        };
+        if case.failed() {
+            self.explain(&mut case, runner.as_ref(), stopped, config.as_deref());
+        }
+        self.sink.case(case);
+    }
+
     fn default_timeout(&self) -> u64 {
-        let default = session_server::config::DEFAULT_SESSION_TIMEOUT.as_secs() as f64;
-        ((default * self.options.scale).ceil() as u64).max(1)
+        default_timeout(self.options.scale)
     }
 
     fn write_config(&self, spec: &RunnerSpec, timeout: u64, about: &str) -> anyhow::Result<String> {
@@ -111,7 +210,8 @@ impl<'a, 'p> Suite<'a, 'p> {
         let started = Instant::now();
         let recorder = Recorder::default();
         let gitlab = gitlab_for(&scaled.scenario, &recorder);
-        self.front.serve(gitlab.clone(), recorder.clone());
+        self.front
+            .serve(gitlab.clone(), job_ids(&scaled.scenario), recorder.clone());
         let about = format!("scenario {} ({})", s.id, scaled.describe());
         let (runner, config) =
             match self.start_runner(&scaled.scenario.runner, scaled.session_timeout, &about) {
@@ -141,6 +241,8 @@ impl<'a, 'p> Suite<'a, 'p> {
             settle: SETTLE.max(Duration::from_secs_f64(2.0 * scaled.factor)),
         };
         let observed = drive(&scaled.scenario, &stage).await;
+        let waited = self.front.waited();
+        let exited_alone = runner.as_ref().and_then(RunnerProcess::exited);
         let taken_none = scaled
             .scenario
             .jobs
@@ -174,8 +276,17 @@ impl<'a, 'p> Suite<'a, 'p> {
         };
         let mut case =
             CaseReport::judged(&s.id, &s.title, &s.spec, verdict, error, started.elapsed());
+        case.waited = waited;
         case.notes.push(scaled.describe());
         if case.failed() {
+            // A case that could not run has its reason as its cause.
+            case.cause = cause::of_scenario(
+                &scaled.scenario,
+                &recorder.events(),
+                exited_alone.as_deref(),
+                self.profile.as_ref(),
+            )
+            .or_else(|| case.error.clone());
             self.explain(&mut case, runner.as_ref(), stopped, config.as_deref());
         }
         case
@@ -238,13 +349,15 @@ impl<'a, 'p> Suite<'a, 'p> {
         stopped: Option<(String, bool)>,
         config: Option<&str>,
     ) {
+        // A runner that had exited by itself says so in the case's cause.
+        let stopped = stopped.filter(|_| runner.is_some_and(|r| !r.exited_before_stop()));
         if let Some((status, killed)) = stopped {
-            let how = if killed {
-                ", killed: it did not stop within 10 s of SIGTERM"
+            let note = if killed {
+                format!("after the case the harness stopped the runner: it did not stop within 10 s of SIGTERM and was killed ({status})")
             } else {
-                ""
+                format!("after the case the harness stopped the runner with SIGTERM ({status})")
             };
-            case.notes.push(format!("the runner exited: {status}{how}"));
+            case.notes.push(note);
         }
         if let Some(config) = config {
             case.notes
@@ -263,7 +376,8 @@ impl<'a, 'p> Suite<'a, 'p> {
             .expect("the built-in endpoint job is a valid scenario");
         let recorder = Recorder::default();
         let gitlab = gitlab_for(&scenario, &recorder);
-        self.front.serve(gitlab.clone(), recorder);
+        self.front
+            .serve(gitlab.clone(), job_ids(&scenario), recorder);
         let timeout = self.attached.unwrap_or_else(|| self.default_timeout());
         let started =
             self.start_runner(&RunnerSpec::default(), timeout, "the endpoint-level cases");
@@ -271,7 +385,11 @@ impl<'a, 'p> Suite<'a, 'p> {
             Err(e) => Err(format!("{e:#}")),
             Ok((runner, _)) => self.session_of(&gitlab, runner.as_ref()).await,
         };
-        match session.and_then(endpoint::Target::new) {
+        let settings = endpoint::Settings {
+            pings: self.options.pings,
+            slack: self.options.slack,
+        };
+        match session.and_then(|s| endpoint::Target::new(s, settings)) {
             Ok(target) => endpoint::run(&target, &mut |case| self.sink.case(case)).await,
             Err(why) => endpoint::unrun(&why, true, &mut |case| self.sink.case(case)),
         }
@@ -303,10 +421,27 @@ impl<'a, 'p> Suite<'a, 'p> {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         gitlab.session(1).ok_or_else(|| {
-            "the runner took the job without a session (JOB-1): is [session_server] listen_address set?"
-                .to_string()
+            let profile = self
+                .front
+                .asks()
+                .last()
+                .map(|a| Profile::from_request(&a.body));
+            profile.and_then(|p| p.no_terminal()).unwrap_or_else(|| {
+                "no session offered (JOB-1): the runner took the job without a `session` object"
+                    .to_string()
+            })
         })
     }
+}
+
+/// `session_timeout` for a runner not configured by a scenario: the default, scaled.
+pub(super) fn default_timeout(scale: f64) -> u64 {
+    let default = session_server::config::DEFAULT_SESSION_TIMEOUT.as_secs() as f64;
+    ((default * scale).ceil() as u64).max(1)
+}
+
+fn job_ids(scenario: &Scenario) -> Vec<u64> {
+    scenario.jobs.iter().map(|j| j.id).collect()
 }
 
 /// GitLab for `scenario`, as the simulation builds it. The jobs have no

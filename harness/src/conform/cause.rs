@@ -1,0 +1,168 @@
+//! Why a scenario case failed, when the run already shows it: the runner
+//! exited by itself, it offers no session (JOB-1), GitLab could give a browser
+//! no terminal, or the job failed where its script should have succeeded.
+//! Said in one line before the details, so that 40 cases failing for one
+//! reason read as one reason.
+
+use super::profile::Profile;
+use crate::scenario::Scenario;
+use crate::trace::{Event, What};
+
+/// The established cause of `scenario`'s failure, from what it observed.
+/// `exited`: how the runner ended, if it did so before the harness stopped it.
+pub fn of_scenario(
+    scenario: &Scenario,
+    events: &[Event],
+    exited: Option<&str>,
+    profile: Option<&Profile>,
+) -> Option<String> {
+    let signalled = scenario.steps.iter().any(|s| s.action == "signal");
+    if let (Some(status), false) = (exited, signalled) {
+        return Some(format!(
+            "the runner exited by itself during the case ({status})"
+        ));
+    }
+    let opens = scenario.steps.iter().any(|s| s.action == "open");
+    let sessionless = events.iter().find_map(|e| match &e.what {
+        What::JobTaken {
+            job,
+            session: false,
+            ..
+        } if scenario.runner.session_server && opens => Some(*job),
+        _ => None,
+    });
+    if let Some(job) = sessionless {
+        return Some(profile.and_then(Profile::no_terminal).unwrap_or_else(|| {
+            format!(
+                "no session offered (JOB-1): the runner took job {job} without a `session` object"
+            )
+        }));
+    }
+    let refused = events.iter().find_map(|e| match &e.what {
+        What::Injected { description } if description.starts_with("cannot ") => {
+            Some(format!("{}: {description}", e.actor))
+        }
+        _ => None,
+    });
+    if refused.is_some() {
+        return refused;
+    }
+    failed_job(scenario, events)
+}
+
+/// A job that failed where the scenario expects success: with its reason and
+/// the end of its log (none at all: it crashed before its script).
+fn failed_job(scenario: &Scenario, events: &[Event]) -> Option<String> {
+    events.iter().find_map(|e| {
+        let What::JobState {
+            job,
+            state,
+            failure_reason,
+            ..
+        } = &e.what
+        else {
+            return None;
+        };
+        let expected = scenario.expect.job.get(&job.to_string())?.state.as_deref();
+        if state != "failed" || expected != Some("success") {
+            return None;
+        }
+        let reason = failure_reason.as_deref().unwrap_or("no failure_reason");
+        let last = events.iter().rev().find_map(|l| match &l.what {
+            What::JobLog { job: j, line } if j == job => Some(line.clone()),
+            _ => None,
+        });
+        Some(match last {
+            Some(line) => format!(
+                "job {job} failed ({reason}) where its script should succeed; its log ends {line:?}"
+            ),
+            None => format!(
+                "job {job} failed ({reason}) with an empty log: it ended before its script ran"
+            ),
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::scenario::load_str;
+
+    const SCENARIO: &str = r#"
+title = "t"
+user_sees = "-"
+spec = ["LC-2"]
+[users.alice]
+role = "developer"
+[[job]]
+id = 1
+owner = "alice"
+script = ["sleep 5"]
+[[step]]
+at = "1s"
+do = "open"
+browser = "alice"
+job = 1
+[expect.job.1]
+state = "success"
+"#;
+
+    fn event(actor: &str, what: What) -> Event {
+        Event {
+            at_ms: 0,
+            actor: actor.into(),
+            spec: None,
+            what,
+        }
+    }
+
+    #[test]
+    fn the_established_cause_comes_from_what_the_run_saw() {
+        let s = load_str(SCENARIO, Path::new("t.toml"), "t/t").unwrap();
+        let taken = |session| {
+            event(
+                "gitlab",
+                What::JobTaken {
+                    job: 1,
+                    runner: "r".into(),
+                    session,
+                    terminal: true,
+                },
+            )
+        };
+        let no_session = of_scenario(&s, &[taken(false)], None, None).unwrap();
+        assert!(
+            no_session.starts_with("no session offered (JOB-1)"),
+            "{no_session}"
+        );
+        let exited = of_scenario(&s, &[taken(true)], Some("exit status: 1"), None).unwrap();
+        assert!(exited.contains("exited by itself"), "{exited}");
+        let refused = event(
+            "alice",
+            What::Injected {
+                description: "cannot open job 1 directly: GitLab knows no session for it".into(),
+            },
+        );
+        assert_eq!(
+            of_scenario(&s, &[taken(true), refused], None, None).as_deref(),
+            Some("alice: cannot open job 1 directly: GitLab knows no session for it")
+        );
+        let failed = event(
+            "gitlab",
+            What::JobState {
+                job: 1,
+                state: "failed".into(),
+                failure_reason: Some("runner_system_failure".into()),
+                exit_code: None,
+            },
+        );
+        let crashed = of_scenario(&s, &[taken(true), failed], None, None).unwrap();
+        assert!(
+            crashed.contains("empty log: it ended before its script ran"),
+            "{crashed}"
+        );
+        assert_eq!(of_scenario(&s, &[taken(true)], None, None), None);
+    }
+}
