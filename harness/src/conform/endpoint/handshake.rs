@@ -100,7 +100,7 @@ async fn upgrade(
     let ws = WebSocketStream::from_raw_socket(
         io,
         Role::Client,
-        Some(session_server::protocol::websocket_config()),
+        Some(crate::world::ws::websocket_config()),
     )
     .await;
     Ok(Dialed::Open { ws, protocol })
