@@ -32,7 +32,15 @@ impl Rng {
             .lock()
             .expect("rng lock poisoned")
             .fill_bytes(&mut bytes);
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        // A table, not `format!` per byte: a runner makes a session (two
+        // tokens) for every job request, so this runs at each poll.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut token = String::with_capacity(2 * bytes.len());
+        for b in bytes {
+            token.push(char::from(HEX[usize::from(b >> 4)]));
+            token.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        token
     }
 
     /// A value in `0..n`, for jitter.

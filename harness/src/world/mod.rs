@@ -40,6 +40,8 @@ const DEFAULT_TICK: Duration = Duration::from_millis(10);
 const DEFAULT_PROTOCOL: &str = "terminal.gitlab.com";
 /// After the last thing happens, the world runs this much longer to catch late events.
 const SETTLE: Duration = Duration::from_secs(2);
+/// How often the director asks whether everything settled.
+const CHECK_EVERY: Duration = Duration::from_millis(500);
 
 /// The runner hosts: `runner`, or `runner-1..N` for replicas.
 pub fn runner_hosts(replicas: u32) -> Vec<String> {
@@ -163,33 +165,45 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
             drive_browser(browser, steps, entry, progress.clone(), over.clone()),
         );
     }
-    let (g, p) = (gitlab.clone(), progress.clone());
+    // The director ends the run: once everything settled (checked on a grid
+    // of CHECK_EVERY, as it always was), it probes each ended job's session
+    // URL (LC-7 over sockets) during SETTLE, then tells the browsers the run
+    // is over. It is a host whose software idles (finished, so turmoil does
+    // not tick a runtime for it) until the loop below starts it: one host
+    // fewer to step every tick of every run. Registered here, last, as
+    // before: its address and the world's random stream stay the same.
     let probes: Arc<Mutex<Vec<(u64, session_probe::Probe)>>> = Arc::default();
-    let found = probes.clone();
-    sim.client("director", async move {
-        // Ends the run once everything settled, or at the scenario's end.
-        loop {
-            let now = turmoil::sim_elapsed().unwrap_or_default();
-            let settled = now >= last_step && g.all_done() && p.idle();
-            if settled || now >= end {
-                break;
+    let settling: Arc<Mutex<Option<Duration>>> = Arc::default();
+    let over_tx = Arc::new(over_tx);
+    {
+        let (g, found, settling, over_tx) = (
+            gitlab.clone(),
+            probes.clone(),
+            settling.clone(),
+            over_tx.clone(),
+        );
+        sim.host("director", move || {
+            let settle = *settling.lock().expect("settling lock");
+            let (g, found, over_tx) = (g.clone(), found.clone(), over_tx.clone());
+            async move {
+                let Some(settle) = settle else {
+                    return Ok(());
+                };
+                let probe = async {
+                    for (job, session) in g.ended_sessions() {
+                        let answer = session_probe::probe(&TurmoilNet, &session).await;
+                        found.lock().expect("probes lock").push((job, answer));
+                    }
+                };
+                let _ = tokio::time::timeout(settle, async {
+                    tokio::join!(probe, tokio::time::sleep(settle))
+                })
+                .await;
+                over_tx.send_replace(true);
+                Ok(())
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        // LC-7 over sockets: each ended job's session URL, within the settling time.
-        let probe = async {
-            for (job, session) in g.ended_sessions() {
-                let answer = session_probe::probe(&TurmoilNet, &session).await;
-                found.lock().expect("probes lock").push((job, answer));
-            }
-        };
-        let _ = tokio::time::timeout(SETTLE, async {
-            tokio::join!(probe, tokio::time::sleep(SETTLE))
-        })
-        .await;
-        over_tx.send_replace(true);
-        Ok(())
-    });
+        });
+    }
 
     if scenario.network.firewall {
         for runner in &hosts {
@@ -212,17 +226,33 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         .filter(|s| s.browser.is_none())
         .collect();
     let mut next = 0;
+    // The next instant the director asks whether the run settled.
+    let mut check = Duration::ZERO;
     loop {
         while next < global.len() && global[next].at.0 <= sim.elapsed() {
             apply(&mut sim, global[next], &gitlab, &controls, &recorder);
             next += 1;
         }
-        if sim
+        let all_clients_done = sim
             .step()
             .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| format!("simulating {}", scenario.id))?
-        {
+            .with_context(|| format!("simulating {}", scenario.id))?;
+        if *over.borrow() && all_clients_done {
             break;
+        }
+        // As the director did, a check at instant `check` sees the world
+        // after every host ran the tick that starts at or contains `check`
+        // (the director ran last in each tick). The settling it starts here
+        // is shortened by the time since `check`, so that it ends when it
+        // always did.
+        let now = sim.elapsed();
+        while check < now && settling.lock().expect("settling lock").is_none() {
+            let settled = check >= last_step && gitlab.all_done() && progress.idle();
+            if settled || check >= end {
+                *settling.lock().expect("settling lock") = Some(SETTLE - (now - check));
+                sim.bounce("director");
+            }
+            check += CHECK_EVERY;
         }
     }
     let session_probes = std::mem::take(&mut *probes.lock().expect("probes lock"));
