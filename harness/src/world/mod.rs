@@ -249,7 +249,7 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         while check < now && settling.lock().expect("settling lock").is_none() {
             let settled = check >= last_step && gitlab.all_done() && progress.idle();
             if settled || check >= end {
-                *settling.lock().expect("settling lock") = Some(SETTLE - (now - check));
+                *settling.lock().expect("settling lock") = Some(SETTLE.saturating_sub(now - check));
                 sim.bounce("director");
             }
             check += CHECK_EVERY;
