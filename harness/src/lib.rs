@@ -12,6 +12,7 @@
 //! - [`fuzz`]: generated session lifecycles checked against SPEC's invariants,
 //!   shrunk to minimal regressions.
 //! - [`conform`]: a real runner held to the contract over real sockets.
+//! - [`shard`]: `--shard K/N` (or GitLab CI's `CI_NODE_*`): one part of a run.
 //! - [`spec`], [`coverage`]: the rules of the repository's `SPEC.md` (read at
 //!   build time), and what checks each of them.
 //!
@@ -26,6 +27,7 @@ pub mod fuzz;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod shard;
 pub mod spec;
 pub mod trace;
 pub mod world;

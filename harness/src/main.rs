@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use session_harness::scenario::Dur;
+use session_harness::shard::Shard;
 use session_harness::{catalogue, fuzz, report, run};
 use session_server::faults::Fault;
 
@@ -42,12 +44,28 @@ enum Command {
         /// Scenarios run at once (each simulation uses one thread).
         #[arg(long, default_value_t = default_threads())]
         threads: usize,
+        /// Only part K of N of the scenarios (by id); default: GitLab CI's
+        /// CI_NODE_INDEX/CI_NODE_TOTAL if set, else all.
+        #[arg(long, value_parser = Shard::parse)]
+        shard: Option<Shard>,
     },
     /// Generate session lifecycles, check SPEC's invariants, shrink a failure.
     Fuzz {
-        /// Lifecycles to run.
-        #[arg(long, default_value_t = 500)]
-        cases: u64,
+        /// Lifecycles in the campaign (all shards together); default 500, or
+        /// no limit with --duration.
+        #[arg(long)]
+        cases: Option<u64>,
+        /// Stop taking new lifecycles after this wall time (e.g. 10m, 1h30m).
+        #[arg(long, value_parser = Dur::parse)]
+        duration: Option<Dur>,
+        /// Workers, one lifecycle at a time each (default: every core). The
+        /// verdicts are the same for any number.
+        #[arg(long, default_value_t = default_threads())]
+        jobs: usize,
+        /// Only the cases K-1, K-1+N, ... of the campaign; default: GitLab CI's
+        /// CI_NODE_INDEX/CI_NODE_TOTAL if set, else all.
+        #[arg(long, value_parser = Shard::parse)]
+        shard: Option<Shard>,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Most ops in one lifecycle.
@@ -125,19 +143,40 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::Fuzz {
             cases,
+            duration,
+            jobs,
+            shard,
             seed,
             max_steps,
             faults,
             regressions,
         } => {
+            let shard = match Shard::resolve(*shard) {
+                Ok(shard) => shard,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let options = fuzz::Options {
-                cases: *cases,
+                cases: cases.or(duration.is_none().then_some(500)),
+                duration: duration.map(|d| d.0),
                 seed: *seed,
                 max_steps: *max_steps,
                 faults: faults.clone(),
                 regressions: Some(root.join(regressions)),
-                progress: true,
+                progress: fuzz::Progress::for_stderr(),
+                jobs: (*jobs).max(1),
+                shard,
             };
+            if shard != Shard::WHOLE {
+                eprintln!(
+                    "fuzz: shard {shard}: cases {}, {}+{}, ... of seed {seed}",
+                    shard.index - 1,
+                    shard.index - 1,
+                    shard.total
+                );
+            }
             let summary = fuzz::fuzz(&options);
             print!("{}", fuzz::describe(&summary));
             return if summary.found.is_some() {
@@ -207,6 +246,17 @@ fn main() -> ExitCode {
         eprintln!("error: no scenario matches");
         return ExitCode::from(2);
     }
+    // A shard of the selection; one with no scenario left runs none, and passes.
+    let scenarios = match &cli.command {
+        Command::Run { shard, .. } => match Shard::resolve(*shard) {
+            Ok(shard) => shard.select(scenarios),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => scenarios,
+    };
     match cli.command {
         Command::Fuzz { .. }
         | Command::Replay { .. }

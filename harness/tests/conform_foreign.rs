@@ -76,6 +76,7 @@ fn options(runner: Runner, prefixes: &[&str]) -> Options {
         slack: Duration::from_millis(500),
         wait_runner: Duration::from_secs(20),
         pings: false,
+        endpoint: true,
     }
 }
 
