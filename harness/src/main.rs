@@ -98,11 +98,34 @@ enum Command {
         #[arg(long)]
         spec: Vec<String>,
     },
+    /// Work with reports: `report merge` the JSON reports of a run's shards.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Print the catalogue: each scenario with its SPEC ids and what a user sees.
     List {
         paths: Vec<PathBuf>,
         #[arg(long)]
         filter: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Merge the JSON reports of a run's shards (`run --format json` or
+    /// `conform --json`, each with its --shard K/N) into the whole run's report;
+    /// prints its summary; exit 1 if any case failed.
+    Merge {
+        /// The shards' JSON reports.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Write the merged JSON report here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write the merged report as JUnit XML here.
+        #[arg(long)]
+        junit: Option<PathBuf>,
     },
 }
 
@@ -139,6 +162,12 @@ fn main() -> ExitCode {
     let root = catalogue::root();
     if let Command::Coverage { spec } = &cli.command {
         return coverage(&root, spec);
+    }
+    if let Command::Report {
+        command: ReportCommand::Merge { files, json, junit },
+    } = &cli.command
+    {
+        return merge(files, json.as_deref(), junit.as_deref());
     }
     match &cli.command {
         Command::Fuzz {
@@ -213,6 +242,7 @@ fn main() -> ExitCode {
         Command::Fuzz { .. }
         | Command::Replay { .. }
         | Command::Conform(_)
+        | Command::Report { .. }
         | Command::Coverage { .. } => {
             unreachable!("handled above")
         }
@@ -261,6 +291,7 @@ fn main() -> ExitCode {
         Command::Fuzz { .. }
         | Command::Replay { .. }
         | Command::Conform(_)
+        | Command::Report { .. }
         | Command::Coverage { .. } => {
             unreachable!("handled above")
         }
@@ -311,6 +342,37 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+fn merge(
+    files: &[PathBuf],
+    json: Option<&std::path::Path>,
+    junit: Option<&std::path::Path>,
+) -> ExitCode {
+    let merged = match session_harness::merge::merge(files) {
+        Ok(merged) => merged,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for (flag, path, text) in [
+        ("--json", json, merged.json()),
+        ("--junit", junit, merged.junit()),
+    ] {
+        if let Some(path) = path {
+            if let Err(e) = std::fs::write(path, text) {
+                eprintln!("error: {flag} {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    print!("{}", merged.summary());
+    if merged.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
