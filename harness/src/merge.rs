@@ -92,7 +92,7 @@ pub fn merge(files: &[PathBuf]) -> Result<Merged, String> {
             }
             // The run's order: the profile, the scenarios by id, then the
             // endpoint-level cases as they ran (one shard runs them all).
-            merged.cases.sort_by_key(|c| order(c));
+            merged.cases.sort_by_key(order);
             Ok(Merged::Conform(merged))
         }
     }

@@ -9,8 +9,11 @@ use session_harness::fuzz::{self, Options, Summary};
 use session_harness::shard::Shard;
 use session_server::faults::Fault;
 
+/// The first failure: case, case seed, ops after shrinking, violations.
+type FirstFailure = Option<(u64, u64, usize, Vec<String>)>;
+
 /// What a campaign concluded, without its timings.
-fn verdicts(summary: &Summary) -> (u64, u64, u64, usize, Option<(u64, u64, usize, Vec<String>)>) {
+fn verdicts(summary: &Summary) -> (u64, u64, u64, usize, FirstFailure) {
     (
         summary.cases,
         summary.steps,
