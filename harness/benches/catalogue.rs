@@ -58,23 +58,30 @@ fn main() {
     }
 
     println!("== fuzzing");
-    let options = Options {
-        cases: 1000,
-        seed: 1,
-        max_steps: 12,
-        faults: vec![],
-        regressions: None,
-        progress: false,
-    };
-    let summary = fuzz::fuzz(&options);
-    assert!(summary.found.is_none(), "{}", fuzz::describe(&summary));
-    println!(
-        "{:>10.0}     lifecycles/s ({} lifecycles, {} steps, {} faults injected, {:.0} s simulated, {:.2} s wall, one thread)",
-        summary.cases as f64 / summary.wall.as_secs_f64(),
-        summary.cases,
-        summary.steps,
-        summary.faults_injected,
-        summary.simulated.as_secs_f64(),
-        summary.wall.as_secs_f64()
+    // One worker, then one per core: the same cases and verdicts, faster.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut verdicts = Vec::new();
+    for jobs in [1, cores] {
+        let options = Options {
+            jobs,
+            ..Options::new(1000, 1)
+        };
+        let summary = fuzz::fuzz(&options);
+        assert!(summary.found.is_none(), "{}", fuzz::describe(&summary));
+        println!(
+            "{:>10.0}     lifecycles/s ({} lifecycles, {} steps, {} faults injected, {:.0} s simulated, {:.2} s wall, {} worker(s))",
+            summary.cases as f64 / summary.wall.as_secs_f64(),
+            summary.cases,
+            summary.steps,
+            summary.faults_injected,
+            summary.simulated.as_secs_f64(),
+            summary.wall.as_secs_f64(),
+            jobs
+        );
+        verdicts.push((summary.cases, summary.steps, summary.model_states));
+    }
+    assert_eq!(
+        verdicts[0], verdicts[1],
+        "the same cases whatever the workers"
     );
 }

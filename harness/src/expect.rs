@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::scenario::{BrowserExpect, Dur, JobExpect, Scenario};
 use crate::trace::{Close, Event, What};
@@ -12,7 +12,7 @@ pub const BROWSER_TOLERANCE: Duration = Duration::from_secs(2);
 pub const JOB_TOLERANCE: Duration = Duration::from_secs(5);
 
 /// One expectation that did not hold.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     /// What was checked, e.g. `browser alice: closes`.
     pub check: String,
@@ -21,7 +21,7 @@ pub struct Failure {
 }
 
 /// The outcome of checking a run.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     pub failures: Vec<Failure>,
     /// Expectations met only in the reference's weaker way (WS-6: no close frame).

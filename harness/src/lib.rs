@@ -12,6 +12,8 @@
 //! - [`fuzz`]: generated session lifecycles checked against SPEC's invariants,
 //!   shrunk to minimal regressions.
 //! - [`conform`]: a real runner held to the contract over real sockets.
+//! - [`merge`]: the JSON reports of a run's shards as one report (`report merge`).
+//! - [`shard`]: `--shard K/N` (or GitLab CI's `CI_NODE_*`): one part of a run.
 //! - [`spec`], [`coverage`]: the rules of the repository's `SPEC.md` (read at
 //!   build time), and what checks each of them.
 //!
@@ -23,9 +25,11 @@ pub mod conform;
 pub mod coverage;
 pub mod expect;
 pub mod fuzz;
+pub mod merge;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod shard;
 pub mod spec;
 pub mod trace;
 pub mod world;

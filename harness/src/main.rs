@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use session_harness::scenario::Dur;
+use session_harness::shard::Shard;
 use session_harness::{catalogue, fuzz, report, run};
 use session_server::faults::Fault;
 
@@ -42,12 +44,28 @@ enum Command {
         /// Scenarios run at once (each simulation uses one thread).
         #[arg(long, default_value_t = default_threads())]
         threads: usize,
+        /// Only part K of N of the scenarios (by id); default: GitLab CI's
+        /// CI_NODE_INDEX/CI_NODE_TOTAL if set, else all.
+        #[arg(long, value_parser = Shard::parse)]
+        shard: Option<Shard>,
     },
     /// Generate session lifecycles, check SPEC's invariants, shrink a failure.
     Fuzz {
-        /// Lifecycles to run.
-        #[arg(long, default_value_t = 500)]
-        cases: u64,
+        /// Lifecycles in the campaign (all shards together); default 500, or
+        /// no limit with --duration.
+        #[arg(long)]
+        cases: Option<u64>,
+        /// Stop taking new lifecycles after this wall time (e.g. 10m, 1h30m).
+        #[arg(long, value_parser = Dur::parse)]
+        duration: Option<Dur>,
+        /// Workers, one lifecycle at a time each (default: every core). The
+        /// verdicts are the same for any number.
+        #[arg(long, default_value_t = default_threads())]
+        jobs: usize,
+        /// Only the cases K-1, K-1+N, ... of the campaign; default: GitLab CI's
+        /// CI_NODE_INDEX/CI_NODE_TOTAL if set, else all.
+        #[arg(long, value_parser = Shard::parse)]
+        shard: Option<Shard>,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Most ops in one lifecycle.
@@ -80,11 +98,34 @@ enum Command {
         #[arg(long)]
         spec: Vec<String>,
     },
+    /// Work with reports: `report merge` the JSON reports of a run's shards.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Print the catalogue: each scenario with its SPEC ids and what a user sees.
     List {
         paths: Vec<PathBuf>,
         #[arg(long)]
         filter: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Merge the JSON reports of a run's shards (`run --format json` or
+    /// `conform --json`, each with its --shard K/N) into the whole run's report;
+    /// prints its summary; exit 1 if any case failed.
+    Merge {
+        /// The shards' JSON reports.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Write the merged JSON report here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write the merged report as JUnit XML here.
+        #[arg(long)]
+        junit: Option<PathBuf>,
     },
 }
 
@@ -122,22 +163,49 @@ fn main() -> ExitCode {
     if let Command::Coverage { spec } = &cli.command {
         return coverage(&root, spec);
     }
+    if let Command::Report {
+        command: ReportCommand::Merge { files, json, junit },
+    } = &cli.command
+    {
+        return merge(files, json.as_deref(), junit.as_deref());
+    }
     match &cli.command {
         Command::Fuzz {
             cases,
+            duration,
+            jobs,
+            shard,
             seed,
             max_steps,
             faults,
             regressions,
         } => {
+            let shard = match Shard::resolve(*shard) {
+                Ok(shard) => shard,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let options = fuzz::Options {
-                cases: *cases,
+                cases: cases.or(duration.is_none().then_some(500)),
+                duration: duration.map(|d| d.0),
                 seed: *seed,
                 max_steps: *max_steps,
                 faults: faults.clone(),
                 regressions: Some(root.join(regressions)),
-                progress: true,
+                progress: fuzz::Progress::for_stderr(),
+                jobs: (*jobs).max(1),
+                shard,
             };
+            if shard != Shard::WHOLE {
+                eprintln!(
+                    "fuzz: shard {shard}: cases {}, {}+{}, ... of seed {seed}",
+                    shard.index - 1,
+                    shard.index - 1,
+                    shard.total
+                );
+            }
             let summary = fuzz::fuzz(&options);
             print!("{}", fuzz::describe(&summary));
             return if summary.found.is_some() {
@@ -174,6 +242,7 @@ fn main() -> ExitCode {
         Command::Fuzz { .. }
         | Command::Replay { .. }
         | Command::Conform(_)
+        | Command::Report { .. }
         | Command::Coverage { .. } => {
             unreachable!("handled above")
         }
@@ -207,10 +276,22 @@ fn main() -> ExitCode {
         eprintln!("error: no scenario matches");
         return ExitCode::from(2);
     }
+    // A shard of the selection; one with no scenario left runs none, and passes.
+    let scenarios = match &cli.command {
+        Command::Run { shard, .. } => match Shard::resolve(*shard) {
+            Ok(shard) => shard.select(scenarios),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => scenarios,
+    };
     match cli.command {
         Command::Fuzz { .. }
         | Command::Replay { .. }
         | Command::Conform(_)
+        | Command::Report { .. }
         | Command::Coverage { .. } => {
             unreachable!("handled above")
         }
@@ -261,6 +342,37 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+fn merge(
+    files: &[PathBuf],
+    json: Option<&std::path::Path>,
+    junit: Option<&std::path::Path>,
+) -> ExitCode {
+    let merged = match session_harness::merge::merge(files) {
+        Ok(merged) => merged,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for (flag, path, text) in [
+        ("--json", json, merged.json()),
+        ("--junit", junit, merged.junit()),
+    ] {
+        if let Some(path) = path {
+            if let Err(e) = std::fs::write(path, text) {
+                eprintln!("error: {flag} {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    print!("{}", merged.summary());
+    if merged.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

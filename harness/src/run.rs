@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::catalogue;
 use crate::expect::{self, Strictness, Verdict};
@@ -11,7 +11,7 @@ use crate::scenario::Scenario;
 use crate::world;
 
 /// How a trace compares with the stored snapshot.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "snapshot", rename_all = "snake_case")]
 pub enum Snapshot {
     Matches,
@@ -27,7 +27,7 @@ pub enum Snapshot {
 }
 
 /// The result of one scenario.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CaseResult {
     pub id: String,
     pub title: String,
@@ -37,9 +37,9 @@ pub struct CaseResult {
     pub snapshot: Snapshot,
     /// The run itself failed (the world could not be built or simulated).
     pub error: Option<String>,
-    #[serde(serialize_with = "secs")]
+    #[serde(serialize_with = "secs", deserialize_with = "crate::report::from_secs")]
     pub wall: Duration,
-    #[serde(serialize_with = "secs")]
+    #[serde(serialize_with = "secs", deserialize_with = "crate::report::from_secs")]
     pub simulated: Duration,
     #[serde(skip)]
     pub trace: String,

@@ -55,15 +55,13 @@ fn home() -> PathBuf {
     home
 }
 
-fn options(runner: Runner, filter: Option<&str>) -> Options {
+/// The scenarios whose id starts with one of `prefixes` (none: all of them).
+fn options(runner: Runner, prefixes: &[&str]) -> Options {
     let all = catalogue::discover(&catalogue::root(), &[]).expect("the catalogue loads");
-    let scenarios = match filter {
-        Some(prefix) => all
-            .into_iter()
-            .filter(|s| s.id.starts_with(prefix))
-            .collect(),
-        None => all,
-    };
+    let scenarios = all
+        .into_iter()
+        .filter(|s| prefixes.is_empty() || prefixes.iter().any(|p| s.id.starts_with(p)))
+        .collect();
     Options {
         runner,
         scenarios,
@@ -78,6 +76,7 @@ fn options(runner: Runner, filter: Option<&str>) -> Options {
         slack: Duration::from_millis(500),
         wait_runner: Duration::from_secs(20),
         pings: false,
+        endpoint: true,
     }
 }
 
@@ -112,6 +111,97 @@ fn judged_as_sessionless(report: &Report) {
     assert!(report
         .summary()
         .contains("runner profile: gitlab-python-runner 14.3.20"));
+    // It clones although its jobs say GIT_STRATEGY=none: the harness's GitLab
+    // serves the job's commit, so no job fails before its script.
+    let crashed: Vec<String> = report
+        .cases
+        .iter()
+        .filter(|c| c.cause.as_deref().is_some_and(|c| c.starts_with("job ")))
+        .map(|c| human(c, 1, 1))
+        .collect();
+    assert!(
+        crashed.is_empty(),
+        "jobs that failed:\n{}",
+        crashed.join("")
+    );
+}
+
+fn the_python_runner() -> Runner {
+    Runner::Command {
+        command: format!("python3 '{}' {{config}}", wrapper().display()),
+        env: vec![("HOME".into(), home().display().to_string())],
+    }
+}
+
+fn show(progress: Progress<'_>) {
+    match progress {
+        Progress::Case { case, index, total } => print!("{}", human(case, index, total)),
+        Progress::Profile(profile) => println!("runner profile: {}", profile.line()),
+        Progress::Waiting { .. } => {}
+    }
+}
+
+// SPEC: JOB-4
+/// The Python runner clones its project although the job says
+/// GIT_STRATEGY=none; with the repository the harness's GitLab serves, its
+/// jobs run their scripts: their output reaches the job's trace and their
+/// final state is the script's. (With no repository, every job failed in
+/// `git clone`, before its script.)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_runners_jobs_run_their_scripts_through_the_harness_gitlab() {
+    python_runner_is_installed();
+    let _one = ONE_AT_A_TIME.lock().await;
+    count_panics();
+    let options = options(
+        the_python_runner(),
+        &["deployment/no-session-server", "jobs/gitlabs-full-job"],
+    );
+    let report = tokio::time::timeout(Duration::from_secs(3 * 60), conform(&options, &mut show))
+        .await
+        .expect("the cases run to completion")
+        .expect("the suite starts");
+    print!("{}", report.summary());
+    judged_as_sessionless(&report);
+    let case = |id: &str| {
+        report
+            .cases
+            .iter()
+            .find(|c| c.id == id)
+            .unwrap_or_else(|| panic!("no case {id}"))
+    };
+    // `sleep`, then success; no session offered, as its config has none.
+    let no_session = case("deployment/no-session-server");
+    assert_eq!(
+        no_session.status,
+        Status::Passed,
+        "{}",
+        human(no_session, 1, 1)
+    );
+    // `echo building`: its output is in the trace, and the job succeeded; only
+    // what needs a terminal fails, for the one cause.
+    let full = case("jobs/gitlabs-full-job");
+    let failed_checks: Vec<(&str, &str)> = full
+        .verdict
+        .failures
+        .iter()
+        .map(|f| (f.check.as_str(), f.expected.as_str()))
+        .collect();
+    assert!(
+        !failed_checks
+            .iter()
+            .any(|(check, expected)| *check == "job 1: state" || expected.contains("building")),
+        "{}",
+        human(full, 1, 1)
+    );
+    assert!(
+        full.cause
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("no session offered"),
+        "{}",
+        human(full, 1, 1)
+    );
+    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "the harness panicked");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -119,16 +209,7 @@ async fn the_python_runner_is_judged_case_by_case_with_the_missing_session_named
     python_runner_is_installed();
     let _one = ONE_AT_A_TIME.lock().await;
     count_panics();
-    let runner = Runner::Command {
-        command: format!("python3 '{}' {{config}}", wrapper().display()),
-        env: vec![("HOME".into(), home().display().to_string())],
-    };
-    let options = options(runner, None);
-    let mut show = |progress: Progress<'_>| match progress {
-        Progress::Case { case, index, total } => print!("{}", human(case, index, total)),
-        Progress::Profile(profile) => println!("runner profile: {}", profile.line()),
-        Progress::Waiting { .. } => {}
-    };
+    let options = options(the_python_runner(), &[]);
     let report = tokio::time::timeout(Duration::from_secs(20 * 60), conform(&options, &mut show))
         .await
         .expect("the suite runs to completion")
@@ -161,7 +242,7 @@ async fn a_running_python_runner_gets_each_job_at_once_and_nothing_panics() {
     python_runner_is_installed();
     let _one = ONE_AT_A_TIME.lock().await;
     count_panics();
-    let options = options(Runner::Running, Some("disconnects/"));
+    let options = options(Runner::Running, &["disconnects/"]);
     let started: Mutex<Option<tokio::process::Child>> = Mutex::new(None);
     let mut show = |progress: Progress<'_>| match progress {
         Progress::Waiting { path, .. } => {

@@ -7,12 +7,9 @@ use session_server::faults::Fault;
 
 fn options(cases: u64, faults: &[Fault], regressions: Option<std::path::PathBuf>) -> Options {
     Options {
-        cases,
-        seed: 1,
-        max_steps: 12,
         faults: faults.to_vec(),
         regressions,
-        progress: false,
+        ..Options::new(cases, 1)
     }
 }
 

@@ -352,31 +352,132 @@ fn a_job_update_is_answered_with_the_jobs_real_status() {
     );
 }
 
-// SPEC: JOB-4
-#[tokio::test]
-async fn a_runner_that_clones_anyway_gets_404_at_once_saying_why() {
+/// Serves `gitlab` as the `gitlab` host does, on a real port.
+async fn serve(gitlab: Gitlab) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     use session_server::net::{Net, TokioNet};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
     let listener = TokioNet.bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let server = tokio::spawn(session_harness::world::workhorse::serve(
         listener,
         TokioNet,
-        gitlab_with_one_job(),
+        gitlab,
         Recorder::default(),
     ));
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let request = format!(
-        "GET /session-harness/demo.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    (address, server)
+}
+
+/// `git` with this machine's configuration and credential helpers kept out.
+fn git(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("HOME", dir)
+        .output()
+        .expect("git is installed")
+}
+
+// SPEC: JOB-4
+/// A runner that clones although the job says GIT_STRATEGY=none (as
+/// gitlab-python-runner does) gets a real repository whose head is the job's
+/// `git_info.sha`, with the job's token, over git's dumb HTTP protocol.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runner_that_clones_anyway_gets_the_jobs_commit() {
+    let gitlab = gitlab_with_one_job();
+    let (address, server) = serve(gitlab.clone()).await;
+    let (status, _, bytes) = tokio::task::spawn_blocking({
+        let gitlab = gitlab.clone();
+        let host = address.to_string();
+        move || {
+            body(
+                gitlab.answer(
+                    &Method::POST,
+                    "/api/v4/jobs/request",
+                    &[(http::header::HOST, host.parse().unwrap())]
+                        .into_iter()
+                        .collect(),
+                    &job_request(session()),
+                    "runner",
+                ),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, StatusCode::CREATED);
+    let job: Value = serde_json::from_slice(&bytes).unwrap();
+    let git_info = &job["git_info"];
+    let url = git_info["repo_url"].as_str().unwrap().to_string();
+    let dir = std::env::temp_dir().join(format!("gitlab-api-clone-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let clone = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking({
+            let dir = dir.clone();
+            move || git(&["clone", &url, "repo"], &dir)
+        }),
+    )
+    .await
+    .expect("the clone ends, no hang")
+    .unwrap();
+    assert!(
+        clone.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clone.stderr)
     );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut answer))
+    let repo = dir.join("repo");
+    let head = git(&["rev-parse", "HEAD", "HEAD~1"], &repo);
+    let head = String::from_utf8(head.stdout).unwrap();
+    assert_eq!(
+        head.lines().collect::<Vec<_>>(),
+        [
+            git_info["sha"].as_str().unwrap(),
+            git_info["before_sha"].as_str().unwrap()
+        ]
+    );
+    assert_eq!(variable(&job, "CI_COMMIT_SHA")["value"], git_info["sha"]);
+    let message = git(&["log", "-1", "--format=%B"], &repo);
+    assert_eq!(
+        String::from_utf8(message.stdout).unwrap().trim_end(),
+        variable(&job, "CI_COMMIT_MESSAGE")["value"]
+            .as_str()
+            .unwrap()
+            .trim_end()
+    );
+    let fsck = git(&["fsck", "--strict"], &repo);
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    // The refspecs GitLab sends fetch refs that exist, at the same commit.
+    for refspec in git_info["refspecs"].as_array().unwrap() {
+        let source = refspec.as_str().unwrap().trim_start_matches('+');
+        let source = source.split(':').next().unwrap();
+        let listed = git(&["ls-remote", "origin", source], &repo);
+        let listed = String::from_utf8(listed.stdout).unwrap();
+        assert!(
+            listed.starts_with(git_info["sha"].as_str().unwrap()),
+            "{source}: {listed}"
+        );
+    }
+
+    // Once the job is over, its token clones nothing.
+    let gitlab_ = gitlab.clone();
+    tokio::task::spawn_blocking(move || update(&gitlab_, "success"))
         .await
-        .expect("an answer, not a hang")
         .unwrap();
-    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
-    assert!(answer.contains("GIT_STRATEGY=none"), "{answer}");
+    let again = git(&["fetch", "origin"], &repo);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("403"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     server.abort();
+    let _ = std::fs::remove_dir_all(&dir);
 }

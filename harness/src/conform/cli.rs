@@ -11,6 +11,7 @@ use super::report::{human, Report};
 use super::{conform, Options, Progress, Runner};
 use crate::catalogue;
 use crate::scenario::Dur;
+use crate::shard::Shard;
 
 /// Validate a runner over real sockets: the harness plays GitLab (coordinator,
 /// Rails, Workhorse) and browsers; the runner polls it.
@@ -73,6 +74,11 @@ pub struct Args {
     /// Also write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Only part K of N: the scenarios by id, round-robin, then the endpoint-level
+    /// cases as one more part; `runner/job-request` runs in every shard. Default:
+    /// GitLab CI's CI_NODE_INDEX/CI_NODE_TOTAL if set, else all.
+    #[arg(long, value_parser = Shard::parse)]
+    pub shard: Option<Shard>,
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {
@@ -174,6 +180,10 @@ fn options(args: &Args) -> anyhow::Result<Options> {
         Runner::Session(_) => Vec::new(),
         _ => scenarios(args)?,
     };
+    // The endpoint-level cases are the last part of the run, after the scenarios.
+    let shard = Shard::resolve(args.shard).map_err(anyhow::Error::msg)?;
+    let endpoint = shard.has(scenarios.len() as u64);
+    let scenarios = shard.select(scenarios);
     Ok(Options {
         runner,
         scenarios,
@@ -185,6 +195,7 @@ fn options(args: &Args) -> anyhow::Result<Options> {
         slack: args.slack.0,
         wait_runner: args.wait_runner.0,
         pings: !args.no_pings,
+        endpoint,
     })
 }
 

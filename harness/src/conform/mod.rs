@@ -67,6 +67,8 @@ pub struct Options {
     pub wait_runner: Duration,
     /// Run the endpoint-level `pings` case (it waits up to 30 s).
     pub pings: bool,
+    /// Run the endpoint-level cases (a shard may leave them to another).
+    pub endpoint: bool,
 }
 
 /// The runner under test.
@@ -107,19 +109,20 @@ pub async fn conform(
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
+    let endpoints = if options.endpoint { endpoint::COUNT } else { 0 };
     let (runner, total) = match &options.runner {
         Runner::Command { command, .. } => (
             format!("`{command}`, started for each scenario"),
-            1 + options.scenarios.len() + endpoint::COUNT,
+            1 + options.scenarios.len() + endpoints,
         ),
         Runner::Running => (
             "a runner already running with the printed config".to_string(),
-            1 + options.scenarios.len() + endpoint::COUNT,
+            1 + options.scenarios.len() + endpoints,
         ),
         Runner::Session(session) => {
             // The id is half of what opens a terminal: it stays out of reports.
             let at = session.url.rsplit_once('/').map_or("", |(base, _)| base);
-            (format!("the session at {at}/…"), endpoint::COUNT)
+            (format!("the session at {at}/…"), endpoints)
         }
     };
     let mut sink = Sink {
@@ -132,6 +135,7 @@ pub async fn conform(
         slack: options.slack,
     };
     let profile = match &options.runner {
+        Runner::Session(_) if !options.endpoint => None,
         Runner::Session(session) => {
             let target =
                 endpoint::Target::new(session.clone(), settings).map_err(anyhow::Error::msg)?;
@@ -143,7 +147,9 @@ pub async fn conform(
             for scenario in &options.scenarios {
                 suite.scenario(scenario).await;
             }
-            suite.endpoint().await;
+            if options.endpoint {
+                suite.endpoint().await;
+            }
             suite.profile.take()
         }
     };

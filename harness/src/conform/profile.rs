@@ -2,11 +2,11 @@
 //! report starts with, and the cause it establishes for the cases that need a
 //! terminal when it offers no session.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// What one job request said.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Profile {
     /// `info.name` and `info.version` (the runner's version string).
     pub name: String,

@@ -5,11 +5,13 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::profile::Profile;
 use crate::expect::Verdict;
-use crate::report::{junit_suite, verdict_lines, JunitCase, JunitOutcome};
+use crate::report::{
+    from_secs, from_secs_opt, junit_suite, verdict_lines, JunitCase, JunitOutcome,
+};
 
 /// How many lines of the runner's output a failure shows.
 pub const OUTPUT_LINES: usize = 40;
@@ -17,7 +19,7 @@ pub const OUTPUT_LINES: usize = 40;
 /// quarter of the run, get a warning.
 const POLL_DOMINATES: Duration = Duration::from_secs(10);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Passed,
@@ -28,7 +30,7 @@ pub enum Status {
 }
 
 /// One conformance case: a scenario, or an endpoint-level check.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CaseReport {
     pub id: String,
     pub title: String,
@@ -45,15 +47,20 @@ pub struct CaseReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,
     /// How long the runner took to ask for the case's job, after it was queued.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "secs_opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "secs_opt",
+        deserialize_with = "from_secs_opt"
+    )]
     pub waited: Option<Duration>,
     /// How it ran (e.g. how the scenario was scaled).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     /// The end of the runner's output, for a failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runner_output: Option<String>,
-    #[serde(serialize_with = "secs")]
+    #[serde(serialize_with = "secs", deserialize_with = "from_secs")]
     pub wall: Duration,
 }
 
@@ -116,7 +123,7 @@ impl CaseReport {
 }
 
 /// The whole run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
     /// What was tested: the runner command, a running runner, or a session URL.
     pub runner: String,
@@ -125,7 +132,7 @@ pub struct Report {
     pub profile: Option<Profile>,
     pub scale: f64,
     pub cases: Vec<CaseReport>,
-    #[serde(serialize_with = "secs")]
+    #[serde(serialize_with = "secs", deserialize_with = "from_secs")]
     pub wall: Duration,
 }
 

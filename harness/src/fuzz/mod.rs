@@ -4,36 +4,65 @@
 //! simulated world and is checked against the invariants of SPEC
 //! ([`invariants`]). A failure is shrunk to a minimal lifecycle, printed, and
 //! written as a scenario under `scenarios/regressions/` that `session-harness
-//! run` replays. Every case has its own seed, so `replay --seed S` reruns one.
+//! run` replays. Every case has its own seed, from the campaign's seed and its
+//! index, so `replay --seed S` reruns one, and the campaign's verdicts are the
+//! same on any number of workers and split into any shards ([`campaign`]).
 
+mod campaign;
 pub mod invariants;
 pub mod lifecycle;
+mod progress;
 
-use std::collections::BTreeSet;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use session_server::faults::Fault;
 
 use crate::scenario::{self, Scenario};
+use crate::shard::Shard;
 use crate::world;
+pub use campaign::fuzz;
 use invariants::Violation;
 use lifecycle::Lifecycle;
+pub use progress::Progress;
 
 /// What to fuzz.
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub cases: u64,
+    /// Cases in the whole campaign (all shards); `None`: until `duration`.
+    pub cases: Option<u64>,
+    /// Stop taking new cases after this wall time.
+    pub duration: Option<Duration>,
     pub seed: u64,
     pub max_steps: usize,
     /// Test-only bugs switched on in the runner (feature `fault-injection`).
     pub faults: Vec<Fault>,
     /// Where regressions are written; `None`: not written.
     pub regressions: Option<PathBuf>,
-    pub progress: bool,
+    pub progress: Progress,
+    /// Workers, each on a thread of its own.
+    pub jobs: usize,
+    /// This run's part of the campaign's cases.
+    pub shard: Shard,
+}
+
+impl Options {
+    /// `cases` lifecycles from `seed`, on one worker, quietly.
+    pub fn new(cases: u64, seed: u64) -> Options {
+        Options {
+            cases: Some(cases),
+            duration: None,
+            seed,
+            max_steps: 12,
+            faults: Vec::new(),
+            regressions: None,
+            progress: Progress::Off,
+            jobs: 1,
+            shard: Shard::WHOLE,
+        }
+    }
 }
 
 /// A lifecycle that broke an invariant, after shrinking.
@@ -50,6 +79,7 @@ pub struct Found {
 
 #[derive(Debug, Default)]
 pub struct Summary {
+    /// Cases run, up to and including the first failure.
     pub cases: u64,
     pub steps: u64,
     pub faults_injected: u64,
@@ -57,6 +87,8 @@ pub struct Summary {
     pub simulated: Duration,
     /// Wall time of the lifecycles run, shrinking excluded.
     pub wall: Duration,
+    /// Workers that ran them.
+    pub jobs: usize,
     pub found: Option<Found>,
 }
 
@@ -137,59 +169,6 @@ pub fn to_toml(scenario: &Scenario) -> String {
     toml::to_string(scenario).expect("scenarios serialize")
 }
 
-/// Fuzzes `options.cases` lifecycles, stopping at the first failure (shrunk).
-pub fn fuzz(options: &Options) -> Summary {
-    let started = Instant::now();
-    let mut summary = Summary::default();
-    let mut states = BTreeSet::new();
-    for index in 0..options.cases {
-        let seed = case_seed(options.seed, index);
-        let mut tree = generate(seed, options.max_steps);
-        let case = tree.current();
-        summary.cases += 1;
-        summary.steps += case.ops.len() as u64;
-        summary.faults_injected += case.faults() as u64;
-        states.extend(case.model_states());
-        let (_, run, mut violations) = check(&case, &format!("seed-{seed}"), &options.faults);
-        if let Ok(run) = &run {
-            summary.simulated += run.simulated;
-            // The same seed gives the same trace: checked on a sample, it doubles a case's cost.
-            if index % DETERMINISM_SAMPLE == 0 {
-                violations.extend(determinism(&case, run, &options.faults));
-            }
-        }
-        if options.progress && (index + 1) % (options.cases / 100).max(1) == 0 {
-            progress(index + 1, options.cases, started.elapsed());
-        }
-        if !violations.is_empty() {
-            summary.wall = started.elapsed();
-            let (minimal, violations, shrink_steps) =
-                shrink(&mut tree, violations, &options.faults);
-            let name = format!("seed-{seed}");
-            let written = options.regressions.as_deref().and_then(|dir| {
-                write_regression(dir, &minimal, &name, &options.faults, &violations)
-            });
-            summary.found = Some(Found {
-                case: index + 1,
-                case_seed: seed,
-                violations,
-                minimal,
-                shrink_steps,
-                written,
-            });
-            break;
-        }
-    }
-    if options.progress {
-        eprintln!();
-    }
-    summary.model_states = states.len();
-    if summary.found.is_none() {
-        summary.wall = started.elapsed();
-    }
-    summary
-}
-
 /// proptest's shrinking loop: simplify while it still fails, else step back.
 fn shrink(
     tree: &mut impl ValueTree<Value = Lifecycle>,
@@ -254,29 +233,18 @@ fn write_regression(
     Some(path)
 }
 
-fn progress(done: u64, total: u64, elapsed: Duration) {
-    const WIDTH: u64 = 30;
-    let filled = (done * WIDTH / total.max(1)) as usize;
-    let rate = done as f64 / elapsed.as_secs_f64().max(1e-9);
-    let bar = format!(
-        "{}{}",
-        "=".repeat(filled),
-        " ".repeat(WIDTH as usize - filled)
-    );
-    eprint!("\r[{bar}] {done}/{total} lifecycles, {rate:.0}/s");
-    let _ = std::io::stderr().flush();
-}
-
 /// The summary, for people.
 pub fn describe(summary: &Summary) -> String {
     let mut out = format!(
-        "{} lifecycles, {} steps, {} faults injected, {} distinct model states; {:.0}s simulated in {:.2}s ({:.0} lifecycles/s)\n",
+        "{} lifecycles, {} steps, {} faults injected, {} distinct model states; {:.0}s simulated in {:.2}s on {} worker{} ({:.0} lifecycles/s)\n",
         summary.cases,
         summary.steps,
         summary.faults_injected,
         summary.model_states,
         summary.simulated.as_secs_f64(),
         summary.wall.as_secs_f64(),
+        summary.jobs,
+        if summary.jobs == 1 { "" } else { "s" },
         summary.cases as f64 / summary.wall.as_secs_f64().max(1e-9),
     );
     match &summary.found {

@@ -1,14 +1,18 @@
 //! The harness's GitLab: the state that Rails authorizes terminals from
 //! (AU-1/2), the coordinator API that runners poll (`coordinator`, JOB-1..4),
 //! the job it hands out (`payload`) and the runner API's messages in GitLab's
-//! own shape (`wire`). The same GitLab serves simulations and `conform`.
+//! own shape (`wire`), and the project's repository for a job that clones
+//! (`repository`, served by `git_http`). The same GitLab serves simulations
+//! and `conform`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod coordinator;
+mod git_http;
 pub mod payload;
+pub mod repository;
 pub mod wire;
 
 use bytes::Bytes;

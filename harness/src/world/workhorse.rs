@@ -1,5 +1,5 @@
-//! The `gitlab` host's front door: the runner API, and Workhorse's terminal
-//! channel (`/-/jobs/<id>/terminal.ws`, WH-1..5) between browsers and runners.
+//! The `gitlab` host's front door: the runner API, git over HTTP, and
+//! Workhorse's terminal channel (`/-/jobs/<id>/terminal.ws`, WH-1..5) between browsers and runners.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -44,7 +44,7 @@ pub async fn serve<N: Net>(listener: N::Listener, net: N, gitlab: Gitlab, record
                     let response = if path.starts_with("/api/v4/") {
                         gitlab.api(request, &name).await
                     } else if path.contains(".git/") {
-                        no_repository(path)
+                        gitlab.git(path, request.headers())
                     } else {
                         terminal(request, net, gitlab, recorder).await
                     };
@@ -57,18 +57,6 @@ pub async fn serve<N: Net>(listener: N::Listener, net: N, gitlab: Gitlab, record
                 .await;
         });
     }
-}
-
-/// Git over HTTP: the harness's jobs carry `GIT_STRATEGY=none`, so a runner
-/// that clones anyway fails at once with a reason, instead of hanging.
-fn no_repository(path: &str) -> Response<Full<Bytes>> {
-    reply(
-        StatusCode::NOT_FOUND,
-        format!(
-            "session-harness serves no git repository ({path}): its jobs carry GIT_STRATEGY=none; a runner must not fetch one\n"
-        )
-        .into_bytes(),
-    )
 }
 
 /// The simulated host's name, or the address on real sockets.

@@ -7,7 +7,7 @@
 //!
 //! ```yaml
 //! variables:
-//!   GIT_STRATEGY: none    # there is no repository to fetch (see `workhorse::serve`)
+//!   GIT_STRATEGY: none    # nothing to fetch; a runner that clones anyway gets `repository`'s
 //! job-<id>:
 //!   services: [redis:7-alpine]   # no alias: GitLab sends `"alias": null`
 //!   script: [...]                # the scenario's
@@ -19,6 +19,7 @@
 //! (`CI_PROJECT_DIR`, `CI_BUILDS_DIR`, `CI_RUNNER_VERSION`, ...) are the
 //! runner's to add, as GitLab Runner does; GitLab does not send them.
 
+use super::repository::{Repository, BRANCH, MESSAGE};
 use super::wire::{
     Credentials, GitInfo, JobFeatures, JobInfo, JobResponse, JobRunnerInfo, Service, Step, Variable,
 };
@@ -75,6 +76,7 @@ pub fn job_token(id: u64) -> String {
 /// `server` and offered `session_url` (JOB-1).
 pub fn job_response(def: &JobDef, server: &Server, session_url: Option<&str>) -> JobResponse {
     let project = Project::of(def);
+    let repository = project.repository(def);
     let token = job_token(def.id);
     let timeout = def.timeout.as_secs();
     JobResponse {
@@ -92,14 +94,20 @@ pub fn job_response(def: &JobDef, server: &Server, session_url: Option<&str>) ->
         },
         git_info: GitInfo {
             repo_url: project.repository_url(server, &token),
-            ref_name: "main".into(),
-            sha: sha(def.id, 1),
-            before_sha: sha(def.id, 0),
+            ref_name: BRANCH.into(),
+            sha: repository.sha.clone(),
+            before_sha: repository.before_sha.clone(),
             ref_type: "branch".into(),
-            refspecs: vec![
-                format!("+refs/pipelines/{0}:refs/pipelines/{0}", def.id),
-                "+refs/heads/main:refs/remotes/origin/main".into(),
-            ],
+            // Every ref the repository has (`Repository::refs`), fetched as GitLab asks.
+            refspecs: repository
+                .refs()
+                .into_iter()
+                .rev()
+                .map(|(name, _)| match name.strip_prefix("refs/heads/") {
+                    Some(branch) => format!("+{name}:refs/remotes/origin/{branch}"),
+                    None => format!("+{name}:{name}"),
+                })
+                .collect(),
             depth: 20,
             protected: true,
             repo_object_format: "sha1".into(),
@@ -108,7 +116,7 @@ pub fn job_response(def: &JobDef, server: &Server, session_url: Option<&str>) ->
             timeout,
             runner_session_url: session_url.map(str::to_string),
         },
-        variables: variables(def, server, &project, &token),
+        variables: variables(def, server, &project, &repository, &token),
         steps: vec![Step {
             name: "script".into(),
             script: def.script.clone(),
@@ -152,6 +160,16 @@ pub fn job_response(def: &JobDef, server: &Server, session_url: Option<&str>) ->
     }
 }
 
+/// `<namespace>/<project>`: the path of job `def`'s project, and of its repository.
+pub fn project_path(def: &JobDef) -> String {
+    Project::of(def).path
+}
+
+/// The repository job `def` builds, as GitLab serves it to the job.
+pub fn repository(def: &JobDef) -> Repository {
+    Project::of(def).repository(def)
+}
+
 fn job_name(def: &JobDef) -> String {
     format!("job-{}", def.id)
 }
@@ -170,6 +188,11 @@ impl Project {
         }
     }
 
+    /// The repository job `def` builds ([`Repository`]).
+    fn repository(&self, def: &JobDef) -> Repository {
+        Repository::new(&self.path, def.id, &def.owner)
+    }
+
     fn url(&self, server: &Server) -> String {
         format!("{}/{}", server.url(), self.path)
     }
@@ -183,19 +206,13 @@ impl Project {
     }
 }
 
-/// A 40-hex commit id, fixed per job (`n` = 0: the commit before).
-fn sha(job: u64, n: u64) -> String {
-    let mix = |x: u64| {
-        let x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        let x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        x ^ (x >> 31)
-    };
-    let seed = job.wrapping_mul(2).wrapping_add(n).wrapping_add(1);
-    let (a, b, c) = (mix(seed), mix(seed ^ 0x5555), mix(seed ^ 0xaaaa));
-    format!("{a:016x}{b:016x}{:08x}", c as u32)
-}
-
-fn variables(def: &JobDef, server: &Server, project: &Project, token: &str) -> Vec<Variable> {
+fn variables(
+    def: &JobDef,
+    server: &Server,
+    project: &Project,
+    repository: &Repository,
+    token: &str,
+) -> Vec<Variable> {
     let predefined = |key: &str, value: String| Variable {
         key: key.into(),
         value,
@@ -216,7 +233,7 @@ fn variables(def: &JobDef, server: &Server, project: &Project, token: &str) -> V
         let mut next = || parts.next().unwrap_or("0").to_string();
         (next(), next(), next())
     };
-    let commit = sha(def.id, 1);
+    let commit = repository.sha.clone();
     let mut variables = vec![
         predefined("CI_PIPELINE_ID", def.id.to_string()),
         predefined(
@@ -271,13 +288,13 @@ fn variables(def: &JobDef, server: &Server, project: &Project, token: &str) -> V
         predefined("CI_PIPELINE_CREATED_AT", CREATED_AT.into()),
         predefined("CI_COMMIT_SHA", commit.clone()),
         predefined("CI_COMMIT_SHORT_SHA", commit[..8].to_string()),
-        predefined("CI_COMMIT_BEFORE_SHA", sha(def.id, 0)),
+        predefined("CI_COMMIT_BEFORE_SHA", repository.before_sha.clone()),
         predefined("CI_COMMIT_REF_NAME", "main".into()),
         predefined("CI_COMMIT_REF_SLUG", "main".into()),
         predefined("CI_COMMIT_BRANCH", "main".into()),
         predefined("CI_COMMIT_REF_PROTECTED", "true".into()),
-        predefined("CI_COMMIT_MESSAGE", "Debug the build\n".into()),
-        predefined("CI_COMMIT_TITLE", "Debug the build".into()),
+        predefined("CI_COMMIT_MESSAGE", MESSAGE.into()),
+        predefined("CI_COMMIT_TITLE", MESSAGE.trim_end().into()),
         predefined("CI_COMMIT_DESCRIPTION", String::new()),
         predefined("CI_COMMIT_TIMESTAMP", CREATED_AT.into()),
         predefined(
