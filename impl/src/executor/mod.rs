@@ -24,7 +24,7 @@ use crate::terminal::TerminalSpec;
 
 pub use docker::Container;
 use engine::build::{BuildContainer, ContainerSpec};
-use engine::{Engine, SetupFailed};
+use engine::{Engine, EngineSlot, SetupFailed};
 
 /// An executor of one `[[runners]]` entry.
 #[derive(Clone)]
@@ -34,8 +34,8 @@ pub struct Executor {
     shell: Option<String>,
     builds_dir: Option<PathBuf>,
     docker: DockerConfig,
-    /// Docker on a machine that runs containers: its engine, or why there is none.
-    engine: Option<Arc<Result<Engine, SetupFailed>>>,
+    /// Docker on a machine that runs containers: its engine.
+    engine: Option<Arc<EngineSlot>>,
 }
 
 /// Why a build could not be set up.
@@ -72,7 +72,7 @@ impl Executor {
         runner_token: &str,
     ) -> Self {
         let engine = (kind == ExecutorKind::Docker && machine.runs_containers())
-            .then(|| Arc::new(Engine::new(docker.clone(), runner_token)));
+            .then(|| Arc::new(EngineSlot::new(docker.clone(), runner_token)));
         Executor {
             kind,
             machine,
@@ -85,7 +85,7 @@ impl Executor {
 
     /// Docker: removes every container of job `job_id` (a build cut short).
     pub async fn remove_job(&self, job_id: u64) {
-        if let Some(Ok(engine)) = self.engine.as_deref() {
+        if let Some(Ok(engine)) = self.engine.as_deref().map(EngineSlot::get) {
             engine.remove_job(job_id).await;
         }
     }
@@ -93,7 +93,7 @@ impl Executor {
     /// Docker: removes the containers a previous run of this runner left (it
     /// was killed before its jobs ended). Returns how many.
     pub async fn clean_up(&self) -> usize {
-        match self.engine.as_deref() {
+        match self.engine.as_deref().map(EngineSlot::get) {
             Some(Ok(engine)) => engine.clean_up().await,
             _ => 0,
         }
@@ -134,11 +134,8 @@ impl Executor {
     /// Sets up the build of one job: its working directory, its container (docker)
     /// and the terminal source that the session gets when the job runs (EX-3).
     pub async fn build(&self, spec: &BuildSpec) -> Result<Build, BuildError> {
-        if let Some(engine) = &self.engine {
-            let engine = match engine.as_ref() {
-                Ok(engine) => engine,
-                Err(e) => return Err(BuildError::Setup(e.clone())),
-            };
+        if let Some(slot) = &self.engine {
+            let engine = slot.get().map_err(BuildError::Setup)?;
             return self
                 .build_in_engine(engine, spec)
                 .await
@@ -202,7 +199,7 @@ impl Executor {
     /// image are there (pull policy), the build container is created.
     async fn build_in_engine(
         &self,
-        engine: &Engine,
+        engine: Arc<Engine>,
         spec: &BuildSpec,
     ) -> Result<Build, SetupFailed> {
         engine.ping().await?;
@@ -230,7 +227,7 @@ impl Executor {
         engine.ensure_image(&image, "the job's image").await?;
         let working_dir = format!("/builds/{}", spec.job_id);
         let created = BuildContainer::create(
-            engine,
+            &engine,
             &ContainerSpec {
                 job_id: spec.job_id,
                 image,
@@ -261,7 +258,7 @@ impl Executor {
             runs: Runs::Engine {
                 build: Arc::new(created),
                 job_id: spec.job_id,
-                engine: self.engine.clone().expect("built in an engine"),
+                engine,
             },
         })
     }
@@ -287,7 +284,7 @@ enum Runs {
     Engine {
         build: Arc<BuildContainer>,
         job_id: u64,
-        engine: Arc<Result<Engine, SetupFailed>>,
+        engine: Arc<Engine>,
     },
 }
 
@@ -317,9 +314,7 @@ impl Build {
     /// The job is over: its containers are removed (nothing to do elsewhere).
     pub async fn remove(&self) {
         if let Runs::Engine { job_id, engine, .. } = &self.runs {
-            if let Ok(engine) = engine.as_ref() {
-                engine.remove_job(*job_id).await;
-            }
+            engine.remove_job(*job_id).await;
         }
     }
 }

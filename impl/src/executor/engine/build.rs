@@ -130,7 +130,7 @@ impl BuildContainer {
             .expect("output lock")
             .take()
             .ok_or_else(|| io::Error::other("the build container was not started"))?;
-        let (output, _pump) = stream::reader(output);
+        let (output, _pump) = stream::reader(output, async {});
         let (docker, id) = (self.docker.clone(), self.id.clone());
         // "not-running": answered at once if the script has already ended.
         let wait = WaitContainerOptions {

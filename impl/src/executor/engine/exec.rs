@@ -5,7 +5,8 @@ use std::io;
 use std::time::Duration;
 
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use bollard::query_parameters::ResizeExecOptions;
+use bollard::query_parameters::{ResizeExecOptions, WaitContainerOptions};
+use futures_util::StreamExt;
 use bollard::Docker;
 use tokio::task::AbortHandle;
 
@@ -20,6 +21,12 @@ const DETECT_SHELL: &str = "for shell in /usr/local/bin/bash /usr/bin/bash /bin/
      /usr/local/bin/sh /usr/bin/sh /bin/sh /busybox/sh; do \
      if [ -x \"$shell\" ]; then exec \"$shell\"; fi; done; \
      echo 'no shell found in the build container' >&2; exit 1";
+
+/// How long an exec that ended waits for its container to stop too: a
+/// container that stops takes its execs with it, and then the terminal must
+/// end as DK-3 says (`1001 build container exited`, sent by the job), not as a
+/// shell that exited.
+const CONTAINER_STOP_GRACE: Duration = Duration::from_millis(300);
 
 /// How often the exec's process is checked: its exit ends the terminal even
 /// while a background job it left holds the TTY (WS-7).
@@ -70,7 +77,7 @@ pub async fn open(
             ))
         }
     };
-    let (reader, pump) = stream::reader(output);
+    let (reader, pump) = stream::reader(output, ended_by_shell(docker.clone(), container.clone()));
     let control = ExecControl {
         docker: docker.clone(),
         exec: exec.clone(),
@@ -83,21 +90,36 @@ pub async fn open(
     Ok(Terminal {
         reader: Box::new(reader),
         writer: Box::new(input),
-        exited: Box::pin(exited(docker, exec)),
+        exited: Box::pin(exited(docker, exec, container)),
         control: Box::new(control),
     })
 }
 
-/// Resolves when the exec's process has exited (or the engine no longer
-/// knows it: the container is gone).
-async fn exited(docker: Docker, exec: String) {
+/// Resolves when the exec's shell has exited while its container runs on.
+async fn exited(docker: Docker, exec: String, container: String) {
     loop {
         match docker.inspect_exec(&exec).await {
-            Ok(state) if state.running == Some(false) => return,
+            Ok(state) if state.running == Some(false) => break,
             Ok(_) => {}
-            Err(_) => return,
+            Err(_) => break,
         }
         tokio::time::sleep(EXIT_POLL).await;
+    }
+    ended_by_shell(docker, container).await
+}
+
+/// After the exec's end: resolves if its shell ended it; stays pending if its
+/// container stopped (the job ends the terminal then, DK-3).
+async fn ended_by_shell(docker: Docker, container: String) {
+    let stopped = WaitContainerOptions {
+        condition: "not-running".into(),
+    };
+    let mut wait = docker.wait_container(&container, Some(stopped));
+    if tokio::time::timeout(CONTAINER_STOP_GRACE, wait.next())
+        .await
+        .is_ok()
+    {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -73,12 +73,7 @@ impl Engine {
             .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
             .unwrap_or_else(|| DEFAULT_HOST.to_string());
         let docker = Docker::connect_with_host(&host)
-            .map_err(|e| {
-                SetupFailed(format!(
-                    "the Docker Engine address {host:?} is not usable ({e}): set [runners.docker] \
-                     host (or DOCKER_HOST) to unix:///path/to/docker.sock or tcp://host:port"
-                ))
-            })?
+            .map_err(|e| unreachable(&host, e.to_string()))?
             .with_timeout(REQUEST_TIMEOUT);
         Ok(Engine {
             docker,
@@ -111,20 +106,13 @@ impl Engine {
 
     /// Is the engine there? The error says where the runner looked and what to do.
     pub async fn ping(&self) -> Result<(), SetupFailed> {
-        let unreachable = |why: String| {
-            SetupFailed(format!(
-                "cannot reach the Docker Engine at {}: {why}. Start dockerd there, or point \
-                 [runners.docker] host (or DOCKER_HOST) at a running engine",
-                self.host
-            ))
-        };
         match tokio::time::timeout(PING_TIMEOUT, self.docker.ping()).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(unreachable(e.to_string())),
-            Err(_) => Err(unreachable(format!(
-                "no answer within {}s",
-                PING_TIMEOUT.as_secs()
-            ))),
+            Ok(Err(e)) => Err(unreachable(&self.host, e.to_string())),
+            Err(_) => Err(unreachable(
+                &self.host,
+                format!("no answer within {}s", PING_TIMEOUT.as_secs()),
+            )),
         }
     }
 
@@ -226,6 +214,42 @@ impl Engine {
     }
 }
 
+fn unreachable(host: &str, why: String) -> SetupFailed {
+    SetupFailed(format!(
+        "cannot reach the Docker Engine at {host}: {why}. Start dockerd there, or point \
+         [runners.docker] host (or DOCKER_HOST) at a running engine (unix:///path/to/docker.sock \
+         or tcp://host:port)"
+    ))
+}
+
+/// The engine of a runner entry, connected on first use; a runner started
+/// before its engine gets it as soon as it is there.
+pub struct EngineSlot {
+    config: DockerConfig,
+    runner_token: String,
+    engine: std::sync::Mutex<Option<std::sync::Arc<Engine>>>,
+}
+
+impl EngineSlot {
+    pub fn new(config: DockerConfig, runner_token: &str) -> Self {
+        EngineSlot {
+            config,
+            runner_token: runner_token.to_string(),
+            engine: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn get(&self) -> Result<std::sync::Arc<Engine>, SetupFailed> {
+        let mut slot = self.engine.lock().expect("engine lock");
+        if let Some(engine) = &*slot {
+            return Ok(engine.clone());
+        }
+        let engine = std::sync::Arc::new(Engine::new(self.config.clone(), &self.runner_token)?);
+        *slot = Some(engine.clone());
+        Ok(engine)
+    }
+}
+
 /// Force-removes one container and its anonymous volumes; true if it was there.
 pub(crate) async fn remove_container(docker: &Docker, id: &str) -> bool {
     let options = RemoveContainerOptions {
@@ -308,6 +332,17 @@ mod tests {
         )
         .unwrap();
         let err = engine.ping().await.unwrap_err().0;
+        let at_new = EngineSlot::new(
+            DockerConfig {
+                host: Some("unix:///nonexistent/docker.sock".into()),
+                ..DockerConfig::default()
+            },
+            "t",
+        )
+        .get()
+        .err()
+        .expect("no socket there");
+        assert!(at_new.0.starts_with("cannot reach"), "{at_new}");
         assert!(
             err.contains("unix:///nonexistent/docker.sock") && err.contains("Start dockerd"),
             "{err}"

@@ -1,8 +1,9 @@
 //! The engine's output (a stream of framed chunks) as an `AsyncRead`.
 //!
 //! A task pumps the chunks into a small channel; the reader ends (EOF) when
-//! the engine's stream ends or when the pump is aborted, which is how a
-//! terminal is ended from its control while the relay owns the reader.
+//! the engine's stream ends and `at_end` resolves, or when the pump is
+//! aborted, which is how a terminal is ended from its control while the relay
+//! owns the reader.
 
 use std::io;
 use std::pin::Pin;
@@ -23,20 +24,29 @@ pub(super) type Output =
     Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
 
 /// Starts the pump; returns the reader and the handle that ends it.
-pub(super) fn reader(mut output: Output) -> (Reader, AbortHandle) {
+pub(super) fn reader(
+    mut output: Output,
+    at_end: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (Reader, AbortHandle) {
     let (tx, rx) = mpsc::channel(CHUNKS);
     let pump = tokio::spawn(async move {
+        let mut failure = None;
         while let Some(chunk) = output.next().await {
             let bytes = match chunk {
                 Ok(chunk) => chunk.into_bytes(),
+                // A connection cut when the container stops is its end too.
                 Err(e) => {
-                    let _ = tx.send(Err(e.to_string())).await;
-                    return;
+                    failure = Some(e.to_string());
+                    break;
                 }
             };
             if tx.send(Ok(bytes)).await.is_err() {
                 return; // the reader is gone
             }
+        }
+        at_end.await;
+        if let Some(e) = failure {
+            let _ = tx.send(Err(e)).await;
         }
     });
     let reader = Reader {
