@@ -63,6 +63,10 @@ pub struct Args {
     /// runner's first Ping (WS-4): for quick runs.
     #[arg(long)]
     pub no_pings: bool,
+    /// The image the jobs of docker scenarios run in (no services), which the
+    /// runner's Docker Engine must have; without it those scenarios are skipped.
+    #[arg(long)]
+    pub job_image: Option<String>,
     /// Print every case and whether it would run or be skipped, and why;
     /// start nothing.
     #[arg(long)]
@@ -185,6 +189,7 @@ fn options(args: &Args) -> anyhow::Result<Options> {
         slack: args.slack.0,
         wait_runner: args.wait_runner.0,
         pings: !args.no_pings,
+        job_image: args.job_image.clone(),
     })
 }
 

@@ -26,7 +26,9 @@ pub fn catalogue(options: &Options) -> String {
         );
     }
     for s in &options.scenarios {
-        let why = skip::reason(s).or_else(|| match scale(s, options.scale, options.slack) {
+        let why = skip::reason(s)
+            .or_else(|| skip::reason_docker(s, options.job_image.as_deref()))
+            .or_else(|| match scale(s, options.scale, options.slack) {
             Err(why) => Some(why),
             Ok(scaled) => match options.runner {
                 Runner::Running => {
@@ -67,6 +69,7 @@ mod tests {
             slack: Duration::from_millis(500),
             wait_runner: Duration::from_secs(60),
             pings,
+            job_image: None,
         }
     }
 

@@ -67,6 +67,9 @@ pub struct Options {
     pub wait_runner: Duration,
     /// Run the endpoint-level `pings` case (it waits up to 30 s).
     pub pings: bool,
+    /// Docker scenarios: the image their jobs run in, which the runner's
+    /// Docker Engine has; `None`: they are skipped.
+    pub job_image: Option<String>,
 }
 
 /// The runner under test.
