@@ -106,11 +106,19 @@ async fn the_terminal_opens_into_the_container_that_runs_the_script() {
     let Some(docker) = engine().await else { return };
     let token = "dk-same-container";
     let world = docker_world(token, offline(&test_image())).await;
-    let script = ["echo built by the script > artifact.txt", "echo script ran", "sleep 4"];
+    let script = [
+        "echo built by the script > artifact.txt",
+        "echo script ran",
+        "sleep 4",
+    ];
     world.gitlab.push(job(1, &script, &[("GREETING", "hi")]));
     let session = world.session(1).await;
     let mut ws = connect(&TokioNet, &session, &[]).await;
-    type_text(&mut ws, "cat artifact.txt; echo \"$GREETING from $(pwd)\"\r").await;
+    type_text(
+        &mut ws,
+        "cat artifact.txt; echo \"$GREETING from $(pwd)\"\r",
+    )
+    .await;
     let seen = read_until(&mut ws, "hi from /builds/1").await;
     assert!(seen.contains("built by the script"), "{seen:?}");
     assert_eq!(
@@ -121,9 +129,18 @@ async fn the_terminal_opens_into_the_container_that_runs_the_script() {
     let end = world.gitlab.finished(1).await;
     assert_eq!(end.state, "success");
     let log = world.gitlab.trace(1);
-    assert!(log.contains("script ran"), "the script's output is the job log: {log}");
-    assert!(!log.contains("Terminal is connected"), "DK-3: not held: {log}");
-    assert!(left(&docker, token).await.is_empty(), "the container goes with its job");
+    assert!(
+        log.contains("script ran"),
+        "the script's output is the job log: {log}"
+    );
+    assert!(
+        !log.contains("Terminal is connected"),
+        "DK-3: not held: {log}"
+    );
+    assert!(
+        left(&docker, token).await.is_empty(),
+        "the container goes with its job"
+    );
 }
 
 #[tokio::test]
@@ -137,7 +154,11 @@ async fn the_scripts_exit_code_is_the_jobs_result() {
     ));
     let end = world.gitlab.finished(2).await;
     assert_eq!(
-        (end.state.as_str(), end.failure_reason.as_deref(), end.exit_code),
+        (
+            end.state.as_str(),
+            end.failure_reason.as_deref(),
+            end.exit_code
+        ),
         ("failed", Some("script_failure"), Some(3)),
         "the job's image overrides the runner's default"
     );
@@ -164,7 +185,9 @@ async fn a_missing_image_is_a_system_failure_that_says_what_to_do() {
 
 #[tokio::test]
 async fn a_service_the_runner_cannot_get_fails_the_job() {
-    let Some(_docker) = engine().await else { return };
+    let Some(_docker) = engine().await else {
+        return;
+    };
     let world = docker_world("dk-service", offline(&test_image())).await;
     let mut j = job(4, &["true"], &[]);
     j.services = vec![Image {
@@ -189,7 +212,9 @@ async fn cancel_kills_and_removes_the_build_container() {
     let Some(docker) = engine().await else { return };
     let token = "dk-cancel";
     let world = docker_world(token, offline(&test_image())).await;
-    world.gitlab.push(job(5, &["echo started", "sleep 60"], &[]));
+    world
+        .gitlab
+        .push(job(5, &["echo started", "sleep 60"], &[]));
     world.gitlab.trace_contains(5, "started").await;
     assert_eq!(left(&docker, token).await.len(), 1);
     world.gitlab.cancel(5);

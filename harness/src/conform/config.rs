@@ -121,7 +121,14 @@ mod tests {
             executor: "docker".into(),
             ..RunnerSpec::default()
         };
-        let toml = config_toml(&docker, 3, "http://127.0.0.1:1", &address, Some("img:1"), "t");
+        let toml = config_toml(
+            &docker,
+            3,
+            "http://127.0.0.1:1",
+            &address,
+            Some("img:1"),
+            "t",
+        );
         let config = session_server::config::Config::parse(&toml).unwrap();
         let read = &config.runners[0].docker;
         assert_eq!(read.image.as_deref(), Some("img:1"));

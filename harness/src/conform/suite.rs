@@ -217,7 +217,11 @@ impl<'a, 'p> Suite<'a, 'p> {
     async fn run(&mut self, s: &Scenario, scaled: &Scaled) -> CaseReport {
         let started = Instant::now();
         let recorder = Recorder::default();
-        let gitlab = gitlab_for(&scaled.scenario, &recorder, self.options.job_image.as_deref());
+        let gitlab = gitlab_for(
+            &scaled.scenario,
+            &recorder,
+            self.options.job_image.as_deref(),
+        );
         self.front
             .serve(gitlab.clone(), job_ids(&scaled.scenario), recorder.clone());
         let about = format!("scenario {} ({})", s.id, scaled.describe());

@@ -100,7 +100,10 @@ impl BuildContainer {
     /// Attaches to its output, then starts it. Returns once the engine runs it.
     pub async fn start(&self) -> Result<(), SetupFailed> {
         let failed = |what: &str, e: DockerError| {
-            SetupFailed(format!("{what} the build container {}: {e}", short(&self.id)))
+            SetupFailed(format!(
+                "{what} the build container {}: {e}",
+                short(&self.id)
+            ))
         };
         let attach = AttachContainerOptions {
             logs: true,

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::query_parameters::{ResizeExecOptions, WaitContainerOptions};
-use futures_util::StreamExt;
 use bollard::Docker;
+use futures_util::StreamExt;
 use tokio::task::AbortHandle;
 
 use super::build::short;
