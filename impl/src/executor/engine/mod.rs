@@ -309,7 +309,7 @@ mod tests {
     fn labels_name_the_runner_by_its_token_prefix_and_the_job() {
         let engine = Engine::new(
             DockerConfig {
-                host: Some("unix:///nowhere.sock".into()),
+                host: Some("tcp://127.0.0.1:1".into()),
                 ..DockerConfig::default()
             },
             "glrt-abcdefghijkl",
@@ -323,15 +323,20 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_engine_is_named_with_what_to_do() {
+        // Nothing listens on port 1: the ping is refused.
         let engine = Engine::new(
             DockerConfig {
-                host: Some("unix:///nonexistent/docker.sock".into()),
+                host: Some("tcp://127.0.0.1:1".into()),
                 ..DockerConfig::default()
             },
             "t",
         )
         .unwrap();
         let err = engine.ping().await.unwrap_err().0;
+        assert!(
+            err.contains("tcp://127.0.0.1:1") && err.contains("Start dockerd"),
+            "{err}"
+        );
         let at_new = EngineSlot::new(
             DockerConfig {
                 host: Some("unix:///nonexistent/docker.sock".into()),
@@ -342,10 +347,11 @@ mod tests {
         .get()
         .err()
         .expect("no socket there");
-        assert!(at_new.0.starts_with("cannot reach"), "{at_new}");
         assert!(
-            err.contains("unix:///nonexistent/docker.sock") && err.contains("Start dockerd"),
-            "{err}"
+            at_new
+                .0
+                .starts_with("cannot reach the Docker Engine at unix:///nonexistent"),
+            "{at_new}"
         );
     }
 }
