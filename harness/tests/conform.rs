@@ -103,6 +103,7 @@ async fn conform_impl(runner: Runner, name: &str, scenarios: Vec<Scenario>, ping
         wait_runner: Duration::from_secs(30),
         pings,
         endpoint: true,
+        job_image: None,
     };
     let mut show = |progress: Progress<'_>| {
         if let Progress::Case { case, index, total } = progress {
@@ -208,4 +209,121 @@ async fn a_faulty_impl_fails_exactly_the_cases_its_fault_breaks() {
             );
         }
     }
+}
+
+/// The image `.ci/docker-test-image` builds on the engine at `DOCKER_HOST`.
+const DOCKER_TEST_IMAGE: &str = "session-harness/busybox:test";
+
+/// Whether the engine at `DOCKER_HOST` has the test image, asked with the
+/// `docker` CLI; without it the docker run skips with a message, unless CI is
+/// set: then it fails, so that CI never passes it silently.
+fn docker_engine_ready() -> bool {
+    let asked = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", DOCKER_TEST_IMAGE])
+        .output();
+    let why = match asked {
+        Ok(out) if out.status.success() => return true,
+        Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        Err(e) => format!("no docker CLI: {e}"),
+    };
+    let why = format!(
+        "no Docker Engine with {DOCKER_TEST_IMAGE} at DOCKER_HOST ({why}): start dockerd, set \
+         DOCKER_HOST and run .ci/docker-test-image"
+    );
+    assert!(std::env::var_os("CI").is_none(), "CI is set: {why}");
+    eprintln!("SKIPPED (no Docker): {why}");
+    false
+}
+
+/// The docker scenarios give the same verdicts in simulation (the container
+/// model) and in conform against the impl with `executor = "docker"` on a
+/// real Docker Engine; none of the runner's containers is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_docker_scenarios_give_the_simulations_verdicts_on_a_real_engine() {
+    if !docker_engine_ready() {
+        return;
+    }
+    let (plain, _) = binaries();
+    let root = catalogue::root();
+    let scenarios: Vec<Scenario> = catalogue::discover(&root, &[])
+        .expect("the catalogue loads")
+        .into_iter()
+        .filter(|s| s.id.starts_with("docker/"))
+        .collect();
+    // The simulation has runtimes of its own: off this test's runtime.
+    let simulated: Vec<(String, bool)> = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                scenarios
+                    .iter()
+                    .map(|s| {
+                        let result = session_harness::run::run(&root, s, None, false);
+                        (s.id.clone(), result.passed())
+                    })
+                    .collect()
+            })
+            .join()
+            .expect("the simulation runs")
+    });
+    let options = Options {
+        runner: impl_runner(plain, &[]),
+        scenarios,
+        listen: "127.0.0.1:0".into(),
+        session_listen: None,
+        session_advertise: None,
+        config_path: Some(std::env::temp_dir().join(format!(
+            "session-harness-conform-docker-{}.toml",
+            std::process::id()
+        ))),
+        scale: 0.01,
+        // A real build container takes seconds to be created and started on
+        // a loaded machine, the model's none (see ARCHITECTURE.md); 5 s still
+        // tells "not held" from the session timeout's 18 s (DK-3).
+        slack: Duration::from_secs(5),
+        wait_runner: Duration::from_secs(30),
+        pings: false,
+        endpoint: true,
+        job_image: Some(DOCKER_TEST_IMAGE.into()),
+    };
+    let mut show = |progress: Progress<'_>| {
+        if let Progress::Case { case, index, total } = progress {
+            print!("{}", human(case, index, total));
+        }
+    };
+    let report = tokio::time::timeout(Duration::from_secs(10 * 60), conform(&options, &mut show))
+        .await
+        .expect("conformance ends")
+        .expect("conformance runs");
+    print!("{}", report.summary());
+    let mut ran_docker = 0;
+    for (id, passed_in_simulation) in &simulated {
+        let case = report.cases.iter().find(|c| &c.id == id).expect("a case");
+        if case.status == Status::Skipped {
+            continue;
+        }
+        let passed_for_real = matches!(case.status, Status::Passed | Status::PassedNonStrict);
+        assert_eq!(
+            passed_for_real,
+            *passed_in_simulation,
+            "{id}: the simulation and the real engine disagree:\n{}",
+            human(case, 1, 1)
+        );
+        ran_docker += usize::from(id == "docker/terminal-drops-when-the-script-ends");
+    }
+    assert_eq!(ran_docker, 1, "the early-exit scenario ran on the engine");
+    // The conform runner's token is glrt-session-harness: labelled glrt-ses.
+    let left = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            "label=com.gitlab.session-server.runner=glrt-ses",
+        ])
+        .output()
+        .expect("docker ps");
+    assert_eq!(
+        String::from_utf8_lossy(&left.stdout).trim(),
+        "",
+        "containers left"
+    );
 }

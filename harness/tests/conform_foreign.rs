@@ -77,6 +77,7 @@ fn options(runner: Runner, prefixes: &[&str]) -> Options {
         wait_runner: Duration::from_secs(20),
         pings: false,
         endpoint: true,
+        job_image: None,
     }
 }
 

@@ -36,6 +36,7 @@ fn gitlab_with_job(id: u64) -> Gitlab {
         script: vec!["sleep 1".into()],
         timeout: Duration::from_secs(60),
         variables: Vec::new(),
+        image: None,
     });
     gitlab
 }

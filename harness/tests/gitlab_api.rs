@@ -21,6 +21,7 @@ fn gitlab_with_one_job() -> Gitlab {
         script: vec!["echo hello".into()],
         timeout: Duration::from_secs(3600),
         variables: vec![("EXTRA".into(), "1".into())],
+        image: None,
     });
     gitlab
 }

@@ -104,8 +104,8 @@ pub struct RunnerConfig {
     pub shell: Option<String>,
     /// Where job directories are made (shell executor); `None`: the system temp dir.
     pub builds_dir: Option<PathBuf>,
-    /// `[runners.docker] image`, reported in the job log.
-    pub docker_image: Option<String>,
+    /// `[runners.docker]`: used when `executor = "docker"`.
+    pub docker: DockerConfig,
     /// `tls-ca-file`: roots to trust for an https coordinator (else Mozilla's).
     pub tls_ca_file: Option<PathBuf>,
 }
@@ -142,7 +142,54 @@ struct RawRunner {
 
 #[derive(Deserialize)]
 struct RawDocker {
+    host: Option<String>,
     image: Option<String>,
+    pull_policy: Option<RawPullPolicy>,
+    privileged: Option<bool>,
+    volumes: Option<Vec<String>>,
+}
+
+/// GitLab Runner takes `pull_policy` as one policy or a list tried in order.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawPullPolicy {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `[runners.docker]`, validated (GitLab Runner's keys and defaults).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DockerConfig {
+    /// The Docker Engine to use; `None`: `DOCKER_HOST`, else the local socket.
+    pub host: Option<String>,
+    /// The image of jobs that name none.
+    pub image: Option<String>,
+    pub pull_policy: PullPolicy,
+    /// Build containers run privileged (GitLab Runner's default: false).
+    pub privileged: bool,
+    /// Binds (`/host:/container[:ro]`) and anonymous volumes (`/path`) of build containers.
+    pub volumes: Vec<String>,
+}
+
+/// When an image is pulled. Offline, `never` and `if-not-present` use the
+/// images the engine already has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// GitLab Runner's default.
+    #[default]
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "always",
+            PullPolicy::IfNotPresent => "if-not-present",
+            PullPolicy::Never => "never",
+        }
+    }
 }
 
 impl Config {
@@ -253,8 +300,56 @@ impl RawRunner {
             executor,
             shell: self.shell.filter(|s| !s.is_empty()),
             builds_dir: self.builds_dir,
-            docker_image: self.docker.and_then(|d| d.image),
+            docker: self
+                .docker
+                .map(|d| d.validate(&key("docker")))
+                .transpose()?
+                .unwrap_or_default(),
             tls_ca_file: self.tls_ca_file,
+        })
+    }
+}
+
+impl RawDocker {
+    fn validate(self, key: &str) -> Result<DockerConfig, ConfigError> {
+        let policies = match self.pull_policy {
+            None => vec![],
+            Some(RawPullPolicy::One(p)) => vec![p],
+            Some(RawPullPolicy::Many(ps)) => ps,
+        };
+        // A list is tried in order; offline only the first policy matters,
+        // and the first one decides whether a pull is attempted at all.
+        let pull_policy = match policies.first().map(String::as_str) {
+            None | Some("always") => PullPolicy::Always,
+            Some("if-not-present") => PullPolicy::IfNotPresent,
+            Some("never") => PullPolicy::Never,
+            Some(other) => {
+                return Err(bad(
+                    &format!("{key}.pull_policy"),
+                    other,
+                    "one of always, if-not-present, never",
+                ))
+            }
+        };
+        let host = self.host.filter(|h| !h.is_empty());
+        if let Some(host) = &host {
+            if !["unix://", "tcp://", "http://"]
+                .iter()
+                .any(|scheme| host.starts_with(scheme))
+            {
+                return Err(bad(
+                    &format!("{key}.host"),
+                    host,
+                    "a Docker Engine address: unix:///path/to/docker.sock or tcp://host:port",
+                ));
+            }
+        }
+        Ok(DockerConfig {
+            host,
+            image: self.image.filter(|i| !i.is_empty()),
+            pull_policy,
+            privileged: self.privileged.unwrap_or(false),
+            volumes: self.volumes.unwrap_or_default(),
         })
     }
 }
@@ -355,6 +450,36 @@ mod tests {
         .to_string();
         assert!(
             err.contains("runners[0].executor") && err.contains("shell, docker, custom"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn docker_keys_are_read_as_gitlab_runner_writes_them() {
+        let config = Config::parse(
+            "[[runners]]\nurl = \"http://g\"\ntoken = \"t\"\nexecutor = \"docker\"\n\
+             [runners.docker]\nhost = \"unix:///tmp/d.sock\"\nimage = \"alpine\"\n\
+             pull_policy = [\"if-not-present\", \"always\"]\nprivileged = false\n\
+             volumes = [\"/cache\"]\n",
+        )
+        .unwrap();
+        let docker = &config.runners[0].docker;
+        assert_eq!(docker.host.as_deref(), Some("unix:///tmp/d.sock"));
+        assert_eq!(docker.image.as_deref(), Some("alpine"));
+        assert_eq!(docker.pull_policy, PullPolicy::IfNotPresent);
+        assert_eq!(docker.volumes, vec!["/cache".to_string()]);
+    }
+
+    #[test]
+    fn unknown_pull_policy_is_refused_with_the_choices() {
+        let err = Config::parse(
+            "[[runners]]\nurl = \"http://g\"\ntoken = \"t\"\nexecutor = \"docker\"\n\
+             [runners.docker]\npull_policy = \"sometimes\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("runners[0].docker.pull_policy") && err.contains("never"),
             "{err}"
         );
     }

@@ -246,8 +246,13 @@ async fn poll<N: Net>(
             .builds_dir
             .clone()
             .or_else(|| shared.machine.default_builds_dir()),
-        entry.docker_image.clone(),
+        entry.docker.clone(),
+        &entry.token,
     );
+    let left = executor.clean_up().await;
+    if left > 0 {
+        info!(runner = %entry.name, "removed {left} build container(s) a previous run left behind");
+    }
     loop {
         let slot = tokio::select! {
             biased;

@@ -64,6 +64,10 @@ pub struct Args {
     /// runner's first Ping (WS-4): for quick runs.
     #[arg(long)]
     pub no_pings: bool,
+    /// The image the jobs of docker scenarios run in (no services), which the
+    /// runner's Docker Engine must have; without it those scenarios are skipped.
+    #[arg(long)]
+    pub job_image: Option<String>,
     /// Print every case and whether it would run or be skipped, and why;
     /// start nothing.
     #[arg(long)]
@@ -196,6 +200,7 @@ fn options(args: &Args) -> anyhow::Result<Options> {
         wait_runner: args.wait_runner.0,
         pings: !args.no_pings,
         endpoint,
+        job_image: args.job_image.clone(),
     })
 }
 

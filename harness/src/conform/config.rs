@@ -41,11 +41,15 @@ pub fn free_local_address() -> anyhow::Result<String> {
 
 /// The config of a runner that polls `coordinator` (`http://host:port`).
 /// `session_timeout` is in whole seconds, as config.toml has it (CFG-3).
+/// A docker runner gets `job_image` as its default image, used without a
+/// pull when its engine has it (`pull_policy = "if-not-present"`); its
+/// engine is its environment's (`DOCKER_HOST`).
 pub fn config_toml(
     runner: &RunnerSpec,
     session_timeout: u64,
     coordinator: &str,
     session: &SessionAddress,
+    job_image: Option<&str>,
     about: &str,
 ) -> String {
     let mut toml = format!(
@@ -64,6 +68,12 @@ pub fn config_toml(
         "[[runners]]\n  name = \"session-harness-conform\"\n  url = \"{coordinator}\"\n  token = \"{RUNNER_TOKEN}\"\n  executor = \"{}\"\n",
         runner.executor
     );
+    if let (Some(image), "docker") = (job_image, runner.executor.as_str()) {
+        let _ = write!(
+            toml,
+            "  [runners.docker]\n    image = \"{image}\"\n    pull_policy = \"if-not-present\"\n"
+        );
+    }
     toml
 }
 
@@ -83,7 +93,7 @@ mod tests {
             advertise: "127.0.0.1:8093".into(),
         };
         let spec = RunnerSpec::default();
-        let toml = config_toml(&spec, 3, "http://127.0.0.1:1", &address, "test");
+        let toml = config_toml(&spec, 3, "http://127.0.0.1:1", &address, None, "test");
         let config = session_server::config::Config::parse(&toml).unwrap();
         let server = config.session_server.unwrap();
         assert_eq!(server.session_timeout.as_secs(), 3);
@@ -94,10 +104,46 @@ mod tests {
             session_server: false,
             ..RunnerSpec::default()
         };
-        let toml = config_toml(&off, 3, "http://127.0.0.1:1", &address, "test");
+        let toml = config_toml(&off, 3, "http://127.0.0.1:1", &address, None, "test");
         assert!(session_server::config::Config::parse(&toml)
             .unwrap()
             .session_server
             .is_none());
+    }
+
+    #[test]
+    fn a_docker_runner_gets_the_job_image_as_gitlab_runner_reads_it() {
+        let address = SessionAddress {
+            listen: "127.0.0.1:8093".into(),
+            advertise: "127.0.0.1:8093".into(),
+        };
+        let docker = RunnerSpec {
+            executor: "docker".into(),
+            ..RunnerSpec::default()
+        };
+        let toml = config_toml(
+            &docker,
+            3,
+            "http://127.0.0.1:1",
+            &address,
+            Some("img:1"),
+            "t",
+        );
+        let config = session_server::config::Config::parse(&toml).unwrap();
+        let read = &config.runners[0].docker;
+        assert_eq!(read.image.as_deref(), Some("img:1"));
+        assert_eq!(
+            read.pull_policy,
+            session_server::config::PullPolicy::IfNotPresent
+        );
+        let shell = config_toml(
+            &RunnerSpec::default(),
+            3,
+            "http://127.0.0.1:1",
+            &address,
+            Some("img:1"),
+            "t",
+        );
+        assert!(!shell.contains("[runners.docker]"), "{shell}");
     }
 }

@@ -26,15 +26,17 @@ pub fn catalogue(options: &Options) -> String {
         );
     }
     for s in &options.scenarios {
-        let why = skip::reason(s).or_else(|| match scale(s, options.scale, options.slack) {
-            Err(why) => Some(why),
-            Ok(scaled) => match options.runner {
-                Runner::Running => {
-                    skip::reason_attached(&scaled.scenario, default_timeout(options.scale))
-                }
-                _ => None,
-            },
-        });
+        let why = skip::reason(s)
+            .or_else(|| skip::reason_docker(s, options.job_image.as_deref()))
+            .or_else(|| match scale(s, options.scale, options.slack) {
+                Err(why) => Some(why),
+                Ok(scaled) => match options.runner {
+                    Runner::Running => {
+                        skip::reason_attached(&scaled.scenario, default_timeout(options.scale))
+                    }
+                    _ => None,
+                },
+            });
         line(why.as_deref(), &s.id, &s.spec, &s.title);
     }
     let settings = endpoint::Settings {
@@ -68,6 +70,7 @@ mod tests {
             wait_runner: Duration::from_secs(60),
             pings,
             endpoint: true,
+            job_image: None,
         }
     }
 

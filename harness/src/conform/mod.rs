@@ -69,6 +69,9 @@ pub struct Options {
     pub pings: bool,
     /// Run the endpoint-level cases (a shard may leave them to another).
     pub endpoint: bool,
+    /// Docker scenarios: the image their jobs run in, which the runner's
+    /// Docker Engine has; `None`: they are skipped.
+    pub job_image: Option<String>,
 }
 
 /// The runner under test.

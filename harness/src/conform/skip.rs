@@ -73,6 +73,18 @@ pub fn reason(s: &Scenario) -> Option<String> {
     None
 }
 
+/// Why a docker scenario cannot run without `--job-image`: the job's default
+/// definition has a service (`redis:7-alpine`) and no image, which a Docker
+/// Engine without a registry cannot get; `None`: it can run.
+pub fn reason_docker(s: &Scenario, job_image: Option<&str>) -> Option<String> {
+    (s.runner.executor == "docker" && job_image.is_none()).then(|| {
+        "docker executor: its jobs need an image the runner's Docker Engine has; pass \
+         --job-image <image> (the default job's service redis:7-alpine cannot be pulled \
+         offline)"
+            .to_string()
+    })
+}
+
 /// Why `s` (scaled) cannot run against a runner already running with the
 /// printed config (`session_timeout` seconds, shell executor); `None`: it can.
 pub fn reason_attached(s: &Scenario, session_timeout: u64) -> Option<String> {

@@ -182,7 +182,14 @@ impl<'a, 'p> Suite<'a, 'p> {
         let o = self.options;
         let session =
             SessionAddress::choose(o.session_listen.as_deref(), o.session_advertise.as_deref())?;
-        let toml = config::config_toml(spec, timeout, &self.front.url(), &session, about);
+        let toml = config::config_toml(
+            spec,
+            timeout,
+            &self.front.url(),
+            &session,
+            o.job_image.as_deref(),
+            about,
+        );
         config::write(&self.config.path, &toml)?;
         Ok(toml)
     }
@@ -191,6 +198,7 @@ impl<'a, 'p> Suite<'a, 'p> {
     pub async fn scenario(&mut self, s: &Scenario) {
         let skipped = |why: String| CaseReport::skipped(&s.id, &s.title, &s.spec, why);
         let scaled = match skip::reason(s)
+            .or_else(|| skip::reason_docker(s, self.options.job_image.as_deref()))
             .map_or_else(|| scale(s, self.options.scale, self.options.slack), Err)
         {
             Ok(scaled) => scaled,
@@ -209,7 +217,11 @@ impl<'a, 'p> Suite<'a, 'p> {
     async fn run(&mut self, s: &Scenario, scaled: &Scaled) -> CaseReport {
         let started = Instant::now();
         let recorder = Recorder::default();
-        let gitlab = gitlab_for(&scaled.scenario, &recorder);
+        let gitlab = gitlab_for(
+            &scaled.scenario,
+            &recorder,
+            self.options.job_image.as_deref(),
+        );
         self.front
             .serve(gitlab.clone(), job_ids(&scaled.scenario), recorder.clone());
         let about = format!("scenario {} ({})", s.id, scaled.describe());
@@ -375,7 +387,7 @@ impl<'a, 'p> Suite<'a, 'p> {
         let scenario = load_str(ENDPOINT_JOB, Path::new("(built in)"), "endpoint/session")
             .expect("the built-in endpoint job is a valid scenario");
         let recorder = Recorder::default();
-        let gitlab = gitlab_for(&scenario, &recorder);
+        let gitlab = gitlab_for(&scenario, &recorder, None);
         self.front
             .serve(gitlab.clone(), job_ids(&scenario), recorder);
         let timeout = self.attached.unwrap_or_else(|| self.default_timeout());
@@ -445,11 +457,16 @@ fn job_ids(scenario: &Scenario) -> Vec<u64> {
 }
 
 /// GitLab for `scenario`, as the simulation builds it. The jobs have no
-/// repository: a real runner must not try to fetch one.
-fn gitlab_for(scenario: &Scenario, recorder: &Recorder) -> Gitlab {
+/// repository: a real runner must not try to fetch one. A docker runner's
+/// jobs run in `job_image`, without services (its engine has that image).
+fn gitlab_for(scenario: &Scenario, recorder: &Recorder, job_image: Option<&str>) -> Gitlab {
     let gitlab = gitlab_of(scenario, recorder);
+    let image = job_image.filter(|_| scenario.runner.executor == "docker");
     for job in &scenario.jobs {
         gitlab.add_variable(job.id, "GIT_STRATEGY", "none");
+        if let Some(image) = image {
+            gitlab.set_image(job.id, image);
+        }
     }
     gitlab
 }

@@ -45,6 +45,9 @@ pub struct JobDef {
     pub script: Vec<String>,
     pub timeout: Duration,
     pub variables: Vec<(String, String)>,
+    /// `image:` of the job; `None`: the pipeline's default definition (no
+    /// image, one service), see `payload`.
+    pub image: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,6 +163,14 @@ impl Gitlab {
     pub fn add_variable(&self, id: u64, key: &str, value: &str) {
         if let Some(job) = self.state.lock().expect("gitlab lock").jobs.get_mut(&id) {
             job.def.variables.push((key.to_string(), value.to_string()));
+        }
+    }
+
+    /// A queued job runs in `image`, with no services: for a runner whose
+    /// Docker Engine has that image and cannot pull (conform's `--job-image`).
+    pub fn set_image(&self, id: u64, image: &str) {
+        if let Some(job) = self.state.lock().expect("gitlab lock").jobs.get_mut(&id) {
+            job.def.image = Some(image.to_string());
         }
     }
 

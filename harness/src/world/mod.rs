@@ -479,6 +479,7 @@ pub fn gitlab_of(scenario: &Scenario, recorder: &Recorder) -> Gitlab {
                 .map(|d| d.0)
                 .unwrap_or(Duration::from_secs(3600)),
             variables: Vec::new(),
+            image: None,
         });
     }
     gitlab

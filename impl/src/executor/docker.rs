@@ -1,9 +1,11 @@
-//! The docker executor's build container, modelled without a Docker engine.
+//! The docker executor's build container as the session sees it, and its model.
 //!
 //! The container is created when the job starts running, runs after its start
-//! delay (an image pull, say), and exits when the script ends. Exec terminals
-//! need it running: a request waits up to 15 s for that (DK-1), else the server
-//! answers 500 (EX-5).
+//! (an image pull, say), and exits when the script ends. Exec terminals need it
+//! running: a request waits up to 15 s for that (DK-1), else the server answers
+//! 500 (EX-5). The states are the same for a real container ([`super::engine`]
+//! reports them) and for the model, where the "container" is the process tree of
+//! the script and its start is a delay the machine sets.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +48,11 @@ impl Container {
             Some(delay) => tokio::time::sleep(delay).await,
             None => std::future::pending().await,
         }
+        self.set_running();
+    }
+
+    /// A real container is running: its engine said so.
+    pub fn set_running(&self) {
         self.state.send_if_modified(|s| {
             let created = *s == ContainerState::Created;
             if created {
@@ -77,34 +84,39 @@ impl Container {
     }
 }
 
+/// Starts one exec once the container runs: in the engine, or on the model's machine.
+pub(super) type Exec = Arc<dyn Fn() -> Opening + Send + Sync>;
+
 /// DK-2: terminals are execs in the build container.
 pub(super) struct ExecTerminals {
     container: Arc<Container>,
-    machine: Arc<dyn Machine>,
-    spec: TerminalSpec,
+    exec: Exec,
 }
 
 impl ExecTerminals {
-    pub(super) fn new(
+    pub(super) fn new(container: Arc<Container>, exec: Exec) -> Self {
+        ExecTerminals { container, exec }
+    }
+
+    /// The model's exec: a shell on the machine, with the job's environment.
+    pub(super) fn modelled(
         container: Arc<Container>,
         machine: Arc<dyn Machine>,
         spec: TerminalSpec,
     ) -> Self {
-        ExecTerminals {
-            container,
-            machine,
-            spec,
-        }
+        let exec: Exec = Arc::new(move || {
+            let opened = machine
+                .open_terminal(&spec)
+                .map_err(|e| TerminalUnavailable(e.to_string()));
+            Box::pin(std::future::ready(opened))
+        });
+        ExecTerminals::new(container, exec)
     }
 }
 
 impl TerminalSource for ExecTerminals {
     fn open(&self) -> Opening {
-        let (container, machine, spec) = (
-            self.container.clone(),
-            self.machine.clone(),
-            self.spec.clone(),
-        );
+        let (container, exec) = (self.container.clone(), self.exec.clone());
         Box::pin(async move {
             if !container.wait_running(CONTAINER_WAIT).await {
                 return Err(TerminalUnavailable(format!(
@@ -112,9 +124,7 @@ impl TerminalSource for ExecTerminals {
                     CONTAINER_WAIT.as_secs()
                 )));
             }
-            machine
-                .open_terminal(&spec)
-                .map_err(|e| TerminalUnavailable(e.to_string()))
+            exec().await
         })
     }
 }
@@ -125,7 +135,7 @@ mod tests {
     use crate::machine::sim::SimMachine;
 
     fn source(container: &Arc<Container>) -> ExecTerminals {
-        ExecTerminals::new(
+        ExecTerminals::modelled(
             container.clone(),
             Arc::new(SimMachine),
             TerminalSpec::default(),

@@ -2,25 +2,29 @@
 //!
 //! - `shell`: the script and the terminal run on the machine; the terminal
 //!   outlives the script (LC-1).
-//! - `docker` ([`docker`]): a model of GitLab Runner's docker executor without a
-//!   Docker engine. The "build container" is the process tree that runs the
-//!   script; terminals are execs that join it (DK-2), wait up to 15 s for it to
-//!   run (DK-1), and are ended when it stops with the script (DK-3).
+//! - `docker`: on a real machine, a build container on a Docker Engine
+//!   ([`engine`]); under simulation, a model of it ([`docker`]), where the
+//!   "build container" is the process tree that runs the script. Either way
+//!   terminals are execs into it (DK-2) that wait up to 15 s for it to run
+//!   (DK-1) and are ended when it stops with the script (DK-3).
 //! - `custom`: no terminal at all (EX-5: "not yet supported").
 
 pub mod docker;
+pub mod engine;
 
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::ExecutorKind;
+use crate::config::{DockerConfig, ExecutorKind};
 use crate::machine::{JobTimings, Machine, ScriptRun, ScriptSpec};
 use crate::session::{Opening, TerminalSource, TerminalUnavailable};
 use crate::terminal::TerminalSpec;
 
 pub use docker::Container;
+use engine::build::{BuildContainer, ContainerSpec};
+use engine::{Engine, EngineSlot, SetupFailed};
 
 /// An executor of one `[[runners]]` entry.
 #[derive(Clone)]
@@ -29,7 +33,18 @@ pub struct Executor {
     machine: Arc<dyn Machine>,
     shell: Option<String>,
     builds_dir: Option<PathBuf>,
-    docker_image: Option<String>,
+    docker: DockerConfig,
+    /// Docker on a machine that runs containers: its engine.
+    engine: Option<Arc<EngineSlot>>,
+}
+
+/// Why a build could not be set up.
+#[derive(Debug)]
+pub enum BuildError {
+    /// The build directory could not be made: the job fails as a script would.
+    Io(io::Error),
+    /// The executor cannot run the job (no engine, no image): a system failure.
+    Setup(SetupFailed),
 }
 
 /// What a build needs from the job.
@@ -42,22 +57,45 @@ pub struct BuildSpec {
     pub container_start: Option<Duration>,
     /// `image:` of the job, if any.
     pub image: Option<String>,
+    /// The images of the job's `services:`.
+    pub services: Vec<String>,
 }
 
 impl Executor {
+    /// `runner_token` names this runner on the Docker Engine (labels).
     pub fn new(
         kind: ExecutorKind,
         machine: Arc<dyn Machine>,
         shell: Option<String>,
         builds_dir: Option<PathBuf>,
-        docker_image: Option<String>,
+        docker: DockerConfig,
+        runner_token: &str,
     ) -> Self {
+        let engine = (kind == ExecutorKind::Docker && machine.runs_containers())
+            .then(|| Arc::new(EngineSlot::new(docker.clone(), runner_token)));
         Executor {
             kind,
             machine,
             shell,
             builds_dir,
-            docker_image,
+            docker,
+            engine,
+        }
+    }
+
+    /// Docker: removes every container of job `job_id` (a build cut short).
+    pub async fn remove_job(&self, job_id: u64) {
+        if let Some(Ok(engine)) = self.engine.as_deref().map(EngineSlot::get) {
+            engine.remove_job(job_id).await;
+        }
+    }
+
+    /// Docker: removes the containers a previous run of this runner left (it
+    /// was killed before its jobs ended). Returns how many.
+    pub async fn clean_up(&self) -> usize {
+        match self.engine.as_deref().map(EngineSlot::get) {
+            Some(Ok(engine)) => engine.clean_up().await,
+            _ => 0,
         }
     }
 
@@ -86,7 +124,7 @@ impl Executor {
             let image = spec
                 .image
                 .as_deref()
-                .or(self.docker_image.as_deref())
+                .or(self.docker.image.as_deref())
                 .unwrap_or("(none)");
             lines.push(format!("Using Docker executor with image {image} ..."));
         }
@@ -95,15 +133,22 @@ impl Executor {
 
     /// Sets up the build of one job: its working directory, its container (docker)
     /// and the terminal source that the session gets when the job runs (EX-3).
-    pub fn build(&self, spec: &BuildSpec) -> io::Result<Build> {
+    pub async fn build(&self, spec: &BuildSpec) -> Result<Build, BuildError> {
+        if let Some(slot) = &self.engine {
+            let engine = slot.get().map_err(BuildError::Setup)?;
+            return self
+                .build_in_engine(engine, spec)
+                .await
+                .map_err(BuildError::Setup);
+        }
         let cwd = match &self.builds_dir {
             Some(dir) => {
                 let dir = dir.join(spec.job_id.to_string());
                 std::fs::create_dir_all(&dir).map_err(|e| {
-                    io::Error::new(
+                    BuildError::Io(io::Error::new(
                         e.kind(),
                         format!("creating build directory {}: {e}", dir.display()),
-                    )
+                    ))
                 })?;
                 Some(dir)
             }
@@ -131,7 +176,7 @@ impl Executor {
             ),
             ExecutorKind::Docker => {
                 let container = Container::create(spec.container_start);
-                let source = docker::ExecTerminals::new(
+                let source = docker::ExecTerminals::modelled(
                     container.clone(),
                     self.machine.clone(),
                     terminal_spec,
@@ -143,8 +188,78 @@ impl Executor {
         Ok(Build {
             terminal,
             container,
-            machine: self.machine.clone(),
-            script,
+            runs: Runs::Machine {
+                machine: self.machine.clone(),
+                script,
+            },
+        })
+    }
+
+    /// Docker on a real engine: the engine answers, the services and the
+    /// image are there (pull policy), the build container is created.
+    async fn build_in_engine(
+        &self,
+        engine: Arc<Engine>,
+        spec: &BuildSpec,
+    ) -> Result<Build, SetupFailed> {
+        engine.ping().await?;
+        // GitLab Runner fails a job whose service images it cannot get; this
+        // runner does not run service containers at all, so a job that needs
+        // them fails the same way rather than run without them.
+        for service in &spec.services {
+            engine.ensure_image(service, "service image").await?;
+        }
+        if let Some(service) = spec.services.first() {
+            return Err(SetupFailed(format!(
+                "the job needs service {service:?}: this runner's docker executor does not                  run services; remove `services:` from the job, or run it on a GitLab Runner"
+            )));
+        }
+        let image = spec
+            .image
+            .clone()
+            .or_else(|| self.docker.image.clone())
+            .ok_or_else(|| {
+                SetupFailed(
+                    "the job names no image and [runners.docker] image is not set: set one of them"
+                        .into(),
+                )
+            })?;
+        engine.ensure_image(&image, "the job's image").await?;
+        let working_dir = format!("/builds/{}", spec.job_id);
+        let created = BuildContainer::create(
+            &engine,
+            &ContainerSpec {
+                job_id: spec.job_id,
+                image,
+                script: spec.script.clone(),
+                env: spec.env.clone(),
+                working_dir: working_dir.clone(),
+                file_variables: self.temp_dir(spec.job_id),
+            },
+        )
+        .await?;
+        let container = Container::create(Some(std::time::Duration::ZERO));
+        let exec_spec = TerminalSpec {
+            cwd: Some(PathBuf::from(working_dir)),
+            env: spec.env.clone(),
+            ..TerminalSpec::default()
+        };
+        let (docker, id) = (engine.docker().clone(), created.id().to_string());
+        let exec: docker::Exec = Arc::new(move || {
+            Box::pin(engine::exec::open(
+                docker.clone(),
+                id.clone(),
+                exec_spec.clone(),
+            ))
+        });
+        Ok(Build {
+            terminal: Arc::new(docker::ExecTerminals::new(container.clone(), exec)),
+            container: Some(container),
+            runs: Runs::Engine {
+                build: Arc::new(created),
+                job_id: spec.job_id,
+                engine,
+            },
         })
     }
 }
@@ -155,14 +270,52 @@ pub struct Build {
     pub terminal: Arc<dyn TerminalSource>,
     /// Docker only: the build container.
     pub container: Option<Arc<Container>>,
-    machine: Arc<dyn Machine>,
-    script: ScriptSpec,
+    runs: Runs,
+}
+
+/// Where the script runs.
+enum Runs {
+    /// On the machine (shell, custom, and the docker model).
+    Machine {
+        machine: Arc<dyn Machine>,
+        script: ScriptSpec,
+    },
+    /// In a build container on a Docker Engine.
+    Engine {
+        build: Arc<BuildContainer>,
+        job_id: u64,
+        engine: Arc<Engine>,
+    },
 }
 
 impl Build {
+    /// Docker: starts the build container and returns once it runs. The
+    /// model's may never run: the caller bounds the wait (deadline, cancel).
+    pub async fn start(&self) -> Result<(), SetupFailed> {
+        match (&self.runs, &self.container) {
+            (Runs::Engine { build, .. }, Some(container)) => {
+                build.start().await?;
+                container.set_running();
+            }
+            (Runs::Machine { .. }, Some(container)) => container.start().await,
+            (_, None) => {}
+        }
+        Ok(())
+    }
+
     /// Starts the job script (in the build container, for docker).
     pub fn run_script(&self) -> io::Result<ScriptRun> {
-        self.machine.run_script(&self.script)
+        match &self.runs {
+            Runs::Machine { machine, script } => machine.run_script(script),
+            Runs::Engine { build, .. } => build.run_script(),
+        }
+    }
+
+    /// The job is over: its containers are removed (nothing to do elsewhere).
+    pub async fn remove(&self) {
+        if let Runs::Engine { job_id, engine, .. } = &self.runs {
+            engine.remove_job(*job_id).await;
+        }
     }
 }
 

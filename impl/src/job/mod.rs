@@ -18,7 +18,7 @@ use crate::config::ExecutorKind;
 use crate::coordinator::api::JobResponse;
 use crate::coordinator::Coordinator;
 use crate::duration::go_format;
-use crate::executor::{BuildSpec, Executor};
+use crate::executor::{BuildError, BuildSpec, Executor};
 use crate::faults::{self, Fault};
 use crate::machine::ScriptExit;
 use crate::net::Net;
@@ -236,11 +236,20 @@ async fn execute<N: Net>(
     }
     let prepare = ctx.executor.timings(job.id).prepare;
     stops.bound(tokio::time::sleep(prepare)).await?;
-    let build = match ctx.executor.build(&spec) {
-        Ok(build) => build,
-        Err(e) => {
+    let build = match stops.bound(ctx.executor.build(&spec)).await {
+        Ok(Ok(build)) => build,
+        Ok(Err(BuildError::Io(e))) => {
             log.line(&format!("ERROR: Preparation failed: {e}"));
             return Ok(ScriptExit::Code(1));
+        }
+        Ok(Err(BuildError::Setup(e))) => {
+            log.line(&format!("ERROR: Preparation failed: {e}"));
+            return Err(Stop::SystemFailure);
+        }
+        Err(stop) => {
+            // Cut short while the engine was creating it: a container may exist.
+            ctx.executor.remove_job(job.id).await;
+            return Err(stop);
         }
     };
     if let Some(session) = &ctx.session {
@@ -258,6 +267,8 @@ async fn execute<N: Net>(
                 .await;
         }
     }
+    // Docker: the container goes with its job, whatever ended it.
+    build.remove().await;
     exit
 }
 
@@ -266,8 +277,9 @@ async fn run_script(
     log: &JobLog,
     stops: &mut Stops,
 ) -> Result<ScriptExit, Stop> {
-    if let Some(container) = &build.container {
-        stops.bound(container.start()).await?;
+    if let Err(e) = stops.bound(build.start()).await? {
+        log.line(&format!("ERROR: Preparation failed: {e}"));
+        return Err(Stop::SystemFailure);
     }
     let run = match build.run_script() {
         Ok(run) => run,
@@ -414,6 +426,12 @@ fn build_spec(job: &JobResponse, executor: &Executor, env: Vec<(String, String)>
         env,
         container_start: executor.timings(job.id).container_start,
         image: Some(job.image.name.clone()).filter(|n| !n.is_empty()),
+        services: job
+            .services
+            .iter()
+            .map(|s| s.name.clone())
+            .filter(|n| !n.is_empty())
+            .collect(),
     }
 }
 

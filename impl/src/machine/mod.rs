@@ -86,6 +86,12 @@ pub trait Machine: Send + Sync + 'static {
     fn default_builds_dir(&self) -> Option<std::path::PathBuf> {
         None
     }
+    /// Whether docker jobs on this machine run in containers of a Docker
+    /// Engine (a real machine), or in the executor's model of a container
+    /// (simulation: no engine, and nothing may leave simulated time).
+    fn runs_containers(&self) -> bool {
+        false
+    }
     /// The executor's timings for job `job_id` on this machine.
     fn job_timings(&self, job_id: u64) -> JobTimings {
         let _ = job_id;

@@ -161,6 +161,11 @@ impl Machine for OsMachine {
     fn default_builds_dir(&self) -> Option<std::path::PathBuf> {
         Some(std::env::temp_dir().join("session-server-builds"))
     }
+
+    /// A real host: docker jobs go to a Docker Engine.
+    fn runs_containers(&self) -> bool {
+        true
+    }
 }
 
 /// Stop at the first failing command, as GitLab's generated scripts do; bash

@@ -50,6 +50,10 @@ impl<M: Machine> Machine for Timed<M> {
         self.inner.default_builds_dir()
     }
 
+    fn runs_containers(&self) -> bool {
+        self.inner.runs_containers()
+    }
+
     fn job_timings(&self, job_id: u64) -> JobTimings {
         self.timings
             .get(&job_id)

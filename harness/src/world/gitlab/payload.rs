@@ -13,6 +13,9 @@
 //!   script: [...]                # the scenario's
 //! ```
 //!
+//! A job given an image (`JobDef::image`, conform's `--job-image`) is instead
+//! `job-<id>: {image: <image>, script: [...]}`: no services.
+//!
 //! The variables are GitLab's predefined set (`CI_SERVER_*`, `CI_PROJECT_*`,
 //! `CI_JOB_*`, `CI_PIPELINE_*`, `CI_COMMIT_*`, `CI_RUNNER_*`, `GITLAB_USER_*`),
 //! then the file's, then the scenario's. Those a runner computes itself
@@ -21,7 +24,8 @@
 
 use super::repository::{Repository, BRANCH, MESSAGE};
 use super::wire::{
-    Credentials, GitInfo, JobFeatures, JobInfo, JobResponse, JobRunnerInfo, Service, Step, Variable,
+    Credentials, GitInfo, Image, JobFeatures, JobInfo, JobResponse, JobRunnerInfo, Service, Step,
+    Variable,
 };
 use super::JobDef;
 
@@ -124,16 +128,25 @@ pub fn job_response(def: &JobDef, server: &Server, session_url: Option<&str>) ->
             when: "on_success".into(),
             allow_failure: false,
         }],
-        image: None,
-        services: vec![Service {
-            name: SERVICE.into(),
-            alias: None,
+        image: def.image.as_ref().map(|name| Image {
+            name: name.clone(),
             entrypoint: None,
-            command: None,
             ports: Vec::new(),
-            variables: Vec::new(),
             pull_policy: None,
-        }],
+            executor_opts: serde_json::json!({}),
+        }),
+        services: match def.image {
+            Some(_) => Vec::new(),
+            None => vec![Service {
+                name: SERVICE.into(),
+                alias: None,
+                entrypoint: None,
+                command: None,
+                ports: Vec::new(),
+                variables: Vec::new(),
+                pull_policy: None,
+            }],
+        },
         artifacts: None,
         cache: Vec::new(),
         credentials: vec![Credentials {
