@@ -12,6 +12,9 @@
 //! - [`fuzz`]: generated session lifecycles checked against SPEC's invariants,
 //!   shrunk to minimal regressions.
 //! - [`conform`]: a real runner held to the contract over real sockets.
+//! - [`serve`]: the world's GitLab on a real port with its pages (job list,
+//!   job page, Debug button, xterm.js terminal) for a real browser;
+//!   [`chromium`] drives headless Chromium through WebDriver.
 //! - [`spec`], [`coverage`]: the rules of the repository's `SPEC.md` (read at
 //!   build time), and what checks each of them.
 //!
@@ -19,6 +22,7 @@
 //! as it would drive a third party's runner.
 
 pub mod catalogue;
+pub mod chromium;
 pub mod conform;
 pub mod coverage;
 pub mod expect;
@@ -26,6 +30,7 @@ pub mod fuzz;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod serve;
 pub mod spec;
 pub mod trace;
 pub mod world;
