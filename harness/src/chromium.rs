@@ -235,7 +235,9 @@ impl Chromium {
 
     /// Closes the current tab, as a user closing it would.
     pub async fn close_window(&self) -> anyhow::Result<()> {
-        self.command(Method::DELETE, "/window", None).await.map(drop)
+        self.command(Method::DELETE, "/window", None)
+            .await
+            .map(drop)
     }
 
     /// Writes a PNG of the current tab to `path` (its folder is created).
@@ -252,7 +254,12 @@ impl Chromium {
 
     /// A command of this session; its `value`, or the WebDriver error as
     /// `<error>: <message>`.
-    async fn command(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    async fn command(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let path = format!("/session/{}{path}", self.session);
         self.raw(method, &path, body).await
     }
@@ -263,7 +270,12 @@ impl Chromium {
             .map_err(|_| anyhow!("WebDriver {method} {path}: no answer within 30 s"))?
     }
 
-    async fn exchange(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let stream = TcpStream::connect(("127.0.0.1", self.port)).await?;
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;

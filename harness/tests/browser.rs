@@ -71,7 +71,9 @@ fn screenshot_path(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("browser-screenshots").join(format!("{name}.png"))
+    target
+        .join("browser-screenshots")
+        .join(format!("{name}.png"))
 }
 
 async fn screenshot(browser: &Chromium, name: &str) {
@@ -98,7 +100,9 @@ async fn job_page_when(browser: &Chromium, what: &str, condition: &str) -> Value
     match browser.wait_for(what, &script, SHOWS).await {
         Ok(job) => job,
         Err(e) => {
-            let now = browser.execute(&format!("return {last};"), Vec::new()).await;
+            let now = browser
+                .execute(&format!("return {last};"), Vec::new())
+                .await;
             panic!("{e}; the job page shows {now:?}")
         }
     }
@@ -118,7 +122,11 @@ async fn terminal_shows(browser: &Chromium, line: &str) -> Vec<String> {
          return lines.some((l) => l.trim() === {line:?}) ? lines : null;"
     );
     let shown = browser
-        .wait_for(&format!("the terminal shows a line {line:?}"), &script, SHOWS)
+        .wait_for(
+            &format!("the terminal shows a line {line:?}"),
+            &script,
+            SHOWS,
+        )
         .await
         .expect("the terminal's screen");
     serde_json::from_value(shown).expect("lines")
@@ -192,8 +200,16 @@ script = ["echo 'Lint passed'"]
     let browser = Chromium::launch(&programs).await.expect("Chromium starts");
 
     log_in(&browser, &served, "alice", 1).await;
-    let running = job_page_when(&browser, "job 1 runs with Debug", "job.status === 'running' && job.debug").await;
-    assert!(running["log"].as_str().unwrap().contains("Building..."), "{running}");
+    let running = job_page_when(
+        &browser,
+        "job 1 runs with Debug",
+        "job.status === 'running' && job.debug",
+    )
+    .await;
+    assert!(
+        running["log"].as_str().unwrap().contains("Building..."),
+        "{running}"
+    );
     screenshot(&browser, "1-job-page-owner-running-debug").await;
 
     browser
@@ -202,7 +218,10 @@ script = ["echo 'Lint passed'"]
         .unwrap();
     let finished = job_page_when(&browser, "job 2 succeeds", "job.status === 'success'").await;
     assert_eq!(finished["debug"], false, "{finished}");
-    assert!(finished["why"].as_str().unwrap().contains("not running"), "{finished}");
+    assert!(
+        finished["why"].as_str().unwrap().contains("not running"),
+        "{finished}"
+    );
     screenshot(&browser, "2-job-page-owner-finished-no-debug").await;
 
     browser.quit().await;
@@ -236,7 +255,10 @@ script = ["sleep 120"]
     // The switcher shows whom one is: the reporter's own job would not
     // change the answer (AU-2 wants Developer), as Rails' unit tests check.
     let shown = browser
-        .execute("return document.getElementById('user').selectedOptions[0].textContent;", Vec::new())
+        .execute(
+            "return document.getElementById('user').selectedOptions[0].textContent;",
+            Vec::new(),
+        )
         .await
         .unwrap();
     assert_eq!(shown, "carol (reporter)");
@@ -265,17 +287,26 @@ script = ["sleep 120"]
     open_terminal(&browser).await;
     terminal_state_when(&browser, "the terminal connects", "state === 'connected'").await;
     let protocol = browser
-        .execute("const s = window.harnessSocket; return [s.url, s.protocol, s.binaryType];", Vec::new())
+        .execute(
+            "const s = window.harnessSocket; return [s.url, s.protocol, s.binaryType];",
+            Vec::new(),
+        )
         .await
         .unwrap();
     let url = protocol[0].as_str().unwrap();
-    assert!(url.starts_with("wss://") && url.ends_with("/-/jobs/1/terminal.ws"), "{protocol}");
+    assert!(
+        url.starts_with("wss://") && url.ends_with("/-/jobs/1/terminal.ws"),
+        "{protocol}"
+    );
     assert_eq!(protocol[1], "terminal.gitlab.com");
     assert_eq!(protocol[2], "arraybuffer");
 
     type_command(&browser, "echo $((6*7))").await;
     let screen = terminal_shows(&browser, "42").await;
-    assert!(screen.iter().any(|l| l.contains("echo $((6*7))")), "{screen:?}");
+    assert!(
+        screen.iter().any(|l| l.contains("echo $((6*7))")),
+        "{screen:?}"
+    );
     screenshot(&browser, "4-terminal-echo-42").await;
 
     // Everything the page loaded came from the harness itself (no CDN).
@@ -320,7 +351,10 @@ script = ["echo 'Building...'", "sleep 6", "echo 'Build finished'"]
     )
     .await;
     assert_eq!(held["status"], "running", "{held}");
-    assert!(held["log"].as_str().unwrap().contains("Build finished"), "{held}");
+    assert!(
+        held["log"].as_str().unwrap().contains("Build finished"),
+        "{held}"
+    );
     screenshot(&browser, "5-job-page-held-by-terminal").await;
     // Still held a moment later: only the terminal's end lets it finish.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -328,10 +362,19 @@ script = ["echo 'Building...'", "sleep 6", "echo 'Build finished'"]
     assert_eq!(still["status"], "running", "{still}");
 
     browser.switch_to(&terminal_tab).await.unwrap();
-    browser.close_window().await.expect("the terminal's tab closes");
+    browser
+        .close_window()
+        .await
+        .expect("the terminal's tab closes");
     browser.switch_to(&job_tab).await.unwrap();
     let done = job_page_when(&browser, "the job succeeds", "job.status === 'success'").await;
-    assert!(done["log"].as_str().unwrap().contains("Terminal disconnected"), "{done}");
+    assert!(
+        done["log"]
+            .as_str()
+            .unwrap()
+            .contains("Terminal disconnected"),
+        "{done}"
+    );
     screenshot(&browser, "6-job-page-success-after-terminal-closed").await;
 
     browser.quit().await;
@@ -356,13 +399,24 @@ script = ["sleep 6"]
     job_page_when(&browser, "Debug on job 1", "job.debug").await;
     let (job_tab, _) = open_terminal(&browser).await;
     terminal_state_when(&browser, "the terminal connects", "state === 'connected'").await;
-    let closed = terminal_state_when(&browser, "the terminal closes", "state.startsWith('closed')").await;
+    let closed = terminal_state_when(
+        &browser,
+        "the terminal closes",
+        "state.startsWith('closed')",
+    )
+    .await;
     assert_eq!(closed, "closed (1001 build container exited)");
     screenshot(&browser, "7-terminal-closed-build-container-exited").await;
 
     browser.switch_to(&job_tab).await.unwrap();
     let done = job_page_when(&browser, "the job succeeds", "job.status === 'success'").await;
-    assert!(!done["log"].as_str().unwrap().contains("Terminal is connected"), "{done}");
+    assert!(
+        !done["log"]
+            .as_str()
+            .unwrap()
+            .contains("Terminal is connected"),
+        "{done}"
+    );
 
     browser.quit().await;
     served.stop().await;

@@ -95,7 +95,10 @@ pub fn run(args: Args) -> ExitCode {
         }
         println!("GitLab (jobs, Debug, terminals): {}/", served.origin());
         for (name, role) in served.gitlab.users() {
-            println!("  log in as {name} ({role:?}): {}/-/login?user={name}", served.origin());
+            println!(
+                "  log in as {name} ({role:?}): {}/-/login?user={name}",
+                served.origin()
+            );
         }
         println!("Ctrl-C stops it (and the runner, with its terminals).");
         let _ = tokio::signal::ctrl_c().await;

@@ -105,9 +105,12 @@ impl Served {
 
 /// Serves `options`' world and starts (or waits for) its runner.
 pub async fn start(options: &Options) -> anyhow::Result<Served> {
-    let listener = TcpListener::bind(&options.listen)
-        .await
-        .with_context(|| format!("session-harness serve cannot listen on {} (--listen): is the port taken?", options.listen))?;
+    let listener = TcpListener::bind(&options.listen).await.with_context(|| {
+        format!(
+            "session-harness serve cannot listen on {} (--listen): is the port taken?",
+            options.listen
+        )
+    })?;
     let address = listener.local_addr()?;
     let recorder = Recorder::default();
     let gitlab = gitlab_of(&options.scenario, &recorder);

@@ -37,9 +37,7 @@ pub fn page<B>(request: &Request<B>, user: Option<&str>, gitlab: &Gitlab) -> Res
     match segments.as_slice() {
         [""] => file(&assets::JOBS_PAGE),
         ["-", "jobs", id] if id.parse::<u64>().is_ok() => file(&assets::JOB_PAGE),
-        ["-", "jobs", id, "terminal"] if id.parse::<u64>().is_ok() => {
-            file(&assets::TERMINAL_PAGE)
-        }
+        ["-", "jobs", id, "terminal"] if id.parse::<u64>().is_ok() => file(&assets::TERMINAL_PAGE),
         ["-", "assets", ..] => match assets::find(&path["/-/assets/".len()..]) {
             Some(asset) => file(asset),
             None => text(StatusCode::NOT_FOUND, "no such asset"),
@@ -242,6 +240,9 @@ mod tests {
             get("/-/assets/nothing.js", None).status(),
             StatusCode::NOT_FOUND
         );
-        assert_eq!(get("/-/assets/xterm/xterm.js", None).status(), StatusCode::OK);
+        assert_eq!(
+            get("/-/assets/xterm/xterm.js", None).status(),
+            StatusCode::OK
+        );
     }
 }
