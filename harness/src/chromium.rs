@@ -227,6 +227,17 @@ impl Chromium {
         Ok(serde_json::from_value(handle)?)
     }
 
+    /// Opens a new tab (not switched to) and names it.
+    pub async fn new_tab(&self) -> anyhow::Result<String> {
+        let tab = self
+            .command(Method::POST, "/window/new", Some(json!({ "type": "tab" })))
+            .await?;
+        tab["handle"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("chromedriver gave no tab handle: {tab}"))
+    }
+
     pub async fn switch_to(&self, handle: &str) -> anyhow::Result<()> {
         self.command(Method::POST, "/window", Some(json!({ "handle": handle })))
             .await

@@ -421,3 +421,89 @@ script = ["sleep 6"]
     browser.quit().await;
     served.stop().await;
 }
+
+/// `conform --browser chromium`: the scenarios a page can play open their
+/// terminals with Chromium's WebSocket stack, and a conforming runner passes
+/// them (here this project's, in-process, started with the printed config).
+/// SPEC: WH-1, WH-5, LC-2, WS-7
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conform_holds_a_runner_against_chromiums_websocket() {
+    use session_harness::conform::{conform, Progress, Runner, Status};
+    let Some(programs) = programs() else { return };
+    let _one = ONE_AT_A_TIME.lock().await;
+    let played = [
+        "disconnects/browser-closes",
+        "disconnects/shell-exit-then-new-shell",
+    ];
+    let root = session_harness::catalogue::root();
+    let scenarios: Vec<_> = session_harness::catalogue::discover(&root, &[])
+        .expect("the catalogue loads")
+        .into_iter()
+        .filter(|s| played.contains(&s.id.as_str()))
+        .collect();
+    assert_eq!(scenarios.len(), played.len());
+    let options = session_harness::conform::Options {
+        runner: Runner::Running,
+        scenarios,
+        listen: "127.0.0.1:0".into(),
+        session_listen: None,
+        session_advertise: None,
+        config_path: None,
+        // A page acts through WebDriver, tens of milliseconds per action.
+        scale: 0.05,
+        slack: Duration::from_millis(500),
+        wait_runner: Duration::from_secs(30),
+        pings: false,
+        browser: Some(programs),
+    };
+    let home = std::env::temp_dir().join(format!(
+        "session-harness-browser-home-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&home).unwrap();
+    let mut runner = None;
+    let mut start_runner = |progress: Progress<'_>| {
+        if let Progress::Waiting { config, .. } = progress {
+            let config = session_server::config::Config::parse(config).expect("the printed config");
+            let machine = session_server::machine::os::OsMachine {
+                home: Some(home.clone()),
+                ..Default::default()
+            };
+            let parts = session_server::runner::RunnerParts::new(
+                config,
+                session_server::net::TokioNet,
+                std::sync::Arc::new(machine),
+                session_server::rng::Rng::from_os(),
+            );
+            runner = Some(tokio::spawn(session_server::runner::Runner::start(parts)));
+        }
+    };
+    let report = tokio::time::timeout(
+        Duration::from_secs(300),
+        conform(&options, &mut start_runner),
+    )
+    .await
+    .expect("conformance ends")
+    .expect("conformance runs");
+    let runner = runner
+        .expect("conform printed a config")
+        .await
+        .unwrap()
+        .unwrap();
+    runner.stop(session_server::runner::StopMode::Abort).await;
+    let _ = std::fs::remove_dir_all(&home);
+    print!("{}", report.summary());
+    for id in played {
+        let case = report
+            .cases
+            .iter()
+            .find(|c| c.id == id)
+            .expect("the case ran");
+        assert_eq!(case.status, Status::Passed, "{id}: {case:?}");
+        assert!(
+            case.notes.iter().any(|n| n.contains("headless Chromium")),
+            "{id} was not played by Chromium: {:?}",
+            case.notes
+        );
+    }
+}

@@ -102,6 +102,7 @@ async fn conform_impl(runner: Runner, name: &str, scenarios: Vec<Scenario>, ping
         slack: Duration::from_millis(500),
         wait_runner: Duration::from_secs(30),
         pings,
+        browser: None,
     };
     let mut show = |progress: Progress<'_>| {
         if let Progress::Case { case, index, total } = progress {

@@ -78,6 +78,7 @@ fn options(runner: Runner, filter: Option<&str>) -> Options {
         slack: Duration::from_millis(500),
         wait_runner: Duration::from_secs(20),
         pings: false,
+        browser: None,
     }
 }
 

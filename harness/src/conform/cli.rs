@@ -63,6 +63,11 @@ pub struct Args {
     /// runner's first Ping (WS-4): for quick runs.
     #[arg(long)]
     pub no_pings: bool,
+    /// Open terminals with a real browser, for the scenarios whose browser
+    /// steps a page can perform (open through GitLab, type, close): headless
+    /// Chromium's own WebSocket stack, as GitLab's frontend uses it.
+    #[arg(long, value_enum)]
+    pub browser: Option<BrowserKind>,
     /// Print every case and whether it would run or be skipped, and why;
     /// start nothing.
     #[arg(long)]
@@ -73,6 +78,13 @@ pub struct Args {
     /// Also write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+}
+
+/// The real browsers `--browser` can drive.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrowserKind {
+    /// Debian's `chromium` with `chromium-driver`.
+    Chromium,
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {
@@ -185,6 +197,12 @@ fn options(args: &Args) -> anyhow::Result<Options> {
         slack: args.slack.0,
         wait_runner: args.wait_runner.0,
         pings: !args.no_pings,
+        browser: match args.browser {
+            Some(BrowserKind::Chromium) if !args.list => {
+                Some(crate::chromium::Programs::find().map_err(anyhow::Error::msg)?)
+            }
+            _ => None,
+        },
     })
 }
 

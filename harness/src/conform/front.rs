@@ -305,7 +305,14 @@ async fn dispatch(
     bound: &watch::Sender<u64>,
 ) -> Response<Full<Bytes>> {
     let upgrade = ws::is_upgrade(request.headers()).then(|| hyper::upgrade::on(&mut request));
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    // A page's WebSocket cannot send headers: its login is the cookie of
+    // `serve`'s user switcher (`conform --browser chromium` sets it).
+    if let Some(user) = crate::serve::user_of(&parts.headers) {
+        if let Ok(value) = http::HeaderValue::from_str(&user) {
+            parts.headers.insert(workhorse::USER_HEADER, value);
+        }
+    }
     let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
         return answer(StatusCode::BAD_REQUEST, "the request's body did not arrive");
     };

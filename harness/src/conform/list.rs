@@ -67,6 +67,7 @@ mod tests {
             slack: Duration::from_millis(500),
             wait_runner: Duration::from_secs(60),
             pings,
+            browser: None,
         }
     }
 

@@ -27,6 +27,7 @@ mod drive;
 pub mod endpoint;
 pub mod front;
 mod list;
+pub mod page;
 pub mod process;
 pub mod profile;
 pub mod report;
@@ -67,6 +68,9 @@ pub struct Options {
     pub wait_runner: Duration,
     /// Run the endpoint-level `pings` case (it waits up to 30 s).
     pub pings: bool,
+    /// Real Chromium as the browsers of the scenarios a page can play
+    /// (`--browser chromium`, [`page`]); `None`: the harness's socket browsers.
+    pub browser: Option<crate::chromium::Programs>,
 }
 
 /// The runner under test.
@@ -144,6 +148,7 @@ pub async fn conform(
                 suite.scenario(scenario).await;
             }
             suite.endpoint().await;
+            suite.finish().await;
             suite.profile.take()
         }
     };

@@ -38,6 +38,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 pub use cli::{run, Args};
+pub use pages::user_of;
 pub use runner::RunnerChoice;
 
 use crate::conform::front::Gateway;
@@ -195,7 +196,7 @@ async fn dispatch(
     let path = request.uri().path();
     let to_gitlab =
         path.starts_with("/api/v4/") || path.contains(".git/") || path.ends_with("/terminal.ws");
-    let user = pages::user_of(request.headers());
+    let user = user_of(request.headers());
     if !to_gitlab {
         return pages::page(&request, user.as_deref(), &site.gitlab);
     }
