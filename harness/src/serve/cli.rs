@@ -1,5 +1,5 @@
 //! `session-harness serve`'s arguments, and the command itself: serves until
-//! Ctrl-C, then stops the runner (its terminals are closed).
+//! Ctrl-C or SIGTERM, then stops the runner (its terminals are closed).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -101,7 +101,17 @@ pub fn run(args: Args) -> ExitCode {
             );
         }
         println!("Ctrl-C stops it (and the runner, with its terminals).");
-        let _ = tokio::signal::ctrl_c().await;
+        // SIGTERM too: a runner started with --runner-cmd must not outlive `serve`.
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    biased;
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => drop(tokio::signal::ctrl_c().await),
+        }
         served.stop().await;
         ExitCode::SUCCESS
     });

@@ -86,7 +86,7 @@ pub fn config_toml(scenario: &Scenario, coordinator: &str) -> anyhow::Result<Str
         timeout as u64,
         coordinator,
         &session,
-        "session-harness serve",
+        "for `session-harness serve`",
     ))
 }
 
