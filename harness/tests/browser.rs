@@ -202,8 +202,8 @@ script = ["echo 'Lint passed'"]
     log_in(&browser, &served, "alice", 1).await;
     let running = job_page_when(
         &browser,
-        "job 1 runs with Debug",
-        "job.status === 'running' && job.debug",
+        "job 1 runs with Debug, its log shown",
+        "job.status === 'running' && job.debug && job.log.includes('Building...')",
     )
     .await;
     assert!(

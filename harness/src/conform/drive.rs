@@ -76,6 +76,7 @@ pub async fn drive(scenario: &Scenario, stage: &Stage<'_>) -> Result<Vec<Event>,
             start,
             busy: busy.clone(),
             over: over.clone(),
+            shift: Duration::ZERO,
         };
         let task = match &pages {
             Some(pages) => {
@@ -194,22 +195,25 @@ struct Timeline {
     start: Instant,
     busy: Arc<AtomicUsize>,
     over: watch::Receiver<bool>,
+    /// Time spent waiting for a slow shell before typing: it shifts the rest
+    /// of this browser's timeline, so that what it does next keeps its
+    /// distance from the typing.
+    shift: Duration,
 }
 
 impl Timeline {
-    /// Sleeps until each step is due and yields it. Time spent waiting for a
-    /// slow shell before typing shifts the rest of this browser's timeline,
-    /// so that what it does next keeps its distance from the typing.
-    async fn next(&mut self, name: &str, shift: &mut Duration) -> Option<Step> {
+    /// Sleeps until `name`'s next step is due (waiting for its shell before
+    /// typing) and yields it.
+    async fn next(&mut self, name: &str) -> Option<Step> {
         if self.steps.is_empty() {
             return None;
         }
         let step = self.steps.remove(0);
-        tokio::time::sleep_until(self.start + step.at.0 + *shift).await;
+        tokio::time::sleep_until(self.start + step.at.0 + self.shift).await;
         if step.action == "type" {
             let waited = Instant::now();
             shell_started(name, &self.recorder).await;
-            *shift += waited.elapsed();
+            self.shift += waited.elapsed();
         }
         Some(step)
     }
@@ -217,6 +221,7 @@ impl Timeline {
     /// After the last step: until `closed` (the connection ended) or the run is over.
     async fn finish(mut self, closed: impl std::future::Future<Output = ()>) {
         tokio::select! {
+            biased;
             _ = closed => {}
             _ = self.over.wait_for(|o| *o) => {}
         }
@@ -226,8 +231,7 @@ impl Timeline {
 
 /// A socket browser's timeline, then waiting for its connection to end (or the run).
 async fn browse(mut browser: Browser<TokioNet>, mut timeline: Timeline) {
-    let mut shift = Duration::ZERO;
-    while let Some(step) = timeline.next(&browser.name.clone(), &mut shift).await {
+    while let Some(step) = timeline.next(&browser.name.clone()).await {
         world::act(&mut browser, &step, &timeline.entry).await;
     }
     timeline.finish(browser.closed()).await;
@@ -235,8 +239,7 @@ async fn browse(mut browser: Browser<TokioNet>, mut timeline: Timeline) {
 
 /// The same with a page of real Chromium.
 async fn browse_page(mut browser: PageBrowser, mut timeline: Timeline) {
-    let mut shift = Duration::ZERO;
-    while let Some(step) = timeline.next(&browser.name.clone(), &mut shift).await {
+    while let Some(step) = timeline.next(&browser.name.clone()).await {
         match step.action.as_str() {
             "open" => {
                 let job = step.job.expect("checked by the loader");
