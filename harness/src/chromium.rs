@@ -73,9 +73,20 @@ fn on_path(program: &str) -> Option<PathBuf> {
 /// One headless Chromium with its chromedriver; both end when it is dropped
 /// (better: [`Chromium::quit`]).
 pub struct Chromium {
+    /// The driver's process group, Chromium's too.
+    group: Option<libc::pid_t>,
     driver: Child,
     port: u16,
     session: String,
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        if let Some(group) = self.group.take() {
+            // SAFETY: kill has no memory preconditions; the group is our child's.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+        }
+    }
 }
 
 /// An element of the current page.
@@ -90,13 +101,18 @@ impl Chromium {
             .port();
         let driver = Command::new(&programs.chromedriver)
             .arg(format!("--port={port}"))
+            // Chromium joins the driver's own group: a drop (a failed test)
+            // ends them all, not only the driver.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {}", programs.chromedriver.display()))?;
+        let group = driver.id().and_then(|id| libc::pid_t::try_from(id).ok());
         let mut chromium = Chromium {
+            group,
             driver,
             port,
             session: String::new(),
@@ -137,8 +153,13 @@ impl Chromium {
         Ok(chromium)
     }
 
-    /// Ends the browser and its driver.
+    /// Ends the browser and its driver. (Dropped without it, only the driver
+    /// is killed, and Chromium may outlive it.)
     pub async fn quit(mut self) {
+        self.end().await;
+    }
+
+    pub(crate) async fn end(&mut self) {
         let _ = self.command(Method::DELETE, "", None).await;
         let _ = self.driver.kill().await;
     }

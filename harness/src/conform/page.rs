@@ -126,10 +126,9 @@ impl Pages {
         chromium.execute(script, args).await
     }
 
-    pub async fn quit(self: Arc<Self>) {
-        if let Ok(pages) = Arc::try_unwrap(self) {
-            pages.chromium.into_inner().quit().await;
-        }
+    /// Ends Chromium, even while an aborted browser task still holds these pages.
+    pub async fn quit(&self) {
+        self.chromium.lock().await.end().await;
     }
 }
 
