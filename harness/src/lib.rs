@@ -14,6 +14,9 @@
 //! - [`conform`]: a real runner held to the contract over real sockets.
 //! - [`merge`]: the JSON reports of a run's shards as one report (`report merge`).
 //! - [`shard`]: `--shard K/N` (or GitLab CI's `CI_NODE_*`): one part of a run.
+//! - [`serve`]: the world's GitLab on a real port with its pages (job list,
+//!   job page, Debug button, xterm.js terminal) for a real browser;
+//!   [`chromium`] drives headless Chromium through WebDriver.
 //! - [`spec`], [`coverage`]: the rules of the repository's `SPEC.md` (read at
 //!   build time), and what checks each of them.
 //!
@@ -21,6 +24,7 @@
 //! as it would drive a third party's runner.
 
 pub mod catalogue;
+pub mod chromium;
 pub mod conform;
 pub mod coverage;
 pub mod expect;
@@ -30,6 +34,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod shard;
+pub mod serve;
 pub mod spec;
 pub mod trace;
 pub mod world;

@@ -1,5 +1,6 @@
-//! `session-harness`: run the scenario catalogue, list it, fuzz, conform, and
-//! show what checks each rule of SPEC.md (`coverage`).
+//! `session-harness`: run the scenario catalogue, list it, fuzz, conform,
+//! serve GitLab's pages for a real browser, and show what checks each rule of
+//! SPEC.md (`coverage`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -91,6 +92,9 @@ enum Command {
     /// Validate a runner over real sockets: the harness plays GitLab (coordinator,
     /// Rails, Workhorse) and browsers; the runner under test polls it.
     Conform(Box<session_harness::conform::Args>),
+    /// Serve the world's GitLab on a real port with its pages (job list, job
+    /// page with the Debug button, terminal page) for a real browser.
+    Serve(Box<session_harness::serve::Args>),
     /// For each rule of SPEC.md, the scenarios, endpoint cases, fuzz invariants
     /// and tests that check it. Exit code 1 if a rule is unchecked.
     Coverage {
@@ -158,6 +162,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Conform(args) = &cli.command {
         return session_harness::conform::run(args.as_ref().clone());
+    }
+    if let Command::Serve(args) = &cli.command {
+        return session_harness::serve::run(args.as_ref().clone());
     }
     let root = catalogue::root();
     if let Command::Coverage { spec } = &cli.command {
@@ -243,6 +250,7 @@ fn main() -> ExitCode {
         | Command::Replay { .. }
         | Command::Conform(_)
         | Command::Report { .. }
+        | Command::Serve(_)
         | Command::Coverage { .. } => {
             unreachable!("handled above")
         }
@@ -292,6 +300,7 @@ fn main() -> ExitCode {
         | Command::Replay { .. }
         | Command::Conform(_)
         | Command::Report { .. }
+        | Command::Serve(_)
         | Command::Coverage { .. } => {
             unreachable!("handled above")
         }

@@ -104,6 +104,7 @@ async fn conform_impl(runner: Runner, name: &str, scenarios: Vec<Scenario>, ping
         pings,
         endpoint: true,
         job_image: None,
+        browser: None,
     };
     let mut show = |progress: Progress<'_>| {
         if let Progress::Case { case, index, total } = progress {
@@ -284,6 +285,7 @@ async fn the_docker_scenarios_give_the_simulations_verdicts_on_a_real_engine() {
         pings: false,
         endpoint: true,
         job_image: Some(DOCKER_TEST_IMAGE.into()),
+        browser: None,
     };
     let mut show = |progress: Progress<'_>| {
         if let Progress::Case { case, index, total } = progress {

@@ -68,6 +68,11 @@ pub struct Args {
     /// runner's Docker Engine must have; without it those scenarios are skipped.
     #[arg(long)]
     pub job_image: Option<String>,
+    /// Open terminals with a real browser, for the scenarios whose browser
+    /// steps a page can perform (open through GitLab, type, close): headless
+    /// Chromium's own WebSocket stack, as GitLab's frontend uses it.
+    #[arg(long, value_enum)]
+    pub browser: Option<BrowserKind>,
     /// Print every case and whether it would run or be skipped, and why;
     /// start nothing.
     #[arg(long)]
@@ -83,6 +88,13 @@ pub struct Args {
     /// GitLab CI's CI_NODE_INDEX/CI_NODE_TOTAL if set, else all.
     #[arg(long, value_parser = Shard::parse)]
     pub shard: Option<Shard>,
+}
+
+/// The real browsers `--browser` can drive.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrowserKind {
+    /// Debian's `chromium` with `chromium-driver`.
+    Chromium,
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {
@@ -201,6 +213,12 @@ fn options(args: &Args) -> anyhow::Result<Options> {
         pings: !args.no_pings,
         endpoint,
         job_image: args.job_image.clone(),
+        browser: match args.browser {
+            Some(BrowserKind::Chromium) if !args.list => {
+                Some(crate::chromium::Programs::find().map_err(anyhow::Error::msg)?)
+            }
+            _ => None,
+        },
     })
 }
 

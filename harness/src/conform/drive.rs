@@ -13,6 +13,7 @@ use session_server::net::TokioNet;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::page::{self, PageBrowser, Pages};
 use super::process::{RunnerProcess, Signal};
 use crate::scenario::{browser_names, Scenario, Step};
 use crate::trace::{Event, Recorder, What};
@@ -41,6 +42,9 @@ pub struct Stage<'a> {
     pub hint: &'a str,
     /// How long to keep watching after everything settled.
     pub settle: Duration,
+    /// Real Chromium (`--browser chromium`): the scenario's browsers are its
+    /// pages when a page can play them ([`page::can_play`]).
+    pub pages: Option<Arc<Pages>>,
 }
 
 /// Runs `scenario` (already in real time); the events it observed, with times
@@ -52,6 +56,7 @@ pub async fn drive(scenario: &Scenario, stage: &Stage<'_>) -> Result<Vec<Event>,
     let (over_tx, over) = watch::channel(false);
     let busy = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
+    let pages = stage.pages.clone().filter(|_| page::can_play(scenario));
     for name in browser_names(scenario) {
         let user = match scenario.browsers.get(&name) {
             Some(b) => b.user.clone(),
@@ -63,23 +68,33 @@ pub async fn drive(scenario: &Scenario, stage: &Stage<'_>) -> Result<Vec<Event>,
             .filter(|s| s.browser.as_deref() == Some(&name))
             .cloned()
             .collect();
-        let browser = Browser::new(
-            &name,
-            user,
-            TokioNet,
-            stage.gitlab.clone(),
-            stage.recorder.clone(),
-        );
         busy.fetch_add(1, Ordering::SeqCst);
-        tasks.push(tokio::spawn(browse(
-            browser,
-            stage.recorder.clone(),
+        let timeline = Timeline {
+            recorder: stage.recorder.clone(),
             steps,
-            stage.entry.clone(),
+            entry: stage.entry.clone(),
             start,
-            busy.clone(),
-            over.clone(),
-        )));
+            busy: busy.clone(),
+            over: over.clone(),
+            shift: Duration::ZERO,
+        };
+        let task = match &pages {
+            Some(pages) => {
+                let browser = PageBrowser::new(&name, user, pages.clone(), stage.recorder.clone());
+                tokio::spawn(browse_page(browser, timeline))
+            }
+            None => {
+                let browser = Browser::new(
+                    &name,
+                    user,
+                    TokioNet,
+                    stage.gitlab.clone(),
+                    stage.recorder.clone(),
+                );
+                tokio::spawn(browse(browser, timeline))
+            }
+        };
+        tasks.push(task);
     }
 
     let last_step = scenario.last_step();
@@ -172,39 +187,81 @@ fn zero_ms(zero: Duration) -> u64 {
     u64::try_from(zero.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A browser's timeline, then waiting for its connection to end (or the run).
-async fn browse(
-    mut browser: Browser<TokioNet>,
+/// One browser's steps and what paces them.
+struct Timeline {
     recorder: Recorder,
     steps: Vec<Step>,
     entry: String,
     start: Instant,
     busy: Arc<AtomicUsize>,
-    mut over: watch::Receiver<bool>,
-) {
-    // Time spent waiting for a slow shell shifts the rest of this browser's
-    // timeline, so that what it does next keeps its distance from the typing.
-    let mut shift = Duration::ZERO;
-    for step in steps {
-        tokio::time::sleep_until(start + step.at.0 + shift).await;
+    over: watch::Receiver<bool>,
+    /// Time spent waiting for a slow shell before typing: it shifts the rest
+    /// of this browser's timeline, so that what it does next keeps its
+    /// distance from the typing.
+    shift: Duration,
+}
+
+impl Timeline {
+    /// Sleeps until `name`'s next step is due (waiting for its shell before
+    /// typing) and yields it.
+    async fn next(&mut self, name: &str) -> Option<Step> {
+        if self.steps.is_empty() {
+            return None;
+        }
+        let step = self.steps.remove(0);
+        tokio::time::sleep_until(self.start + step.at.0 + self.shift).await;
         if step.action == "type" {
             let waited = Instant::now();
-            shell_started(&browser, &recorder).await;
-            shift += waited.elapsed();
+            shell_started(name, &self.recorder).await;
+            self.shift += waited.elapsed();
         }
-        world::act(&mut browser, &step, &entry).await;
+        Some(step)
     }
-    tokio::select! {
-        _ = browser.closed() => {}
-        _ = over.wait_for(|o| *o) => {}
+
+    /// After the last step: until `closed` (the connection ended) or the run is over.
+    async fn finish(mut self, closed: impl std::future::Future<Output = ()>) {
+        tokio::select! {
+            biased;
+            _ = closed => {}
+            _ = self.over.wait_for(|o| *o) => {}
+        }
+        self.busy.fetch_sub(1, Ordering::SeqCst);
     }
-    busy.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// A socket browser's timeline, then waiting for its connection to end (or the run).
+async fn browse(mut browser: Browser<TokioNet>, mut timeline: Timeline) {
+    while let Some(step) = timeline.next(&browser.name.clone()).await {
+        world::act(&mut browser, &step, &timeline.entry).await;
+    }
+    timeline.finish(browser.closed()).await;
+}
+
+/// The same with a page of real Chromium.
+async fn browse_page(mut browser: PageBrowser, mut timeline: Timeline) {
+    while let Some(step) = timeline.next(&browser.name.clone()).await {
+        match step.action.as_str() {
+            "open" => {
+                let job = step.job.expect("checked by the loader");
+                browser.open(job, &timeline.entry).await;
+            }
+            "type" => {
+                let text = step.text.as_deref().unwrap_or_default();
+                browser
+                    .type_text(&text.repeat(step.repeat.unwrap_or(1)))
+                    .await;
+            }
+            "close" => browser.close().await,
+            other => unreachable!("page::can_play refuses browser action {other}"),
+        }
+    }
+    timeline.finish(browser.closed()).await;
 }
 
 /// Waits, at most [`FIRST_OUTPUT`], until the browser's open terminal has
 /// shown output; says so in the record when it never did.
-async fn shell_started(browser: &Browser<TokioNet>, recorder: &Recorder) {
-    let name = browser.name.clone();
+async fn shell_started(name: &str, recorder: &Recorder) {
+    let name = name.to_string();
     let state = || {
         let events = recorder.events();
         let opened = events.iter().rposition(

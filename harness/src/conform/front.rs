@@ -86,8 +86,8 @@ struct Route {
     gitlab: Gitlab,
     /// The scenario's jobs: a job request is held while none of them is queued.
     jobs: Vec<u64>,
-    /// The pipe into this GitLab's `workhorse::serve`; it ends with the route.
-    to: mpsc::UnboundedSender<Handoff>,
+    /// The way into this GitLab's `workhorse::serve`; it ends with the route.
+    gateway: Gateway,
 }
 
 impl Route {
@@ -198,21 +198,68 @@ fn idle_gitlab() -> Gitlab {
 
 /// A route to a fresh `workhorse::serve` of `gitlab`; it ends when the route is dropped.
 fn route(generation: u64, gitlab: Gitlab, jobs: Vec<u64>, recorder: Recorder) -> Arc<Route> {
-    let (to, from) = mpsc::unbounded_channel();
-    let listener = Handed(tokio::sync::Mutex::new(from));
-    tokio::spawn(workhorse::serve(
-        listener,
-        PipeNet,
-        gitlab.clone(),
-        recorder,
-    ));
     Arc::new(Route {
         generation,
         served: Instant::now(),
+        gateway: Gateway::spawn(gitlab.clone(), recorder),
         gitlab,
         jobs,
-        to,
     })
+}
+
+/// The way into one GitLab (coordinator API, Rails, Workhorse) served by
+/// `workhorse::serve` over in-process pipes, with Workhorse dialling runners
+/// over real sockets. That GitLab stops when its gateway is dropped.
+pub struct Gateway {
+    to: mpsc::UnboundedSender<Handoff>,
+}
+
+impl Gateway {
+    pub fn spawn(gitlab: Gitlab, recorder: Recorder) -> Gateway {
+        let (to, from) = mpsc::unbounded_channel();
+        let listener = Handed(tokio::sync::Mutex::new(from));
+        tokio::spawn(workhorse::serve(listener, PipeNet, gitlab, recorder));
+        Gateway { to }
+    }
+
+    /// Sends `request` through a fresh pipe to the GitLab; an upgrade
+    /// (`upgrade`: the client's side of it) is then spliced between the
+    /// client and the GitLab.
+    pub async fn forward(
+        &self,
+        request: Request<Full<Bytes>>,
+        peer: SocketAddr,
+        upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Result<Response<Full<Bytes>>, String> {
+        let (near, far) = tokio::io::duplex(64 * 1024);
+        self.to
+            .send((Piped::Front(far), peer))
+            .map_err(|_| "the scenario this request belonged to is over".to_string())?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(near))
+            .await
+            .map_err(|e| format!("the harness's GitLab: {e}"))?;
+        tokio::spawn(connection.with_upgrades());
+        let mut response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("the harness's GitLab: {e}"))?;
+        if let (StatusCode::SWITCHING_PROTOCOLS, Some(client)) = (response.status(), upgrade) {
+            let gitlab = hyper::upgrade::on(&mut response);
+            tokio::spawn(async move {
+                if let (Ok(client), Ok(gitlab)) = tokio::join!(client, gitlab) {
+                    let (mut client, mut gitlab) = (TokioIo::new(client), TokioIo::new(gitlab));
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut gitlab).await;
+                }
+            });
+        }
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .map_err(|e| format!("the harness's GitLab's answer: {e}"))?;
+        Ok(Response::from_parts(parts, Full::new(body)))
+    }
 }
 
 /// Serves one connection until it ends, or until the route its last request
@@ -258,7 +305,14 @@ async fn dispatch(
     bound: &watch::Sender<u64>,
 ) -> Response<Full<Bytes>> {
     let upgrade = ws::is_upgrade(request.headers()).then(|| hyper::upgrade::on(&mut request));
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    // A page's WebSocket cannot send headers: its login is the cookie of
+    // `serve`'s user switcher (`conform --browser chromium` sets it).
+    if let Some(user) = crate::serve::user_of(&parts.headers) {
+        if let Ok(value) = http::HeaderValue::from_str(&user) {
+            parts.headers.insert(workhorse::USER_HEADER, value);
+        }
+    }
     let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
         return answer(StatusCode::BAD_REQUEST, "the request's body did not arrive");
     };
@@ -285,7 +339,7 @@ async fn dispatch(
     };
     bound.send_replace(route.generation);
     let request = Request::from_parts(parts, Full::new(body.clone()));
-    let response = match forward(request, peer, &route, upgrade).await {
+    let response = match route.gateway.forward(request, peer, upgrade).await {
         Ok(response) => response,
         Err(why) => return answer(StatusCode::BAD_GATEWAY, &why),
     };
@@ -308,45 +362,6 @@ async fn held(shared: &Shared) -> Option<Arc<Route>> {
         }
         tokio::time::sleep(LOOK).await;
     }
-}
-
-/// Sends `request` through a fresh pipe to `route`'s GitLab; an upgrade is
-/// then spliced between the client and the GitLab.
-async fn forward(
-    request: Request<Full<Bytes>>,
-    peer: SocketAddr,
-    route: &Route,
-    upgrade: Option<hyper::upgrade::OnUpgrade>,
-) -> Result<Response<Full<Bytes>>, String> {
-    let (near, far) = tokio::io::duplex(64 * 1024);
-    route
-        .to
-        .send((Piped::Front(far), peer))
-        .map_err(|_| "the scenario this request belonged to is over".to_string())?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(near))
-        .await
-        .map_err(|e| format!("the harness's GitLab: {e}"))?;
-    tokio::spawn(connection.with_upgrades());
-    let mut response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("the harness's GitLab: {e}"))?;
-    if let (StatusCode::SWITCHING_PROTOCOLS, Some(client)) = (response.status(), upgrade) {
-        let gitlab = hyper::upgrade::on(&mut response);
-        tokio::spawn(async move {
-            if let (Ok(client), Ok(gitlab)) = tokio::join!(client, gitlab) {
-                let (mut client, mut gitlab) = (TokioIo::new(client), TokioIo::new(gitlab));
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut gitlab).await;
-            }
-        });
-    }
-    let (parts, body) = response.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .map_err(|e| format!("the harness's GitLab's answer: {e}"))?;
-    Ok(Response::from_parts(parts, Full::new(body)))
 }
 
 fn answer(status: StatusCode, why: &str) -> Response<Full<Bytes>> {

@@ -71,6 +71,7 @@ mod tests {
             pings,
             endpoint: true,
             job_image: None,
+            browser: None,
         }
     }
 

@@ -27,6 +27,7 @@ mod drive;
 pub mod endpoint;
 pub mod front;
 mod list;
+pub mod page;
 pub mod process;
 pub mod profile;
 pub mod report;
@@ -72,6 +73,9 @@ pub struct Options {
     /// Docker scenarios: the image their jobs run in, which the runner's
     /// Docker Engine has; `None`: they are skipped.
     pub job_image: Option<String>,
+    /// Real Chromium as the browsers of the scenarios a page can play
+    /// (`--browser chromium`, [`page`]); `None`: the harness's socket browsers.
+    pub browser: Option<crate::chromium::Programs>,
 }
 
 /// The runner under test.
@@ -153,6 +157,8 @@ pub async fn conform(
             if options.endpoint {
                 suite.endpoint().await;
             }
+            suite.endpoint().await;
+            suite.finish().await;
             suite.profile.take()
         }
     };

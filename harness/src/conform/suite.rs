@@ -3,6 +3,7 @@
 //! endpoint-level cases on a session of a job of their own.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::cause;
@@ -10,12 +11,15 @@ use super::config::{self, SessionAddress};
 use super::drive::{drive, Stage};
 use super::endpoint;
 use super::front::{Front, Holding};
+use super::page::{self, Pages};
 use super::process::{RunnerProcess, STOP_GRACE};
 use super::profile::Profile;
 use super::report::{CaseReport, OUTPUT_LINES};
 use super::scale::{scale, Scaled};
 use super::skip;
 use super::{Options, Progress, Runner, Sink};
+use anyhow::Context as _;
+
 use crate::expect::{self, Failure, Judging, Strictness, Verdict};
 use crate::scenario::{load_str, RunnerSpec, Scenario};
 use crate::trace::Recorder;
@@ -49,6 +53,8 @@ pub(super) struct Suite<'a, 'p> {
     unresponsive: Option<String>,
     /// What the runner said about itself in its first job request.
     pub profile: Option<Profile>,
+    /// Real Chromium, with `--browser chromium`.
+    pages: Option<Arc<Pages>>,
 }
 
 impl<'a, 'p> Suite<'a, 'p> {
@@ -58,6 +64,14 @@ impl<'a, 'p> Suite<'a, 'p> {
             _ => Holding::Never,
         };
         let front = Front::bind(&options.listen, holding).await?;
+        let pages = match &options.browser {
+            Some(programs) => Some(Pages::new(
+                crate::chromium::Chromium::launch(programs)
+                    .await
+                    .context("starting headless Chromium (--browser chromium)")?,
+            )),
+            None => None,
+        };
         let config = ConfigFile::new(options.config_path.clone());
         let mut suite = Suite {
             options,
@@ -67,6 +81,7 @@ impl<'a, 'p> Suite<'a, 'p> {
             attached: None,
             unresponsive: None,
             profile: None,
+            pages,
         };
         if let Runner::Running = options.runner {
             let timeout = suite.default_timeout();
@@ -224,6 +239,22 @@ impl<'a, 'p> Suite<'a, 'p> {
         );
         self.front
             .serve(gitlab.clone(), job_ids(&scaled.scenario), recorder.clone());
+        let in_chromium = self.pages.is_some() && page::can_play(&scaled.scenario);
+        if let Some(pages) = self.pages.as_ref().filter(|_| in_chromium) {
+            if let Err(e) = pages.prepare(&scaled.scenario, &self.front.entry()).await {
+                self.front.idle();
+                let error = Some(format!("headless Chromium could not open its pages: {e:#}"));
+                let verdict = Verdict::default();
+                return CaseReport::judged(
+                    &s.id,
+                    &s.title,
+                    &s.spec,
+                    verdict,
+                    error,
+                    started.elapsed(),
+                );
+            }
+        }
         let about = format!("scenario {} ({})", s.id, scaled.describe());
         let (runner, config) =
             match self.start_runner(&scaled.scenario.runner, scaled.session_timeout, &about) {
@@ -251,6 +282,7 @@ impl<'a, 'p> Suite<'a, 'p> {
             hint: &hint,
             // The simulation watches 2 s more (scaled); real latencies want a floor.
             settle: SETTLE.max(Duration::from_secs_f64(2.0 * scaled.factor)),
+            pages: self.pages.clone(),
         };
         let observed = drive(&scaled.scenario, &stage).await;
         let waited = self.front.waited();
@@ -290,6 +322,10 @@ impl<'a, 'p> Suite<'a, 'p> {
             CaseReport::judged(&s.id, &s.title, &s.spec, verdict, error, started.elapsed());
         case.waited = waited;
         case.notes.push(scaled.describe());
+        if in_chromium {
+            case.notes
+                .push("its browsers were pages of headless Chromium".to_string());
+        }
         if case.failed() {
             // A case that could not run has its reason as its cause.
             case.cause = cause::of_scenario(
@@ -377,6 +413,13 @@ impl<'a, 'p> Suite<'a, 'p> {
             case.notes.extend(config.lines().map(|l| format!("  {l}")));
         }
         case.runner_output = runner.map(|r| r.output_tail(OUTPUT_LINES));
+    }
+
+    /// Ends what the run started for all its cases (Chromium).
+    pub async fn finish(&mut self) {
+        if let Some(pages) = self.pages.take() {
+            pages.quit().await;
+        }
     }
 
     /// The endpoint-level cases, on a session of a job of their own.

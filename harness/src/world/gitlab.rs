@@ -100,6 +100,18 @@ pub struct Gitlab {
     pub max_session_time: Option<Duration>,
 }
 
+/// A job as GitLab's pages show it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct JobView {
+    pub id: u64,
+    pub owner: String,
+    pub project: String,
+    /// GitLab's word for it: `pending`, `running`, `success`, `failed`, `canceled`.
+    pub status: String,
+    /// The runner offered a session with it (JOB-1).
+    pub has_session: bool,
+}
+
 /// What Rails hands Workhorse for a terminal (WH-2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TerminalSpec {
@@ -239,6 +251,41 @@ impl Gitlab {
             }
             notified.await;
         }
+    }
+
+    /// Every job, in id order, as a job list shows it.
+    pub fn jobs(&self) -> Vec<JobView> {
+        let state = self.state.lock().expect("gitlab lock");
+        state
+            .jobs
+            .values()
+            .map(|j| JobView {
+                id: j.def.id,
+                owner: j.def.owner.clone(),
+                project: j.def.project.clone(),
+                status: j.status.header(j.canceled).to_string(),
+                has_session: j.session.is_some(),
+            })
+            .collect()
+    }
+
+    /// The job's log as the runner has sent it so far.
+    pub fn log(&self, id: u64) -> Option<Vec<u8>> {
+        Some(
+            self.state
+                .lock()
+                .expect("gitlab lock")
+                .jobs
+                .get(&id)?
+                .trace
+                .clone(),
+        )
+    }
+
+    /// The users and their roles, by name.
+    pub fn users(&self) -> Vec<(String, Role)> {
+        let state = self.state.lock().expect("gitlab lock");
+        state.users.iter().map(|(n, r)| (n.clone(), *r)).collect()
     }
 
     /// Rails: may `user` open job `id`'s terminal? (AU-1, AU-2)

@@ -11,7 +11,7 @@ pub mod gitlab;
 pub mod machine;
 mod middlebox;
 pub mod session_probe;
-mod tls;
+pub(crate) mod tls;
 pub mod workhorse;
 pub mod ws;
 
