@@ -157,7 +157,6 @@ pub async fn conform(
             if options.endpoint {
                 suite.endpoint().await;
             }
-            suite.endpoint().await;
             suite.finish().await;
             suite.profile.take()
         }
