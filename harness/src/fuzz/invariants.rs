@@ -18,8 +18,9 @@ use crate::world::Run;
 
 /// Reporting, closing and latency take a few seconds beyond the exact bound.
 const SLACK: Duration = Duration::from_secs(10);
-/// The runner's read deadline (WS-4, project-defined): a silent link is dropped by then.
-const READ_DEADLINE: Duration = Duration::from_secs(61);
+/// Two observations this close may be in either order at the runner: a frame's
+/// latency plus the simulation's tick.
+const SAME_MOMENT: u64 = 1_500;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Violation {
@@ -175,80 +176,116 @@ fn at(ms: u64) -> String {
 }
 
 /// EX-4: the runner never holds two terminals of one session. A runner-side
-/// connection is a browser's direct 101 or Workhorse's link; it ends when its
-/// end is observed (or, behind a GitLab-runner partition, at the latest by the
-/// runner's read deadline).
+/// connection is a browser's direct 101 or Workhorse's link. The harness sees
+/// both ends later than the runner does, so a second terminal is a violation
+/// only when it began clearly before the runner can have ended the first:
+/// before the first's observed end less the latency (`SAME_MOMENT`), or, for
+/// Workhorse's link, before a GitLab-runner partition or hold began (behind
+/// one, the runner's close reaches Workhorse late or never).
+/// Trace facts: Open/Answer(101) of direct browsers, RunnerLink connected and
+/// its ends, Closed, Injected drops and crashes, and the scenario's partition
+/// and hold steps.
 fn single_terminal(events: &[Event], scenario: &Scenario, found: &mut Vec<Violation>) {
-    let cut_off: Vec<u64> = scenario
+    let cut: Vec<u64> = scenario
         .steps
         .iter()
-        .filter(|s| s.action == "partition" && involves_link(s))
-        .map(|s| u64::try_from(s.at.0.as_millis()).unwrap_or(u64::MAX))
+        .filter(|s| matches!(s.action.as_str(), "partition" | "hold") && involves_link(s))
+        .map(|s| millis(s.at.0))
         .collect();
-    // (job, who, opened at)
-    let mut open: Vec<(u64, String, u64)> = Vec::new();
+    let mut terminals: Vec<Terminal> = Vec::new();
     let mut direct_job: std::collections::BTreeMap<String, u64> = Default::default();
+    let end = |terminals: &mut Vec<Terminal>, at: u64, ended: &dyn Fn(&Terminal) -> bool| {
+        for t in terminals.iter_mut().filter(|t| t.until.is_none()) {
+            if ended(t) {
+                t.until = Some(at);
+            }
+        }
+    };
     for e in events {
-        // Links cut by a partition are gone by the read deadline.
-        open.retain(|(_, _, since)| {
-            !cut_off
-                .iter()
-                .any(|c| *c >= *since && e.at_ms > c + READ_DEADLINE.as_millis() as u64)
-        });
-        let started = match &e.what {
+        match &e.what {
             What::Open {
                 browser, target, ..
-            } => {
-                if let Some(job) = direct_target(target) {
-                    direct_job.insert(browser.clone(), job);
-                } else {
-                    direct_job.remove(browser);
-                }
-                None
-            }
+            } => match direct_target(target) {
+                Some(job) => drop(direct_job.insert(browser.clone(), job)),
+                None => drop(direct_job.remove(browser)),
+            },
             What::Answer {
                 browser,
                 status: 101,
                 ..
-            } => direct_job.get(browser).map(|job| (*job, browser.clone())),
+            } => {
+                if let Some(job) = direct_job.get(browser) {
+                    terminals.push(Terminal::new(*job, browser, e.at_ms));
+                }
+            }
             What::RunnerLink { job, event } if event == "connected" => {
-                Some((*job, "workhorse".to_string()))
+                terminals.push(Terminal::new(*job, "workhorse", e.at_ms));
             }
             What::RunnerLink { job, event } if ends_link(event) => {
-                if let Some(i) = open
-                    .iter()
-                    .position(|(j, who, _)| j == job && who == "workhorse")
-                {
-                    open.remove(i);
-                }
-                None
+                end(&mut terminals, e.at_ms, &|t| {
+                    t.job == *job && t.who == "workhorse"
+                });
             }
-            What::Closed { browser, .. } => {
-                open.retain(|(_, who, _)| who != browser);
-                None
-            }
+            What::Closed { browser, .. } => end(&mut terminals, e.at_ms, &|t| t.who == *browser),
             What::Injected { description } if description.starts_with("drops its connection") => {
-                open.retain(|(_, who, _)| *who != e.actor);
-                None
+                end(&mut terminals, e.at_ms, &|t| t.who == e.actor);
             }
             What::Injected { description } if description.starts_with("host runner") => {
-                open.clear();
-                None
+                end(&mut terminals, e.at_ms, &|_| true);
             }
-            _ => None,
-        };
-        if let Some((job, who)) = started {
-            if let Some((_, other, since)) = open.iter().find(|(j, _, _)| *j == job) {
-                violation(
-                    found,
-                    "single-terminal",
-                    "EX-4",
-                    format!("job {job}: a second terminal ({who}) at {} while {other}'s, open since {}, was still open", at(e.at_ms), at(*since)),
-                );
-            }
-            open.push((job, who, e.at_ms));
+            _ => {}
         }
     }
+    for (i, second) in terminals.iter().enumerate() {
+        let overlapped = terminals[..i].iter().find(|first| {
+            let mut ended = first.until.unwrap_or(u64::MAX);
+            if first.who == "workhorse" {
+                // The runner may have closed it as soon as the link was cut.
+                if let Some(c) = cut.iter().find(|c| **c >= first.since && **c < ended) {
+                    ended = *c;
+                }
+            }
+            first.job == second.job && second.since + SAME_MOMENT < ended
+        });
+        if let Some(first) = overlapped {
+            violation(
+                found,
+                "single-terminal",
+                "EX-4",
+                format!(
+                    "job {}: a second terminal ({}) at {} while {}'s, open since {}, was still open",
+                    second.job,
+                    second.who,
+                    at(second.since),
+                    first.who,
+                    at(first.since)
+                ),
+            );
+        }
+    }
+}
+
+/// A runner-side terminal connection as the harness observed it.
+struct Terminal {
+    job: u64,
+    who: String,
+    since: u64,
+    until: Option<u64>,
+}
+
+impl Terminal {
+    fn new(job: u64, who: &str, since: u64) -> Self {
+        Terminal {
+            job,
+            who: who.to_string(),
+            since,
+            until: None,
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn involves_link(step: &Step) -> bool {
@@ -352,45 +389,56 @@ fn may_open(scenario: &Scenario, browser: &str, step: &Step) -> bool {
 }
 
 /// EX-1: a refused request spawns nothing. Every terminal the machine opened
-/// belongs to a connection the runner upgraded.
+/// belongs to a request the runner may have upgraded: a direct open or a
+/// Workhorse dial (after Rails allowed it) that the harness did not see
+/// refused. Not "seen upgraded": behind a GitLab-runner partition or a held
+/// link the runner upgrades and relays a connection whose 101 never reaches
+/// Workhorse, and that is no refused request.
+/// Trace facts: direct Open and its Answer status, Authorize allowed,
+/// RunnerLink "runner answered <status>"; the machine's count of terminals.
 fn no_shell_for_refused_requests(run: &Run, found: &mut Vec<Violation>) {
     let opened = run.terminals.opened();
-    let upgrades = upgrades(&run.events);
-    if opened > upgrades {
+    let (possible, refused) = possible_upgrades(&run.events);
+    if opened > possible {
         violation(
             found,
             "no-shell-for-refused-requests",
             "EX-1",
-            format!("the machine opened {opened} terminals for {upgrades} upgraded connections"),
+            format!(
+                "the machine opened {opened} terminal(s) for {possible} request(s) that may have been upgraded ({refused} seen refused): a refused request started a shell"
+            ),
         );
     }
 }
 
-/// Connections the runner upgraded: direct 101s and Workhorse's links.
-fn upgrades(events: &[Event]) -> usize {
+/// Requests that reached the runner and were not seen refused (direct opens
+/// and Workhorse's dials), and those seen refused.
+fn possible_upgrades(events: &[Event]) -> (usize, usize) {
     let mut direct = std::collections::BTreeSet::new();
-    let mut count = 0;
+    let (mut possible, mut refused) = (0, 0);
     for e in events {
         match &e.what {
             What::Open {
                 browser, target, ..
-            } => {
-                if direct_target(target).is_some() {
-                    direct.insert(browser.clone());
-                } else {
-                    direct.remove(browser);
-                }
+            } if direct_target(target).is_some() => {
+                direct.insert(browser.clone());
+                possible += 1;
             }
             What::Answer {
-                browser,
-                status: 101,
-                ..
-            } if direct.contains(browser) => count += 1,
-            What::RunnerLink { event, .. } if event == "connected" => count += 1,
+                browser, status, ..
+            } if direct.remove(browser) && !matches!(status, 101 | 0) => {
+                possible -= 1;
+                refused += 1;
+            }
+            What::Authorize { verdict, .. } if verdict == "allowed" => possible += 1,
+            What::RunnerLink { event, .. } if event.starts_with("runner answered") => {
+                possible -= 1;
+                refused += 1;
+            }
             _ => {}
         }
     }
-    count
+    (possible, refused)
 }
 
 /// WS-5: while connected, what is typed reaches the shell and what it prints
