@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::faults::{self, Fault};
 use crate::machine::Machine;
 use crate::session::{Opening, TerminalSource, TerminalUnavailable};
 use crate::terminal::TerminalSpec;
@@ -106,7 +107,12 @@ impl TerminalSource for ExecTerminals {
             self.spec.clone(),
         );
         Box::pin(async move {
-            if !container.wait_running(CONTAINER_WAIT).await {
+            let limit = if faults::active(Fault::ShortContainerWait) {
+                Duration::from_secs(5)
+            } else {
+                CONTAINER_WAIT
+            };
+            if !container.wait_running(limit).await {
                 return Err(TerminalUnavailable(format!(
                     "build container is not running (waited {}s)",
                     CONTAINER_WAIT.as_secs()

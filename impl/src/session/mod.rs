@@ -146,7 +146,7 @@ impl Session {
     /// Frees the slot if connection `id` still holds it.
     fn free_slot(&self, id: u64) {
         let mut slot = self.connection.lock().expect("session lock poisoned");
-        if slot.as_ref().map(|c| c.id) == Some(id) {
+        if slot.as_ref().map(|c| c.id) == Some(id) && !faults::active(Fault::SlotKept) {
             *slot = None;
         }
     }
