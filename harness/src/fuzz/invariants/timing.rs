@@ -40,41 +40,56 @@ fn refusals_not_early(facts: &Facts, job: &JobFacts, found: &mut Judge) {
         if facts.stopped_by(answered) || answered + SAME_MOMENT >= job.earliest_script_end() {
             continue; // the terminal may be gone: any refusal is the job's end
         }
-        if facts.obscured_from.is_some_and(|from| from <= runs_by) {
-            continue; // the runner may have got the job late
-        }
+        let late_job = facts.obscured_from.is_some_and(|from| from <= runs_by);
         match status {
             503 => {
                 found.ran("EX-3");
-                if runs_by + SAME_MOMENT <= request.opened + ATTACH_WAIT {
+                // Refused before it waited 60 s, or though the job ran within them.
+                let waited = answered + SAME_MOMENT >= request.opened + ATTACH_WAIT;
+                let ran_in_time =
+                    !late_job && runs_by + SAME_MOMENT <= request.opened + ATTACH_WAIT;
+                if !waited || ran_in_time {
+                    let why = if ran_in_time {
+                        format!("though job {} ran by {}", job.id, at(runs_by))
+                    } else {
+                        "before it waited 60 s".to_string()
+                    };
                     violation(
                         found,
                         "attach-wait",
                         "EX-3",
                         format!(
-                            "{} opened at {} and got 503 at {}, though job {} ran by {}: a request waits up to 60 s for the job to run",
-                            request.browser, at(request.opened), at(answered), job.id, at(runs_by)
+                            "{} opened at {} and got 503 at {}, {why}: a request waits up to 60 s for the job to run",
+                            request.browser, at(request.opened), at(answered)
                         ),
                     );
                 }
             }
             500 if job.docker => {
                 found.ran("DK-1");
-                let Some(start) = job.container_start else {
-                    continue;
-                };
-                // The terminal's turn comes when the job runs (or at the request,
-                // if later); the container runs `start` after the job runs.
+                // Refused before it waited 15 s (the container had not exited:
+                // the script had not ended), or though the container ran within
+                // them: the terminal's turn comes when the job runs (or at the
+                // request, if later), the container `start` after the job runs.
+                let waited = answered + SAME_MOMENT >= request.opened + CONTAINER_WAIT;
                 let turn = request.opened.max(job.taken + millis(job.prepare));
-                let running_by = runs_by + millis(start);
-                if running_by + SAME_MOMENT <= turn + CONTAINER_WAIT {
+                let running_by = job.container_start.map(|start| runs_by + millis(start));
+                let ran_in_time = running_by
+                    .is_some_and(|by| !late_job && by + SAME_MOMENT <= turn + CONTAINER_WAIT);
+                if !waited || ran_in_time {
+                    let why = match running_by {
+                        Some(by) if ran_in_time => {
+                            format!("though job {}'s container ran by {}", job.id, at(by))
+                        }
+                        _ => "before it waited 15 s".to_string(),
+                    };
                     violation(
                         found,
                         "container-wait",
                         "DK-1",
                         format!(
-                            "{} opened at {} and got 500 at {}, though job {}'s container ran by {}: a terminal waits up to 15 s for the container",
-                            request.browser, at(request.opened), at(answered), job.id, at(running_by)
+                            "{} opened at {} and got 500 at {}, {why}: a terminal waits up to 15 s for the build container",
+                            request.browser, at(request.opened), at(answered)
                         ),
                     );
                 }
