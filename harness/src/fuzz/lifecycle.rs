@@ -194,12 +194,12 @@ fn input() -> impl Strategy<Value = Input> {
 }
 
 fn who() -> impl Strategy<Value = Who> {
-    prop_oneof![3 => Just(Who::Alice), 1 => Just(Who::Tab2)]
+    prop_oneof![3 => Just(Who::Alice), 2 => Just(Who::Tab2)]
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (who(), any::<bool>(), protocols()).prop_map(|(who, direct, protocols)| Op::Open { who, direct, protocols }),
+        5 => (who(), any::<bool>(), protocols()).prop_map(|(who, direct, protocols)| Op::Open { who, direct, protocols }),
         1 => prop_oneof![1 => Just(Intruder::Mallory), 3 => wrong_token().prop_map(Intruder::Direct)].prop_map(|how| Op::Intrude { how }),
         5 => (who(), input()).prop_map(|(who, input)| Op::Type { who, input }),
         2 => who().prop_map(|who| Op::Close { who }),

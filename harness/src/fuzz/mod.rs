@@ -6,6 +6,7 @@
 //! written as a scenario under `scenarios/regressions/` that `session-harness
 //! run` replays. Every case has its own seed, so `replay --seed S` reruns one.
 
+pub mod coverage;
 pub mod invariants;
 pub mod lifecycle;
 
@@ -20,7 +21,8 @@ use session_server::faults::Fault;
 
 use crate::scenario::{self, Scenario};
 use crate::world;
-use invariants::Violation;
+use coverage::Coverage;
+use invariants::{Judge, Violation};
 use lifecycle::Lifecycle;
 
 /// What to fuzz.
@@ -54,6 +56,8 @@ pub struct Summary {
     pub steps: u64,
     pub faults_injected: u64,
     pub model_states: usize,
+    /// Per SPEC rule: the cases that exercised it, the checks run.
+    pub coverage: Coverage,
     pub simulated: Duration,
     /// Wall time of the lifecycles run, shrinking excluded.
     pub wall: Duration,
@@ -111,19 +115,32 @@ pub fn check(
     name: &str,
     faults: &[Fault],
 ) -> (Scenario, anyhow::Result<world::Run>, Vec<Violation>) {
+    let (scenario, run, judge) = judged(lifecycle, name, faults);
+    (scenario, run, judge.found)
+}
+
+/// As [`check`], with the checks run per SPEC rule.
+fn judged(
+    lifecycle: &Lifecycle,
+    name: &str,
+    faults: &[Fault],
+) -> (Scenario, anyhow::Result<world::Run>, Judge) {
     let scenario = as_loaded(&lifecycle.to_scenario(name));
     session_server::faults::set_for_thread(faults);
     let run = world::simulate(&scenario, scenario.seed);
     session_server::faults::set_for_thread(&[]);
-    let violations = match &run {
-        Ok(run) => invariants::check(&scenario, run),
-        Err(e) => vec![Violation {
-            invariant: "runs",
-            spec: "-",
-            detail: format!("{e:#}"),
-        }],
+    let judge = match &run {
+        Ok(run) => invariants::judge(&scenario, run),
+        Err(e) => Judge {
+            found: vec![Violation {
+                invariant: "runs",
+                spec: "-",
+                detail: format!("{e:#}"),
+            }],
+            ..Judge::default()
+        },
     };
-    (scenario, run, violations)
+    (scenario, run, judge)
 }
 
 /// The scenario as its regression file would load: the file is the truth.
@@ -150,7 +167,9 @@ pub fn fuzz(options: &Options) -> Summary {
         summary.steps += case.ops.len() as u64;
         summary.faults_injected += case.faults() as u64;
         states.extend(case.model_states());
-        let (_, run, mut violations) = check(&case, &format!("seed-{seed}"), &options.faults);
+        let (_, run, judge) = judged(&case, &format!("seed-{seed}"), &options.faults);
+        summary.coverage.add(&judge.checks);
+        let mut violations = judge.found;
         if let Ok(run) = &run {
             summary.simulated += run.simulated;
             // The same seed gives the same trace: checked on a sample, it doubles a case's cost.
@@ -279,6 +298,7 @@ pub fn describe(summary: &Summary) -> String {
         summary.wall.as_secs_f64(),
         summary.cases as f64 / summary.wall.as_secs_f64().max(1e-9),
     );
+    out.push_str(&summary.coverage.describe(summary.cases));
     match &summary.found {
         None => out.push_str("no invariant broken\n"),
         Some(found) => {

@@ -31,7 +31,9 @@ fn close_fits_its_cause(facts: &Facts, close: &RunnerClose, found: &mut Judge) {
     let reason = close.reason.as_str();
     let (rule, code, cause_held): (&str, u16, bool) =
         if reason.starts_with("terminal session timed out") {
-            ("WS-6", 1001, !job.docker)
+            // (Behind a held link the container's close may not be answered in
+            // time, and the runner then holds as for a shell: not judged here.)
+            ("WS-6", 1001, !job.docker || facts.runner_obscured)
         } else if reason == "build container exited" {
             // A cancel or a stop ends the container too.
             let ended = close.at >= job.earliest_script_end() || facts.stopped_by(close.at);

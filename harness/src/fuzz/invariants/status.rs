@@ -28,9 +28,10 @@ pub fn check(facts: &Facts, found: &mut Judge) {
 /// exists, 404 once it may be gone; the right token is never 401.
 fn token_decides(facts: &Facts, request: &Request, answered: u64, status: u16, found: &mut Judge) {
     found.ran("EX-1");
-    let may_be_gone = facts
-        .job(request.job)
-        .is_none_or(|job| answered >= job.earliest_script_end() || facts.stopped_by(answered));
+    let may_be_gone = facts.runner_obscured
+        || facts
+            .job(request.job)
+            .is_none_or(|job| answered >= job.earliest_script_end() || facts.stopped_by(answered));
     let expected = match (request.own_token(), status) {
         (false, 401) | (true, 101 | 423 | 500 | 503) => true,
         (_, 404) => may_be_gone,

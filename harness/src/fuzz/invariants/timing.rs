@@ -41,9 +41,17 @@ fn refusals_not_early(facts: &Facts, job: &JobFacts, found: &mut Judge) {
             continue; // the terminal may be gone: any refusal is the job's end
         }
         let late_job = facts.obscured_from.is_some_and(|from| from <= runs_by);
+        // A request that came while the job may not have run yet (or its
+        // container) exercises the wait, whatever its answer.
+        if request.opened <= runs_by {
+            found.ran("EX-3");
+        }
+        let container_by = job.container_start.map(|start| runs_by + millis(start));
+        if job.docker && container_by.is_none_or(|by| request.opened <= by) {
+            found.ran("DK-1");
+        }
         match status {
             503 => {
-                found.ran("EX-3");
                 // Refused before it waited 60 s, or though the job ran within them.
                 let waited = answered + SAME_MOMENT >= request.opened + ATTACH_WAIT;
                 let ran_in_time =
@@ -66,14 +74,13 @@ fn refusals_not_early(facts: &Facts, job: &JobFacts, found: &mut Judge) {
                 }
             }
             500 if job.docker => {
-                found.ran("DK-1");
                 // Refused before it waited 15 s (the container had not exited:
                 // the script had not ended), or though the container ran within
                 // them: the terminal's turn comes when the job runs (or at the
                 // request, if later), the container `start` after the job runs.
                 let waited = answered + SAME_MOMENT >= request.opened + CONTAINER_WAIT;
                 let turn = request.opened.max(job.taken + millis(job.prepare));
-                let running_by = job.container_start.map(|start| runs_by + millis(start));
+                let running_by = container_by;
                 let ran_in_time = running_by
                     .is_some_and(|by| !late_job && by + SAME_MOMENT <= turn + CONTAINER_WAIT);
                 if !waited || ran_in_time {
