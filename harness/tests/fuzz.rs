@@ -78,7 +78,7 @@ fn each_injected_bug_is_caught_shrunk_and_named_by_its_rule() {
             found.violations[0]
         );
         assert!(
-            found.minimal.ops.len() <= 6,
+            found.minimal.ops.len() <= 8,
             "{} not shrunk:\n{}",
             fault.name(),
             fuzz::describe(&summary)

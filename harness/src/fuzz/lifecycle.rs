@@ -185,8 +185,8 @@ fn protocols() -> impl Strategy<Value = Protocols> {
 
 fn input() -> impl Strategy<Value = Input> {
     prop_oneof![
-        14 => Just(Input::Echo),
-        3 => Just(Input::Paste),
+        12 => Just(Input::Echo),
+        5 => Just(Input::Paste),
         2 => Just(Input::Busy),
         1 => Just(Input::Background),
         1 => Just(Input::Exit),
@@ -194,14 +194,14 @@ fn input() -> impl Strategy<Value = Input> {
 }
 
 fn who() -> impl Strategy<Value = Who> {
-    prop_oneof![3 => Just(Who::Alice), 2 => Just(Who::Tab2)]
+    prop_oneof![1 => Just(Who::Alice), 1 => Just(Who::Tab2)]
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        5 => (who(), any::<bool>(), protocols()).prop_map(|(who, direct, protocols)| Op::Open { who, direct, protocols }),
+        7 => (who(), any::<bool>(), protocols()).prop_map(|(who, direct, protocols)| Op::Open { who, direct, protocols }),
         1 => prop_oneof![1 => Just(Intruder::Mallory), 3 => wrong_token().prop_map(Intruder::Direct)].prop_map(|how| Op::Intrude { how }),
-        5 => (who(), input()).prop_map(|(who, input)| Op::Type { who, input }),
+        6 => (who(), input()).prop_map(|(who, input)| Op::Type { who, input }),
         2 => who().prop_map(|who| Op::Close { who }),
         1 => who().prop_map(|who| Op::Vanish { who }),
         1 => Just(Op::Cancel),
