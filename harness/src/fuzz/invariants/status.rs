@@ -78,6 +78,9 @@ fn locked_only_while_open(facts: &Facts, request: &Request, answered: u64, found
             });
             match (other.answer, connection) {
                 (Some((_, 101)), Some(c)) => overlaps(other.opened, c.until),
+                // EX-5 comes after EX-4: a request that waited for docker's
+                // container held the slot until its 500.
+                (Some((at, 500)), _) => overlaps(other.opened, Some(at)),
                 (Some((_, 0)) | None, _) => overlaps(other.opened, None),
                 _ => false,
             }
