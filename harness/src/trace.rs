@@ -80,6 +80,9 @@ pub enum What {
         #[serde(skip)]
         text: String,
     },
+    /// A data frame of the wrong type for the connection's subprotocol, or
+    /// base64 that does not decode (WS-2, WS-3). Never seen from a good runner.
+    Malformed { browser: String, problem: String },
     /// A Ping reached a browser (summarized at close, not rendered alone).
     Ping { browser: String },
     Closed {
@@ -295,6 +298,7 @@ fn line(what: &What) -> String {
                 if *frames == 1 { "" } else { "s" }
             )
         }
+        What::Malformed { problem, .. } => format!("receives a malformed frame: {problem}"),
         What::Ping { .. } => "ping".to_string(),
         What::Closed { close, pings, .. } => {
             format!("connection closed: {}{pings}", close.describe())

@@ -192,6 +192,7 @@ pub fn judge(scenario: &Scenario, run: &Run) -> Judge {
     no_unauthorized_upgrade(scenario, &run.events, &mut found);
     no_shell_for_refused_requests(run, &mut found);
     output_in_order_exactly_once(&run.events, &mut found);
+    frames_follow_the_subprotocol(&run.events, &mut found);
     job_invariants(scenario, run, &mut found);
     session_answers_404_after_the_job(&run.events, &mut found);
     masked_never_logged(&run.events, &mut found);
@@ -559,6 +560,45 @@ fn possible_upgrades(events: &[Event]) -> (usize, usize) {
         }
     }
     (possible, refused)
+}
+
+/// WS-2, WS-3: every data frame the runner sends has its subprotocol's type
+/// (binary for `terminal.gitlab.com` and for none, base64 text for
+/// `base64.terminal.gitlab.com`). Reads `Answer` (the protocol of each
+/// browser's connection), `Output` (a frame judged) and `Malformed` (the
+/// browser's finding).
+fn frames_follow_the_subprotocol(events: &[Event], found: &mut Judge) {
+    let mut protocols: BTreeMap<&str, Option<&str>> = BTreeMap::new();
+    for e in events {
+        match &e.what {
+            What::Answer {
+                browser,
+                status: 101,
+                protocol,
+                ..
+            } => {
+                protocols.insert(browser, protocol.as_deref());
+            }
+            What::Output { browser, .. } => {
+                let base64 = protocols.get(browser.as_str()).copied().flatten()
+                    == Some("base64.terminal.gitlab.com");
+                found.ran(if base64 { "WS-3" } else { "WS-2" });
+            }
+            What::Malformed { browser, problem } => {
+                let rule = match e.spec.as_deref() {
+                    Some("WS-3") => "WS-3",
+                    _ => "WS-2",
+                };
+                violation(
+                    found,
+                    "frame-type-of-the-subprotocol",
+                    rule,
+                    format!("{browser} received {problem} at {}", at(e.at_ms)),
+                );
+            }
+            _ => {}
+        }
+    }
 }
 
 /// WS-5: while connected, what is typed reaches the shell and what it prints

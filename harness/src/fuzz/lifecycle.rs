@@ -14,6 +14,8 @@ use crate::world::gitlab::Role;
 
 /// Bytes of a paste: more than the reference's 32 KiB cut (WS-5).
 pub const PASTE: usize = 40 * 1024;
+/// The client that sends requests that are not upgrades (`Op::Request`).
+pub const CURL: &str = "curl";
 /// The browser that checks, after the job, that its session is gone (LC-7).
 pub const PROBE: &str = "probe";
 const TERMINAL: &str = "terminal.gitlab.com";
@@ -71,6 +73,13 @@ pub enum Op {
     /// Someone without the right: Mallory through GitLab, or direct with a token of a wrong shape.
     Intrude {
         how: Intruder,
+    },
+    /// A request at the terminal endpoint that is not a WebSocket upgrade,
+    /// straight at the runner, with the session's token or a wrong one
+    /// (EX-1 before EX-2; WS-8 for HTTP/1.0).
+    Request {
+        shape: Shape,
+        token: Token,
     },
     Type {
         who: Who,
@@ -134,6 +143,25 @@ impl Token {
             Token::Prefix => "prefix",
             Token::Appended => "appended",
             Token::OtherCase => "other-case",
+        }
+    }
+}
+
+/// A request that is not an ordinary upgrade (EX-2, WS-8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Shape {
+    Get,
+    Post,
+    Http10Upgrade,
+}
+
+impl Shape {
+    /// The scenario's name for it (`request = "..."`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::Get => "get",
+            Shape::Post => "post",
+            Shape::Http10Upgrade => "http10-upgrade",
         }
     }
 }
@@ -207,6 +235,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         7 => (who(), any::<bool>(), protocols()).prop_map(|(who, direct, protocols)| Op::Open { who, direct, protocols }),
         1 => prop_oneof![1 => Just(Intruder::Mallory), 3 => wrong_token().prop_map(Intruder::Direct)].prop_map(|how| Op::Intrude { how }),
+        1 => (prop_oneof![Just(Shape::Get), Just(Shape::Post), Just(Shape::Http10Upgrade)], prop_oneof![3 => Just(Token::Own), 1 => wrong_token()])
+            .prop_map(|(shape, token)| Op::Request { shape, token }),
         6 => (typist(), input()).prop_map(|(who, input)| Op::Type { who, input }),
         2 => who().prop_map(|who| Op::Close { who }),
         1 => who().prop_map(|who| Op::Vanish { who }),
@@ -379,6 +409,7 @@ impl Lifecycle {
             ("tab2", Some("alice")),
             ("intruder", Some("alice")),
             ("anon", None),
+            (CURL, None),
             (PROBE, Some("alice")),
         ] {
             browsers.insert(
@@ -496,6 +527,7 @@ fn steps_of(op: &Op, index: usize, at: Duration) -> Vec<Step> {
         a: None,
         b: None,
         host: None,
+        request: None,
     };
     let heal = |action: &str, a: &str, b: &str, seconds: u64| {
         let mut start = step(action);
@@ -549,6 +581,15 @@ fn steps_of(op: &Op, index: usize, at: Duration) -> Vec<Step> {
                     s.token = Some(token.name().into());
                 }
             }
+            vec![s]
+        }
+        Op::Request { shape, token } => {
+            let mut s = step("open");
+            s.browser = Some(CURL.into());
+            s.job = Some(1);
+            s.via = Some("direct".into());
+            s.token = Some(token.name().into());
+            s.request = Some(shape.name().into());
             vec![s]
         }
         Op::Type { who, input } => {

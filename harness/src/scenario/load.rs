@@ -65,6 +65,9 @@ pub fn load_str(text: &str, path: &Path, id: &str) -> Result<Scenario, LoadError
 }
 
 /// The token shapes of a direct `open` (EX-1, EX-7), besides `job:N`.
+/// The request shapes of an `open`: a WebSocket upgrade, or one that is not.
+const REQUESTS: [&str; 4] = ["upgrade", "get", "post", "http10-upgrade"];
+
 const TOKENS: [&str; 8] = [
     "own",
     "none",
@@ -252,6 +255,18 @@ fn check_step(s: &Scenario, step: &Step, hosts: &[String]) -> Result<(), String>
                     return Err(format!("token = {token:?}: use one of {} or job:N", TOKENS.join(", ")));
                 }
             }
+            match step.request.as_deref() {
+                None | Some("upgrade") => {}
+                Some(shape) if !REQUESTS.contains(&shape) => {
+                    return Err(format!("request = {shape:?}: use one of {}", REQUESTS.join(", ")))
+                }
+                Some(shape) if step.via.as_deref() != Some("direct") => {
+                    return Err(format!(
+                        "request = {shape:?} is sent straight to the runner: add via = \"direct\""
+                    ))
+                }
+                Some(_) => {}
+            }
             Ok(())
         }
         "type" => {
@@ -342,5 +357,24 @@ job = 1
     fn an_unknown_spec_id_is_refused() {
         let err = load(&GOOD.replace("LC-1", "LC-9")).unwrap_err();
         assert_eq!(err.field, "spec");
+    }
+
+    #[test]
+    fn a_request_that_is_not_an_upgrade_must_go_direct_and_have_a_known_shape() {
+        let through_gitlab =
+            load(&GOOD.replace("job = 1", "job = 1\nrequest = \"get\"")).unwrap_err();
+        assert!(
+            through_gitlab.message.contains("via = \"direct\""),
+            "{through_gitlab}"
+        );
+        let unknown =
+            load(&GOOD.replace("job = 1", "job = 1\nvia = \"direct\"\nrequest = \"put\""))
+                .unwrap_err();
+        assert!(
+            unknown.message.contains("get, post, http10-upgrade"),
+            "{unknown}"
+        );
+        let good = load(&GOOD.replace("job = 1", "job = 1\nvia = \"direct\"\nrequest = \"post\""));
+        assert_eq!(good.unwrap().steps[0].request.as_deref(), Some("post"));
     }
 }

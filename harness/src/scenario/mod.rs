@@ -236,6 +236,11 @@ pub struct Step {
     pub b: Option<String>,
     #[serde(default)]
     pub host: Option<String>,
+    /// `open` only: the request's shape, `upgrade` (the default) or one that is
+    /// not a WebSocket upgrade, sent directly: `get`, `post` (EX-2's 405), or
+    /// `http10-upgrade` (an upgrade as HTTP/1.0: WS-8 refuses it).
+    #[serde(default)]
+    pub request: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]

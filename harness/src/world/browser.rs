@@ -8,6 +8,7 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::gitlab::Gitlab;
+use super::plain;
 use super::workhorse::USER_HEADER;
 use super::ws::{self, Dialed, Trust, Ws};
 use crate::trace::{preview, Close, Recorder, What};
@@ -59,6 +60,18 @@ pub struct Browser<N: Net> {
     open: Option<Connection>,
 }
 
+/// Where a request for a terminal goes (see [`Browser::target`]).
+struct Target {
+    /// How the trace names it.
+    target: String,
+    url: String,
+    /// The session's certificate to trust (TLS-2); `None`: anything, or plain.
+    trust_pem: Option<String>,
+    headers: Vec<(&'static str, String)>,
+    /// The rule the request is made under.
+    spec: &'static str,
+}
+
 struct Connection {
     sink: SplitSink<Ws, Message>,
     protocol: Option<String>,
@@ -87,20 +100,17 @@ impl<N: Net> Browser<N> {
         self.recorder.record(&self.name, spec, what);
     }
 
-    /// Opens job `job`'s terminal offering `protocols`.
-    pub async fn open(&mut self, job: u64, via: &Via, protocols: &[String]) {
-        self.leave().await;
-        let (target, url, trust_pem, headers, spec) = match via {
-            Via::Gitlab { entry } => {
-                let url = format!("ws://{entry}/-/jobs/{job}/terminal.ws");
-                (
-                    format!("GitLab /-/jobs/{job}/terminal.ws"),
-                    url,
-                    None,
-                    self.user.iter().map(|u| (USER_HEADER, u.clone())).collect(),
-                    "WH-1",
-                )
-            }
+    /// Where a request for job `job`'s terminal goes, and what it carries;
+    /// `None` (recorded) when a direct request has no session URL to go to.
+    fn target(&self, job: u64, via: &Via) -> Option<Target> {
+        match via {
+            Via::Gitlab { entry } => Some(Target {
+                target: format!("GitLab /-/jobs/{job}/terminal.ws"),
+                url: format!("ws://{entry}/-/jobs/{job}/terminal.ws"),
+                trust_pem: None,
+                headers: self.user.iter().map(|u| (USER_HEADER, u.clone())).collect(),
+                spec: "WH-1",
+            }),
             Via::Direct { token, insecure } => {
                 let Some(session) = self.gitlab.session(job) else {
                     self.record(
@@ -111,7 +121,7 @@ impl<N: Net> Browser<N> {
                             ),
                         },
                     );
-                    return;
+                    return None;
                 };
                 let token = match token {
                     Token::Own => Some(session.authorization.clone()),
@@ -126,23 +136,72 @@ impl<N: Net> Browser<N> {
                     Token::OtherCase => Some(session.authorization.to_uppercase()),
                     Token::OfJob(other) => self.gitlab.session(*other).map(|s| s.authorization),
                 };
-                let headers = token
-                    .map(|t| vec![("authorization", t)])
-                    .unwrap_or_default();
-                let url = format!("{}/exec", session.url.replacen("https://", "wss://", 1));
-                let trust = if *insecure {
-                    None
-                } else {
-                    Some(session.certificate.clone())
-                };
-                (
-                    format!("the runner's session of job {job} directly"),
-                    url,
-                    trust,
-                    headers,
-                    "EX-1",
-                )
+                Some(Target {
+                    target: format!("the runner's session of job {job} directly"),
+                    url: format!("{}/exec", session.url),
+                    trust_pem: (!*insecure).then(|| session.certificate.clone()),
+                    headers: token
+                        .map(|t| vec![("authorization", t)])
+                        .unwrap_or_default(),
+                    spec: "EX-1",
+                })
             }
+        }
+    }
+
+    /// Sends job `job`'s terminal endpoint a request that is not a WebSocket
+    /// upgrade (`shape`), straight at the runner, and records its answer (EX-2,
+    /// WS-8). An open terminal of this browser stays open.
+    pub async fn request(&mut self, job: u64, via: &Via, shape: plain::Shape) {
+        let Some(Target {
+            target,
+            url,
+            trust_pem,
+            headers,
+            ..
+        }) = self.target(job, via)
+        else {
+            return;
+        };
+        self.record(
+            Some(if shape == plain::Shape::Http10Upgrade {
+                "WS-8"
+            } else {
+                "EX-2"
+            }),
+            What::Open {
+                browser: self.name.clone(),
+                target: format!("{target} ({})", shape.describe()),
+                protocols: Vec::new(),
+            },
+        );
+        let trust = trust_pem.as_deref().map_or(Trust::Anything, Trust::Pem);
+        let (status, body) = plain::send(&self.net, &url, trust, shape, &headers)
+            .await
+            .unwrap_or_else(|why| (0, why));
+        self.record(
+            None,
+            What::Answer {
+                browser: self.name.clone(),
+                status,
+                protocol: None,
+                body,
+            },
+        );
+    }
+
+    /// Opens job `job`'s terminal offering `protocols`.
+    pub async fn open(&mut self, job: u64, via: &Via, protocols: &[String]) {
+        self.leave().await;
+        let Some(Target {
+            target,
+            url,
+            trust_pem,
+            headers,
+            spec,
+        }) = self.target(job, via)
+        else {
+            return;
         };
         let answer_spec = if spec == "WH-1" { "WH-2" } else { "EX-6" };
         self.record(
@@ -158,7 +217,7 @@ impl<N: Net> Browser<N> {
             (_, Some(pem)) => Some(Trust::Pem(pem)),
             (_, None) => Some(Trust::Anything),
         };
-        let headers: Vec<(&str, String)> = headers.into_iter().collect();
+        let url = url.replacen("https://", "wss://", 1);
         match ws::dial(&self.net, &url, trust, &headers, protocols).await {
             Dialed::Open { ws, protocol } => {
                 self.record(
@@ -314,6 +373,16 @@ async fn read(
                 );
             }
             Some(Ok(message)) => {
+                if let Some((rule, problem)) = ws::frame_problem(protocol.as_deref(), &message) {
+                    recorder.record(
+                        &name,
+                        Some(rule),
+                        What::Malformed {
+                            browser: name.clone(),
+                            problem,
+                        },
+                    );
+                }
                 if let Some(bytes) = ws::payload(protocol.as_deref(), &message) {
                     let text = String::from_utf8_lossy(&bytes).into_owned();
                     recorder.record(

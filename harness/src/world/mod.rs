@@ -10,6 +10,7 @@ pub mod browser;
 pub mod gitlab;
 pub mod machine;
 mod middlebox;
+pub mod plain;
 pub mod session_probe;
 pub(crate) mod tls;
 pub mod workhorse;
@@ -327,13 +328,16 @@ pub async fn act<N: Net>(browser: &mut Browser<N>, step: &Step, entry: &str) {
                     entry: entry.to_string(),
                 },
             };
+            let job = step.job.expect("checked by the loader");
+            if let Some(shape) = step.request.as_deref().and_then(plain::Shape::parse) {
+                browser.request(job, &via, shape).await;
+                return;
+            }
             let protocols = step
                 .protocols
                 .clone()
                 .unwrap_or_else(|| vec![DEFAULT_PROTOCOL.to_string()]);
-            browser
-                .open(step.job.expect("checked by the loader"), &via, &protocols)
-                .await;
+            browser.open(job, &via, &protocols).await;
         }
         "type" => {
             let text = step.text.as_deref().unwrap_or_default();

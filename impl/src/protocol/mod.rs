@@ -74,7 +74,7 @@ impl Subprotocol {
 
     fn encode(self, bytes: Bytes) -> Message {
         match self {
-            Subprotocol::Base64 => {
+            Subprotocol::Base64 if !faults::active(Fault::Base64AsBinary) => {
                 Message::text(base64::engine::general_purpose::STANDARD.encode(&bytes))
             }
             _ => Message::Binary(bytes),

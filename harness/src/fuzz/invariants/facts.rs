@@ -60,6 +60,9 @@ pub struct Request {
     pub job: u64,
     /// The step's token shape (`own`, `none`, `wrong`, `bearer`, ...).
     pub token: String,
+    /// The step's request shape when it is not an upgrade (`get`, `post`,
+    /// `http10-upgrade`).
+    pub shape: Option<String>,
     pub opened: u64,
     /// When and with which status it was answered (0: no HTTP answer).
     pub answer: Option<(u64, u16)>,
@@ -238,6 +241,9 @@ fn requests(scenario: &Scenario, events: &[Event]) -> Vec<Request> {
                         token: step
                             .and_then(|s| s.token.clone())
                             .unwrap_or_else(|| "own".into()),
+                        shape: step
+                            .and_then(|s| s.request.clone())
+                            .filter(|shape| shape != "upgrade"),
                         opened: e.at_ms,
                         answer: None,
                     });

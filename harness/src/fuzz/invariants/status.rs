@@ -25,33 +25,71 @@ pub fn check(facts: &Facts, found: &mut Judge) {
 }
 
 /// EX-1 comes first (after RT-1): a wrong token is 401 while the session
-/// exists, 404 once it may be gone; the right token is never 401.
+/// exists, 404 once it may be gone; the right token is never 401. Then, for
+/// the right token, EX-2: a request that is not an upgrade gets 405; WS-8: an
+/// upgrade sent as HTTP/1.0 is refused with a client error, before any shell
+/// (the shell count is `no_shell_for_refused_requests`'s).
 fn token_decides(facts: &Facts, request: &Request, answered: u64, status: u16, found: &mut Judge) {
     found.ran("EX-1");
+    let after_the_token = match request.shape.as_deref() {
+        None => "EX-4..6",
+        Some("http10-upgrade") => "WS-8",
+        Some(_) => "EX-2",
+    };
+    if request.own_token() && after_the_token != "EX-4..6" {
+        found.ran(after_the_token);
+    }
     let may_be_gone = facts.runner_obscured
         || facts
             .job(request.job)
             .is_none_or(|job| answered >= job.earliest_script_end() || facts.stopped_by(answered));
-    let expected = match (request.own_token(), status) {
-        (false, 401) | (true, 101 | 423 | 500 | 503) => true,
-        (_, 404) => may_be_gone,
+    let expected = match (request.own_token(), after_the_token, status) {
+        (false, _, 401)
+        | (true, "EX-4..6", 101 | 423 | 500 | 503)
+        | (true, "EX-2", 405)
+        | (true, "WS-8", 400 | 405 | 426 | 505) => true,
+        (_, _, 404) => may_be_gone,
         _ => false,
     };
     if !expected {
-        let shape = if request.own_token() {
+        let token = if request.own_token() {
             "the session's token".to_string()
         } else {
             format!("a token of shape `{}`", request.token)
         };
+        let what = match request.shape.as_deref() {
+            Some(shape) => format!("`{shape}` (not an upgrade) with {token}"),
+            None => token,
+        };
+        let gone = if may_be_gone {
+            ", or 404 once the session is gone"
+        } else {
+            ", and the session still existed"
+        };
+        let (rule, expected) = match (request.own_token(), after_the_token) {
+            (false, _) | (true, "EX-4..6") => (
+                "EX-1",
+                format!("EX-1 decides first (401 for any token but the exact one{gone})"),
+            ),
+            (true, "EX-2") => (
+                "EX-2",
+                format!("a request that is not an upgrade gets 405{gone}"),
+            ),
+            (true, _) => (
+                "WS-8",
+                format!(
+                    "an HTTP/1.0 upgrade is refused with a client error before any shell{gone}"
+                ),
+            ),
+        };
         violation(
             found,
             "status-order",
-            "EX-1",
+            rule,
             format!(
-                "{} sent {shape} directly at {} and got {status}: EX-1 decides first (401 for any token but the exact one{})",
+                "{} sent {what} directly at {} and got {status}: {expected}",
                 request.browser,
                 at(request.opened),
-                if may_be_gone { ", or 404 once the session is gone" } else { ", and the session still existed" }
             ),
         );
     }
