@@ -52,7 +52,7 @@ fn rule_broken_by(fault: Fault) -> &'static str {
         Fault::SlotKept => "WS-7",
         Fault::ShortContainerWait => "DK-1",
         Fault::SlowPings => "WS-4",
-        Fault::Base64AsBinary => "WS-3",
+        Fault::Base64AsBinary | Fault::Base64InputRaw => "WS-3",
     }
 }
 

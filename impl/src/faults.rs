@@ -34,10 +34,13 @@ pub enum Fault {
     /// WS-3 broken: output under `base64.terminal.gitlab.com` goes out in
     /// binary frames (the encoder's match falls through to the raw arm).
     Base64AsBinary,
+    /// WS-3 broken the other way: base64 input is passed to the terminal
+    /// undecoded (the decoder's match falls through to the raw arm).
+    Base64InputRaw,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 12] = [
+    pub const ALL: [Fault; 13] = [
         Fault::NoLock,
         Fault::UncappedTimeout,
         Fault::TruncateInput,
@@ -50,6 +53,7 @@ impl Fault {
         Fault::ShortContainerWait,
         Fault::SlowPings,
         Fault::Base64AsBinary,
+        Fault::Base64InputRaw,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +70,7 @@ impl Fault {
             Fault::ShortContainerWait => "short-container-wait",
             Fault::SlowPings => "slow-pings",
             Fault::Base64AsBinary => "base64-as-binary",
+            Fault::Base64InputRaw => "base64-input-raw",
         }
     }
 

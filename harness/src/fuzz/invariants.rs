@@ -564,11 +564,31 @@ fn possible_upgrades(events: &[Event]) -> (usize, usize) {
 
 /// WS-2, WS-3: every data frame the runner sends has its subprotocol's type
 /// (binary for `terminal.gitlab.com` and for none, base64 text for
-/// `base64.terminal.gitlab.com`). Reads `Answer` (the protocol of each
-/// browser's connection), `Output` (a frame judged) and `Malformed` (the
-/// browser's finding).
+/// `base64.terminal.gitlab.com`), and base64 input is decoded: the terminal
+/// never echoes a typed line's base64 form. Reads `Answer` (the protocol of
+/// each browser's connection), `Typed`, `Output` (a frame judged) and
+/// `Malformed` (the browser's finding).
 fn frames_follow_the_subprotocol(events: &[Event], found: &mut Judge) {
+    use base64::Engine as _;
+    const BASE64: &str = "base64.terminal.gitlab.com";
     let mut protocols: BTreeMap<&str, Option<&str>> = BTreeMap::new();
+    // Per base64 connection: the base64 forms of its typed input, its output.
+    let mut typed: BTreeMap<&str, (Vec<String>, String)> = BTreeMap::new();
+    let judge_echo = |browser: &str,
+                          (sent, output): (Vec<String>, String),
+                          found: &mut Judge| {
+        for line in sent {
+            found.ran("WS-3");
+            if output.contains(&line) {
+                violation(
+                    found,
+                    "frame-type-of-the-subprotocol",
+                    "WS-3",
+                    format!("{browser}'s terminal echoed its base64 input {line:?} undecoded: base64 input must be decoded before it reaches the terminal"),
+                );
+            }
+        }
+    };
     for e in events {
         match &e.what {
             What::Answer {
@@ -578,11 +598,26 @@ fn frames_follow_the_subprotocol(events: &[Event], found: &mut Judge) {
                 ..
             } => {
                 protocols.insert(browser, protocol.as_deref());
+                if let Some(old) = typed.remove(browser.as_str()) {
+                    judge_echo(browser, old, found);
+                }
+                if protocol.as_deref() == Some(BASE64) {
+                    typed.insert(browser, Default::default());
+                }
             }
-            What::Output { browser, .. } => {
-                let base64 = protocols.get(browser.as_str()).copied().flatten()
-                    == Some("base64.terminal.gitlab.com");
+            What::Typed { browser, text, .. } => {
+                // Short input may show by chance; a line's base64 form will not.
+                if let Some((sent, _)) = typed.get_mut(browser.as_str()).filter(|_| text.len() >= 6)
+                {
+                    sent.push(base64::engine::general_purpose::STANDARD.encode(text));
+                }
+            }
+            What::Output { browser, text, .. } => {
+                let base64 = protocols.get(browser.as_str()).copied().flatten() == Some(BASE64);
                 found.ran(if base64 { "WS-3" } else { "WS-2" });
+                if let Some((_, output)) = typed.get_mut(browser.as_str()) {
+                    output.push_str(text);
+                }
             }
             What::Malformed { browser, problem } => {
                 let rule = match e.spec.as_deref() {
@@ -598,6 +633,9 @@ fn frames_follow_the_subprotocol(events: &[Event], found: &mut Judge) {
             }
             _ => {}
         }
+    }
+    for (browser, connection) in typed {
+        judge_echo(browser, connection, found);
     }
 }
 
