@@ -11,10 +11,13 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+mod support;
+
 use session_harness::catalogue;
 use session_harness::conform::report::human;
 use session_harness::conform::{conform, Options, Progress, Report, Runner, Status};
 use session_harness::scenario::Scenario;
+use support::{containers_left, docker_engine_ready, DOCKER_TEST_IMAGE};
 
 /// Builds the binary of `package` (`session-server`, or `session-server-faulty`
 /// with the test-only faults, package impl/faulty), whose binary has the
@@ -212,30 +215,6 @@ async fn a_faulty_impl_fails_exactly_the_cases_its_fault_breaks() {
     }
 }
 
-/// The image `.ci/docker-test-image` builds on the engine at `DOCKER_HOST`.
-const DOCKER_TEST_IMAGE: &str = "session-harness/busybox:test";
-
-/// Whether the engine at `DOCKER_HOST` has the test image, asked with the
-/// `docker` CLI; without it the docker run skips with a message, unless CI is
-/// set: then it fails, so that CI never passes it silently.
-fn docker_engine_ready() -> bool {
-    let asked = Command::new("docker")
-        .args(["image", "inspect", "--format", "{{.Id}}", DOCKER_TEST_IMAGE])
-        .output();
-    let why = match asked {
-        Ok(out) if out.status.success() => return true,
-        Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        Err(e) => format!("no docker CLI: {e}"),
-    };
-    let why = format!(
-        "no Docker Engine with {DOCKER_TEST_IMAGE} at DOCKER_HOST ({why}): start dockerd, set \
-         DOCKER_HOST and run .ci/docker-test-image"
-    );
-    assert!(std::env::var_os("CI").is_none(), "CI is set: {why}");
-    eprintln!("SKIPPED (no Docker): {why}");
-    false
-}
-
 /// The docker scenarios give the same verdicts in simulation (the container
 /// model) and in conform against the impl with `executor = "docker"` on a
 /// real Docker Engine; none of the runner's containers is left.
@@ -314,18 +293,5 @@ async fn the_docker_scenarios_give_the_simulations_verdicts_on_a_real_engine() {
     }
     assert_eq!(ran_docker, 1, "the early-exit scenario ran on the engine");
     // The conform runner's token is glrt-session-harness: labelled glrt-ses.
-    let left = Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            "label=com.gitlab.session-server.runner=glrt-ses",
-        ])
-        .output()
-        .expect("docker ps");
-    assert_eq!(
-        String::from_utf8_lossy(&left.stdout).trim(),
-        "",
-        "containers left"
-    );
+    assert_eq!(containers_left("glrt-ses"), "", "containers left");
 }
