@@ -489,6 +489,7 @@ async fn conform_holds_a_runner_against_chromiums_websocket() {
         browser: Some(programs),
         endpoint: true,
         job_image: None,
+        engine_holds_starts: false,
     };
     let home = std::env::temp_dir().join(format!(
         "session-harness-browser-home-{}",

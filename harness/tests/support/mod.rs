@@ -1,4 +1,5 @@
 //! What more than one of the harness's test files needs.
+#![allow(dead_code)] // each test binary uses a part of it
 
 use std::process::Command;
 
@@ -23,6 +24,36 @@ pub fn docker_engine_ready() -> bool {
     );
     assert!(std::env::var_os("CI").is_none(), "CI is set: {why}");
     eprintln!("SKIPPED (no Docker): {why}");
+    false
+}
+
+/// Whether the engine at `DOCKER_HOST` runs containers through
+/// `.ci/docker-delay-runtime` (its default runtime), so that a job can have
+/// its build container held (conform's `--engine-holds-starts`). Not so with
+/// CI set: a failure, as `.ci/run` starts its engine with it.
+pub fn docker_engine_holds_starts() -> bool {
+    let asked = Command::new("docker")
+        .args([
+            "info",
+            "--format",
+            "{{(index .Runtimes .DefaultRuntime).Path}}",
+        ])
+        .output();
+    let path = match &asked {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        _ => String::new(),
+    };
+    if path.ends_with("docker-delay-runtime") {
+        return true;
+    }
+    let why = format!(
+        "the Docker Engine at DOCKER_HOST runs containers with {path:?}, not \
+         .ci/docker-delay-runtime: the scenarios whose container starts late or never are \
+         skipped; start dockerd with --add-runtime harness-delay=$PWD/.ci/docker-delay-runtime \
+         --default-runtime harness-delay (as .ci/run does)"
+    );
+    assert!(std::env::var_os("CI").is_none(), "CI is set: {why}");
+    eprintln!("NOTE: {why}");
     false
 }
 
