@@ -195,7 +195,7 @@ pub struct BrowserSpec {
 }
 
 /// One step of the timeline. `do` says what; the other keys depend on it:
-/// - `open` (browser, job, via = "gitlab"|"direct", token = "own"|"none"|"wrong"|"bearer"|"job:N",
+/// - `open` (browser, job, via = "gitlab"|"direct", token = "own"|"none"|"empty"|"wrong"|"bearer"|"prefix"|"appended"|"other-case"|"job:N",
 ///   protocols = [...], insecure), `type` (browser, text, repeat = N: the text N times in
 ///   one message, a paste), `close` (browser), `vanish` (browser)
 /// - `cancel` (job), `signal` (mode = "abort"|"graceful"), `revoke` (user, role), `archive` (project)
