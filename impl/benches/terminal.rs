@@ -359,7 +359,9 @@ async fn output_throughput(world: &World) -> anyhow::Result<()> {
     figure(
         median_ratio,
         "ratio",
-        &format!("WebSocket / raw PTY, median of the {runs} pairs' ratios (best pair {best_ratio:.3})"),
+        &format!(
+            "WebSocket / raw PTY, median of the {runs} pairs' ratios (best pair {best_ratio:.3})"
+        ),
     );
     Ok(())
 }
