@@ -280,7 +280,7 @@ async fn output_throughput(world: &World) -> anyhow::Result<()> {
         let relay_first = pair % 2 == 1;
         let mut raw_seconds = 0.0;
         if !relay_first {
-            raw_seconds = raw_pty_run()
+            raw_seconds = raw_pty_run_answering(&mut ws)
                 .await
                 .with_context(|| format!("raw PTY run of pair {pair}"))?;
         }
@@ -288,7 +288,7 @@ async fn output_throughput(world: &World) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("WebSocket throughput run of pair {pair}"))?;
         if relay_first {
-            raw_seconds = raw_pty_run()
+            raw_seconds = raw_pty_run_answering(&mut ws)
                 .await
                 .with_context(|| format!("raw PTY run of pair {pair}"))?;
         }
@@ -456,6 +456,25 @@ fn stat_cpu_seconds(path: &str) -> f64 {
     // SAFETY: sysconf only reads a system setting.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     (ticks(11) + ticks(12)) / per_second
+}
+
+/// `raw_pty_run` while the terminal's client keeps reading: it answers the
+/// server's Pings as a browser does. On a loaded machine two raw runs back to
+/// back can outlast the server's read deadline (60 s of silence), which would
+/// rightly end a terminal whose client reads nothing.
+async fn raw_pty_run_answering(ws: &mut Browser) -> anyhow::Result<f64> {
+    let raw = raw_pty_run();
+    tokio::pin!(raw);
+    loop {
+        tokio::select! {
+            seconds = &mut raw => return seconds,
+            frame = ws.next() => match frame {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => bail!("terminal connection failed during the raw run: {e}"),
+                None => bail!("terminal connection ended during the raw run"),
+            },
+        }
+    }
 }
 
 /// Seconds that `script` takes to pass the same output through a PTY to /dev/null.
