@@ -16,7 +16,10 @@ pub(crate) mod tls;
 pub mod workhorse;
 pub mod ws;
 
+use std::any::Any;
+use std::cell::RefCell;
 use std::collections::BTreeSet;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -141,6 +144,7 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
 
     let browsers = crate::scenario::browser_names(scenario);
     let progress = Arc::new(Progress::default());
+    let done_browsers = DoneBrowsers::default();
     let (over_tx, over) = watch::channel(false);
     for name in &browsers {
         let user = match scenario.browsers.get(name) {
@@ -163,7 +167,14 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         progress.busy(name, true);
         sim.client(
             name.as_str(),
-            drive_browser(browser, steps, entry, progress.clone(), over.clone()),
+            drive_browser(
+                browser,
+                steps,
+                entry,
+                progress.clone(),
+                over.clone(),
+                done_browsers.clone(),
+            ),
         );
     }
     // The director ends the run: once everything settled (checked on a grid
@@ -256,6 +267,8 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
             check += CHECK_EVERY;
         }
     }
+    // Dropped outside the world: their sockets send nothing any more.
+    drop(done_browsers);
     let session_probes = std::mem::take(&mut *probes.lock().expect("probes lock"));
     Ok(Run {
         events: recorder.events(),
@@ -283,12 +296,26 @@ impl Progress {
     }
 }
 
-async fn drive_browser<N: Net>(
+/// Browsers that finished their timeline with their connection ended, kept
+/// whole (sockets and all) until the run is over.
+///
+/// Speed: turmoil steps the runtime of every host whose software still runs,
+/// tick by tick, idle or not. A browser that is done ends its software at
+/// once instead of idling until the run is over (most scenarios' browsers
+/// leave long before their job ends), so it costs nothing from then on. It
+/// is kept rather than dropped: dropping its sockets inside the world would
+/// send segments (a FIN) that the run never sent before, and so change the
+/// world's timing and the snapshots.
+#[derive(Clone, Default)]
+struct DoneBrowsers(Rc<RefCell<Vec<Box<dyn Any>>>>);
+
+async fn drive_browser<N: Net + 'static>(
     mut browser: Browser<N>,
     steps: Vec<Step>,
     entry: String,
     progress: Arc<Progress>,
     mut over: watch::Receiver<bool>,
+    done: DoneBrowsers,
 ) -> turmoil::Result {
     for step in steps {
         // A step stuck behind a fault must not outlive the run.
@@ -298,11 +325,15 @@ async fn drive_browser<N: Net>(
         }
     }
     // Done with the timeline: wait for the connection to end, or for the run to.
-    tokio::select! {
-        _ = browser.closed() => {}
-        _ = over.wait_for(|o| *o) => {}
-    }
+    let closed = tokio::select! {
+        _ = browser.closed() => true,
+        _ = over.wait_for(|o| *o) => false,
+    };
     progress.busy(&browser.name, false);
+    if closed {
+        done.0.borrow_mut().push(Box::new(browser));
+        return Ok(());
+    }
     let _ = over.wait_for(|o| *o).await;
     Ok(())
 }
