@@ -269,6 +269,8 @@ impl Lifecycle {
                 timeout: Some(Dur(Duration::from_secs(self.job_timeout))),
                 prepare: None,
                 container_start: self.docker.then(|| format!("{}s", self.container_start)),
+                webide: false,
+                services: None,
             }],
             browsers,
             steps,
@@ -344,6 +346,7 @@ fn steps_of(op: &Op, index: usize, at: Duration) -> Vec<Step> {
         a: None,
         b: None,
         host: None,
+        proxy: None,
     };
     let heal = |action: &str, a: &str, b: &str, seconds: u64| {
         let mut start = step(action);

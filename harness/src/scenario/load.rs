@@ -188,6 +188,11 @@ pub fn hosts(s: &Scenario) -> Vec<String> {
     if s.runner.replicas > 1 {
         hosts.push("lb".into());
     }
+    for service in s.jobs.iter().flat_map(|j| j.services.iter().flatten()) {
+        if !hosts.iter().any(|h| h == service.host()) {
+            hosts.push(service.host().to_string());
+        }
+    }
     if s.network.front_proxy.is_some() {
         hosts.push("proxy".into());
     }
@@ -204,6 +209,17 @@ pub fn browser_names(s: &Scenario) -> Vec<String> {
     names.sort();
     names.dedup();
     names
+}
+
+/// `proxy = "<service>/<port>/<path>"` of a step that reaches a job's service.
+fn need_proxy(step: &Step) -> Result<(), String> {
+    match step.proxy.as_deref() {
+        Some(p) if crate::world::gitlab::ProxyTarget::parse(p).is_some() => Ok(()),
+        Some(p) => Err(format!(
+            "proxy = {p:?}: use \"<service>/<port>/<path>\", e.g. \"webide-file-sync/3000/\""
+        )),
+        None => Err("needs proxy = \"<service>/<port>/<path>\"".into()),
+    }
 }
 
 fn check_step(s: &Scenario, step: &Step, hosts: &[String]) -> Result<(), String> {
@@ -240,7 +256,18 @@ fn check_step(s: &Scenario, step: &Step, hosts: &[String]) -> Result<(), String>
                     return Err(format!("token = {token:?}: use own, none, wrong, bearer or job:N"));
                 }
             }
+            if step.proxy.is_some() {
+                if step.via.as_deref() == Some("direct") {
+                    return Err("proxy = \"...\" opens a service through GitLab: drop via = \"direct\"".into());
+                }
+                need_proxy(step)?;
+            }
             Ok(())
+        }
+        "fetch" => {
+            need_browser()?;
+            need_job()?;
+            need_proxy(step)
         }
         "type" => {
             need_browser()?;
@@ -266,7 +293,7 @@ fn check_step(s: &Scenario, step: &Step, hosts: &[String]) -> Result<(), String>
         }
         "crash" | "bounce" => need_host("host", &step.host),
         other => Err(format!(
-            "unknown action {other:?}: use open, type, close, vanish, cancel, signal, revoke, archive, partition, repair, hold, release, crash or bounce"
+            "unknown action {other:?}: use open, fetch, type, close, vanish, cancel, signal, revoke, archive, partition, repair, hold, release, crash or bounce"
         )),
     }
 }

@@ -2,10 +2,7 @@
 //! as it would be for a third party's runner: the session URL GitLab was given
 //! must answer 404 (RT-1) once its job has ended.
 
-use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
+use http::StatusCode;
 use session_server::net::Net;
 
 use super::gitlab::SessionInfo;
@@ -43,19 +40,9 @@ async fn ask<N: Net>(net: &N, session: &SessionInfo) -> Result<StatusCode, Strin
         .strip_prefix("https://")
         .ok_or_else(|| format!("not an https URL: {}", session.url))?;
     let (address, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let io = ws::connect(net, address, Some(Trust::Anything)).await?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| format!("HTTP handshake: {e}"))?;
-    let driver = tokio::spawn(connection);
-    let request = Request::get(format!("/{path}/exec"))
-        .header(http::header::HOST, address)
-        .header(http::header::AUTHORIZATION, &session.authorization)
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let answer = sender.send_request(request).await;
-    driver.abort();
-    answer
-        .map(|r| r.status())
-        .map_err(|e| format!("HTTP request: {e}"))
+    let headers = [("authorization", session.authorization.clone())];
+    let exec = format!("/{path}/exec");
+    let (status, _) =
+        ws::http_get(net, address, Some(Trust::Anything), &exec, &headers).await?;
+    StatusCode::from_u16(status).map_err(|e| format!("bad status: {e}"))
 }
