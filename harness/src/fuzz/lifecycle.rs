@@ -16,6 +16,8 @@ use crate::world::gitlab::Role;
 pub const PASTE: usize = 40 * 1024;
 /// The browser that checks, after the job, that its session is gone (LC-7).
 pub const PROBE: &str = "probe";
+const TERMINAL: &str = "terminal.gitlab.com";
+const BASE64: &str = "base64.terminal.gitlab.com";
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Lifecycle {
@@ -25,7 +27,12 @@ pub struct Lifecycle {
     pub job_timeout: u64,
     pub script_seconds: u64,
     pub exit_code: i32,
+    /// Seconds the executor prepares before the job runs (EX-3's 60 s wait).
+    pub prepare: u64,
+    /// Seconds before docker's build container runs (DK-1's 15 s wait).
     pub container_start: u64,
+    /// The token the LC-7 probe sends after the job: any shape gets 404 (RT-1 before EX-1).
+    pub probe_token: Token,
     /// Turmoil's seed: message latencies.
     pub seed: u64,
     pub ops: Vec<Timed>,
@@ -59,14 +66,15 @@ pub enum Op {
     Open {
         who: Who,
         direct: bool,
+        protocols: Protocols,
     },
-    /// Someone without the right: Mallory through GitLab, or direct with a wrong or no token.
+    /// Someone without the right: Mallory through GitLab, or direct with a token of a wrong shape.
     Intrude {
         how: Intruder,
     },
     Type {
         who: Who,
-        paste: bool,
+        input: Input,
     },
     Close {
         who: Who,
@@ -93,19 +101,113 @@ pub enum Op {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Intruder {
     Mallory,
-    WrongToken,
-    NoToken,
+    /// Straight at the runner with a token of this shape (EX-1, EX-7).
+    Direct(Token),
+}
+
+/// The `Authorization` a direct request carries (EX-1, EX-7): the session's
+/// own token, or one of the wrong shapes a client gets wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Token {
+    Own,
+    Missing,
+    Empty,
+    Bearer,
+    Wrong,
+    /// The first half of the right one.
+    Prefix,
+    /// The right one with a character appended.
+    Appended,
+    /// The right one in capitals.
+    OtherCase,
+}
+
+impl Token {
+    /// The scenario's name for it (`token = "..."`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Token::Own => "own",
+            Token::Missing => "none",
+            Token::Empty => "empty",
+            Token::Bearer => "bearer",
+            Token::Wrong => "wrong",
+            Token::Prefix => "prefix",
+            Token::Appended => "appended",
+            Token::OtherCase => "other-case",
+        }
+    }
+}
+
+/// The subprotocols a browser offers (WS-1..3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Protocols {
+    Terminal,
+    Base64,
+    Both,
+    Neither,
+}
+
+/// What a browser types (WS-5, WS-7, WS-8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Input {
+    /// `echo kNz`: its output is checked exactly once and in order.
+    Echo,
+    /// The same, padded past the reference's 32 KiB cut.
+    Paste,
+    /// `sleep 5`: the shell is busy for what comes next.
+    Busy,
+    /// `sleep 100 &`: a background job that holds the terminal open.
+    Background,
+    /// `exit`: the shell ends, the connection closes with 1000 (WS-7).
+    Exit,
+}
+
+fn wrong_token() -> impl Strategy<Value = Token> {
+    prop_oneof![
+        Just(Token::Missing),
+        Just(Token::Empty),
+        Just(Token::Bearer),
+        Just(Token::Wrong),
+        Just(Token::Prefix),
+        Just(Token::Appended),
+        Just(Token::OtherCase),
+    ]
+}
+
+fn protocols() -> impl Strategy<Value = Protocols> {
+    prop_oneof![
+        6 => Just(Protocols::Terminal),
+        2 => Just(Protocols::Base64),
+        1 => Just(Protocols::Both),
+        1 => Just(Protocols::Neither),
+    ]
+}
+
+fn input() -> impl Strategy<Value = Input> {
+    prop_oneof![
+        12 => Just(Input::Echo),
+        5 => Just(Input::Paste),
+        2 => Just(Input::Busy),
+        1 => Just(Input::Background),
+        1 => Just(Input::Exit),
+    ]
 }
 
 fn who() -> impl Strategy<Value = Who> {
+    prop_oneof![1 => Just(Who::Alice), 1 => Just(Who::Tab2)]
+}
+
+/// Who types: mostly one browser, so that several inputs meet in one
+/// connection (a paste cut short shows only when later output arrives).
+fn typist() -> impl Strategy<Value = Who> {
     prop_oneof![3 => Just(Who::Alice), 1 => Just(Who::Tab2)]
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (who(), any::<bool>()).prop_map(|(who, direct)| Op::Open { who, direct }),
-        1 => prop_oneof![Just(Intruder::Mallory), Just(Intruder::WrongToken), Just(Intruder::NoToken)].prop_map(|how| Op::Intrude { how }),
-        5 => (who(), prop::bool::weighted(0.15)).prop_map(|(who, paste)| Op::Type { who, paste }),
+        7 => (who(), any::<bool>(), protocols()).prop_map(|(who, direct, protocols)| Op::Open { who, direct, protocols }),
+        1 => prop_oneof![1 => Just(Intruder::Mallory), 3 => wrong_token().prop_map(Intruder::Direct)].prop_map(|how| Op::Intrude { how }),
+        6 => (typist(), input()).prop_map(|(who, input)| Op::Type { who, input }),
         2 => who().prop_map(|who| Op::Close { who }),
         1 => who().prop_map(|who| Op::Vanish { who }),
         1 => Just(Op::Cancel),
@@ -116,15 +218,43 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// `session_timeout` (CFG-3): the default (0, negative), any, or around the
+/// time the job has left after its script (`None`: decided with the job).
+fn session_timeout() -> impl Strategy<Value = Option<i64>> {
+    prop_oneof![
+        1 => Just(Some(0i64)),
+        1 => Just(Some(-1i64)),
+        6 => (5i64..=150).prop_map(Some),
+        2 => Just(None),
+    ]
+}
+
+/// Seconds an executor prepares (EX-3): mostly none, sometimes around 60 s.
+fn prepare() -> impl Strategy<Value = u64> {
+    prop_oneof![6 => Just(0u64), 1 => 1u64..=50, 1 => 55u64..=65]
+}
+
+/// Seconds before docker's container runs (DK-1): often around 15 s.
+fn container_start() -> impl Strategy<Value = u64> {
+    prop_oneof![2 => 0u64..=20, 1 => 12u64..=18]
+}
+
 /// Lifecycles of at most `max_steps` ops.
 pub fn lifecycle(max_steps: usize) -> impl Strategy<Value = Lifecycle> {
-    (
+    let job = (
         prop::bool::weighted(0.3),
-        prop_oneof![1 => Just(0i64), 1 => Just(-1i64), 8 => 5i64..=150],
+        session_timeout(),
+        -5i64..=5,
         30u64..=300,
         1u64..=90,
         prop_oneof![4 => Just(0), 1 => 1i32..=3],
-        0u64..=20,
+        prepare(),
+        container_start(),
+    );
+    let probe = prop_oneof![3 => Just(Token::Own), 1 => wrong_token()];
+    (
+        job,
+        probe,
         any::<u64>(),
         prop::collection::vec(
             (0u64..=30, op()).prop_map(|(after, op)| Timed { after, op }),
@@ -133,23 +263,38 @@ pub fn lifecycle(max_steps: usize) -> impl Strategy<Value = Lifecycle> {
     )
         .prop_map(
             |(
-                docker,
-                session_timeout,
-                job_timeout,
-                script_seconds,
-                exit_code,
-                container_start,
+                (
+                    docker,
+                    session_timeout,
+                    near_deadline,
+                    job_timeout,
+                    script_seconds,
+                    exit_code,
+                    prepare,
+                    container_start,
+                ),
+                probe_token,
                 seed,
                 ops,
-            )| Lifecycle {
-                docker,
-                session_timeout,
-                job_timeout,
-                script_seconds,
-                exit_code,
-                container_start: if docker { container_start } else { 0 },
-                seed,
-                ops,
+            )| {
+                let container_start = if docker { container_start } else { 0 };
+                // LC-1: a session_timeout a few seconds either side of the time
+                // the job has left when its script ends.
+                let left = job_timeout as i64 - (prepare + container_start + script_seconds) as i64;
+                let session_timeout =
+                    session_timeout.unwrap_or_else(|| (left + near_deadline).max(1));
+                Lifecycle {
+                    docker,
+                    session_timeout,
+                    job_timeout,
+                    script_seconds,
+                    exit_code,
+                    prepare,
+                    container_start,
+                    probe_token,
+                    seed,
+                    ops,
+                }
             },
         )
 }
@@ -162,7 +307,8 @@ impl Lifecycle {
             s if s > 0 => s as u64,
             _ => 1800,
         };
-        let end = (self.container_start + self.script_seconds + timeout).min(self.job_timeout);
+        let end = (self.prepare + self.container_start + self.script_seconds + timeout)
+            .min(self.job_timeout);
         Duration::from_secs(end + 30)
     }
 
@@ -194,11 +340,15 @@ impl Lifecycle {
             &Op::Open {
                 who: Who::Alice,
                 direct: true,
+                protocols: Protocols::Terminal,
             },
             usize::MAX,
             self.surely_ended(),
         );
         probe[0].browser = Some(PROBE.into());
+        if self.probe_token != Token::Own {
+            probe[0].token = Some(self.probe_token.name().into());
+        }
         steps.extend(probe);
         // A partition of a browser that does nothing else has no host to cut.
         let acting: BTreeSet<String> = steps.iter().filter_map(|s| s.browser.clone()).collect();
@@ -208,8 +358,9 @@ impl Lifecycle {
         });
         steps.sort_by_key(|s| s.at);
         let last = steps.iter().map(|s| s.at.0).max().unwrap_or_default();
-        let job_end =
-            Duration::from_secs(self.container_start + self.script_seconds + self.job_timeout);
+        let job_end = Duration::from_secs(
+            self.prepare + self.container_start + self.script_seconds + self.job_timeout,
+        );
         let mut users = BTreeMap::new();
         users.insert(
             "alice".to_string(),
@@ -244,9 +395,10 @@ impl Lifecycle {
         Scenario {
             title: format!("fuzz lifecycle {name}"),
             user_sees: "a generated session lifecycle; the invariants of SPEC must hold".into(),
-            spec: ["EX-1", "EX-4", "WS-5", "LC-1", "LC-6", "LC-7"]
+            spec: super::invariants::rules_checked()
+                .into_iter()
                 .map(String::from)
-                .to_vec(),
+                .collect(),
             seed: self.seed,
             tick: Some(Dur(Duration::from_millis(500))),
             end: Some(Dur(last.max(job_end) + Duration::from_secs(120))),
@@ -267,7 +419,7 @@ impl Lifecycle {
                 project: "demo".into(),
                 script,
                 timeout: Some(Dur(Duration::from_secs(self.job_timeout))),
-                prepare: None,
+                prepare: (self.prepare > 0).then(|| Dur(Duration::from_secs(self.prepare))),
                 container_start: self.docker.then(|| format!("{}s", self.container_start)),
                 webide: false,
                 services: None,
@@ -289,7 +441,7 @@ impl Lifecycle {
         let mut t = 2;
         let mut open: BTreeSet<Who> = BTreeSet::new();
         let mut faults_until: Vec<u64> = Vec::new();
-        let script_end = self.container_start + self.script_seconds;
+        let script_end = self.prepare + self.container_start + self.script_seconds;
         let mut ended = false;
         for timed in &self.ops {
             t += timed.after;
@@ -363,39 +515,55 @@ fn steps_of(op: &Op, index: usize, at: Duration) -> Vec<Step> {
         vec![start, end]
     };
     match op {
-        Op::Open { who, direct } => {
+        Op::Open {
+            who,
+            direct,
+            protocols,
+        } => {
             let mut s = step("open");
             s.browser = Some(who.name().into());
             s.job = Some(1);
             if *direct {
                 s.via = Some("direct".into());
             }
+            s.protocols = match protocols {
+                Protocols::Terminal => None,
+                Protocols::Base64 => Some(vec![BASE64.into()]),
+                Protocols::Both => Some(vec![BASE64.into(), TERMINAL.into()]),
+                Protocols::Neither => Some(Vec::new()),
+            };
             vec![s]
         }
         Op::Intrude { how } => {
             let mut s = step("open");
             s.job = Some(1);
-            let (browser, token) = match how {
-                Intruder::Mallory => ("mallory", None),
-                Intruder::WrongToken => ("intruder", Some("wrong")),
-                Intruder::NoToken => ("anon", Some("none")),
-            };
-            s.browser = Some(browser.into());
-            if let Some(token) = token {
-                s.via = Some("direct".into());
-                s.token = Some(token.into());
+            match how {
+                Intruder::Mallory => s.browser = Some("mallory".into()),
+                Intruder::Direct(token) => {
+                    s.browser = Some(
+                        if *token == Token::Missing {
+                            "anon"
+                        } else {
+                            "intruder"
+                        }
+                        .into(),
+                    );
+                    s.via = Some("direct".into());
+                    s.token = Some(token.name().into());
+                }
             }
             vec![s]
         }
-        Op::Type { who, paste } => {
+        Op::Type { who, input } => {
             let mut s = step("type");
             s.browser = Some(who.name().into());
-            let padding = if *paste {
-                "a".repeat(PASTE)
-            } else {
-                String::new()
-            };
-            s.text = Some(format!("echo k{index}z{padding}\r"));
+            s.text = Some(match input {
+                Input::Echo => format!("echo k{index}z\r"),
+                Input::Paste => format!("echo k{index}z{}\r", "a".repeat(PASTE)),
+                Input::Busy => "sleep 5\r".into(),
+                Input::Background => "sleep 100 &\r".into(),
+                Input::Exit => "exit\r".into(),
+            });
             vec![s]
         }
         Op::Close { who } | Op::Vanish { who } => {

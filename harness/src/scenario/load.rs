@@ -64,6 +64,18 @@ pub fn load_str(text: &str, path: &Path, id: &str) -> Result<Scenario, LoadError
     Ok(scenario)
 }
 
+/// The token shapes of a direct `open` (EX-1, EX-7), besides `job:N`.
+const TOKENS: [&str; 8] = [
+    "own",
+    "none",
+    "empty",
+    "wrong",
+    "bearer",
+    "prefix",
+    "appended",
+    "other-case",
+];
+
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
@@ -250,10 +262,10 @@ fn check_step(s: &Scenario, step: &Step, hosts: &[String]) -> Result<(), String>
                 other => return Err(format!("via = {other:?}: use \"gitlab\" or \"direct\"")),
             }
             if let Some(token) = &step.token {
-                let ok = ["own", "none", "wrong", "bearer"].contains(&token.as_str())
+                let ok = TOKENS.contains(&token.as_str())
                     || token.strip_prefix("job:").is_some_and(|n| n.parse::<u64>().is_ok());
                 if !ok {
-                    return Err(format!("token = {token:?}: use own, none, wrong, bearer or job:N"));
+                    return Err(format!("token = {token:?}: use one of {} or job:N", TOKENS.join(", ")));
                 }
             }
             if step.proxy.is_some() {

@@ -223,10 +223,11 @@ pub struct BrowserSpec {
 }
 
 /// One step of the timeline. `do` says what; the other keys depend on it:
-/// - `open` (browser, job, via = "gitlab"|"direct", token = "own"|"none"|"wrong"|"bearer"|"job:N",
+/// - `open` (browser, job, via = "gitlab"|"direct", token = "own"|"none"|"empty"|"wrong"|"bearer"|"prefix"|"appended"|"other-case"|"job:N",
 ///   protocols = [...], insecure; proxy = "<service>/<port>/<path>": the job's service
 ///   through Workhorse's `proxy.ws` instead of its terminal, WI-3),
-///   `fetch` (browser, job, proxy: an HTTP GET through Workhorse's proxy, WI-4), `type` (browser, text, repeat = N: the text N times in
+///   `fetch` (browser, job, proxy: an HTTP GET through Workhorse's proxy, WI-4),
+///   `type` (browser, text, repeat = N: the text N times in
 ///   one message, a paste), `close` (browser), `vanish` (browser)
 /// - `cancel` (job), `signal` (mode = "abort"|"graceful"), `revoke` (user, role), `archive` (project)
 /// - `partition`, `repair`, `hold`, `release` (a, b), `crash`, `bounce` (host)

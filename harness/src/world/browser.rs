@@ -19,11 +19,26 @@ pub enum Token {
     /// The session's own token.
     Own,
     None,
+    Empty,
     Wrong,
     /// `Bearer <own token>` (EX-7).
     Bearer,
+    /// The first half of the own token.
+    Prefix,
+    /// The own token with a character appended.
+    Appended,
+    /// The own token in capitals (it is lowercase hex).
+    OtherCase,
     /// Another job's session token.
     OfJob(u64),
+}
+
+/// Where the first half of a token ends (on a character boundary).
+fn own_half(token: &str) -> usize {
+    (0..=token.len() / 2)
+        .rev()
+        .find(|i| token.is_char_boundary(*i))
+        .unwrap_or(0)
 }
 
 /// Where a browser opens the terminal.
@@ -111,8 +126,14 @@ impl<N: Net> Browser<N> {
                 let token = match token {
                     Token::Own => Some(session.authorization.clone()),
                     Token::None => None,
+                    Token::Empty => Some(String::new()),
                     Token::Wrong => Some("0".repeat(64)),
                     Token::Bearer => Some(format!("Bearer {}", session.authorization)),
+                    Token::Prefix => {
+                        Some(session.authorization[..own_half(&session.authorization)].to_string())
+                    }
+                    Token::Appended => Some(format!("{}0", session.authorization)),
+                    Token::OtherCase => Some(session.authorization.to_uppercase()),
                     Token::OfJob(other) => self.gitlab.session(*other).map(|s| s.authorization),
                 };
                 let headers = token

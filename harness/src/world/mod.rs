@@ -365,8 +365,12 @@ pub async fn act<N: Net>(browser: &mut Browser<N>, step: &Step, entry: &str) {
 fn token(spec: Option<&str>) -> Token {
     match spec.unwrap_or("own") {
         "none" => Token::None,
+        "empty" => Token::Empty,
         "wrong" => Token::Wrong,
         "bearer" => Token::Bearer,
+        "prefix" => Token::Prefix,
+        "appended" => Token::Appended,
+        "other-case" => Token::OtherCase,
         other => other
             .strip_prefix("job:")
             .and_then(|n| n.parse().ok())
