@@ -366,6 +366,39 @@ job = 1
     }
 
     #[test]
+    fn a_fetch_needs_a_service_target_and_says_how_to_write_one() {
+        let fetch = GOOD.replace("do = \"open\"", "do = \"fetch\"");
+        let err = load(&fetch).unwrap_err();
+        assert!(err.message.contains("needs proxy"), "{err}");
+        let err = load(&fetch.replace("job = 1\n", "job = 1\nproxy = \"svc\"\n"));
+        let err = err.unwrap_err();
+        assert!(err.message.contains("<service>/<port>/<path>"), "{err}");
+        let ok = fetch.replace("job = 1\n", "job = 1\nproxy = \"svc/3000/x\"\n");
+        assert_eq!(
+            load(&ok).unwrap().steps[0].proxy.as_deref(),
+            Some("svc/3000/x")
+        );
+    }
+
+    #[test]
+    fn a_service_is_opened_through_gitlab_only() {
+        let direct = GOOD.replace("job = 1\n", "job = 1\nvia = \"direct\"\nproxy = \"s/1/\"\n");
+        let err = load(&direct).unwrap_err();
+        assert!(err.message.contains("through GitLab"), "{err}");
+    }
+
+    #[test]
+    fn a_jobs_services_are_hosts_of_the_world() {
+        let webide = GOOD.replace(
+            "script = [\"sleep 1\"]",
+            "script = [\"sleep 1\"]\nwebide = true\n[[job.service]]\nname = \"img\"\nalias = \"sync\"\nports = [3000]",
+        );
+        let s = load(&webide).unwrap();
+        assert!(s.jobs[0].webide);
+        assert!(hosts(&s).contains(&"sync".to_string()), "{:?}", hosts(&s));
+    }
+
+    #[test]
     fn an_unknown_spec_id_is_refused() {
         let err = load(&GOOD.replace("LC-1", "LC-9")).unwrap_err();
         assert_eq!(err.field, "spec");

@@ -537,7 +537,10 @@ pub fn runner_config(scenario: &Scenario, host: &str) -> String {
 /// those that nothing listens on. A host is declared once, by its first job.
 fn add_services(sim: &mut turmoil::Sim<'_>, scenario: &Scenario) {
     let mut declared = BTreeSet::new();
-    let services = scenario.jobs.iter().flat_map(|j| j.services.iter().flatten());
+    let services = scenario
+        .jobs
+        .iter()
+        .flat_map(|j| j.services.iter().flatten());
     for service in services {
         let host = service.host().to_string();
         if !declared.insert(host.clone()) {

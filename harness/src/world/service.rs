@@ -55,7 +55,10 @@ fn answer(mut request: Request<Incoming>, name: String) -> Response<Full<Bytes>>
         } else {
             "no Authorization"
         };
-        let body = format!("{name} answers {} {target} ({authorization})", request.method());
+        let body = format!(
+            "{name} answers {} {target} ({authorization})",
+            request.method()
+        );
         return Response::new(Full::new(Bytes::from(body)));
     };
     let protocol = ws::offered_protocols(headers).into_iter().next();
@@ -90,7 +93,11 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let hello = format!("{name} ready at {target}\r\n");
-    if socket.send(Message::binary(hello.into_bytes())).await.is_err() {
+    if socket
+        .send(Message::binary(hello.into_bytes()))
+        .await
+        .is_err()
+    {
         return;
     }
     while let Some(Ok(message)) = socket.next().await {

@@ -42,7 +42,6 @@ async fn ask<N: Net>(net: &N, session: &SessionInfo) -> Result<StatusCode, Strin
     let (address, path) = rest.split_once('/').unwrap_or((rest, ""));
     let headers = [("authorization", session.authorization.clone())];
     let exec = format!("/{path}/exec");
-    let (status, _) =
-        ws::http_get(net, address, Some(Trust::Anything), &exec, &headers).await?;
+    let (status, _) = ws::http_get(net, address, Some(Trust::Anything), &exec, &headers).await?;
     StatusCode::from_u16(status).map_err(|e| format!("bad status: {e}"))
 }

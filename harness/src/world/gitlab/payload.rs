@@ -382,3 +382,75 @@ fn variables(
     }));
     variables
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn webide_job() -> JobDef {
+        JobDef {
+            id: 4,
+            owner: "alice".into(),
+            project: "demo".into(),
+            script: vec!["sleep 60".into()],
+            timeout: std::time::Duration::from_secs(3600),
+            variables: Vec::new(),
+            image: None,
+            webide: true,
+            services: Some(vec![ServiceSpec {
+                name: "registry.gitlab.com/gitlab-org/webide-file-sync:latest".into(),
+                alias: Some("webide-file-sync".into()),
+                ports: vec![3000],
+                closed_ports: Vec::new(),
+            }]),
+        }
+    }
+
+    /// WI-1: the `terminal` job of a `webide` pipeline, its service's ports
+    /// with GitLab's defaults filled in.
+    #[test]
+    fn a_web_ide_terminal_is_gitlabs_terminal_job_of_a_webide_pipeline() {
+        let server = Server::from_host_header("gitlab");
+        let job = serde_json::to_value(job_response(&webide_job(), &server, None)).unwrap();
+        assert_eq!(job["job_info"]["name"], "terminal");
+        assert_eq!(job["job_info"]["stage"], "terminal");
+        let variable = |key: &str| {
+            job["variables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["key"] == key)
+                .map(|v| v["value"].clone())
+        };
+        assert_eq!(variable("CI_PIPELINE_SOURCE"), Some("webide".into()));
+        assert_eq!(variable("CI_JOB_NAME"), Some("terminal".into()));
+        let service = &job["services"][0];
+        assert_eq!(service["alias"], "webide-file-sync");
+        assert_eq!(
+            service["ports"],
+            serde_json::json!([{"number": 3000, "protocol": "http", "name": "default_port"}])
+        );
+        assert!(
+            service["command"].is_null(),
+            "GitLab writes null: {service}"
+        );
+    }
+
+    #[test]
+    fn an_ordinary_job_keeps_the_pipelines_default_service() {
+        let def = JobDef {
+            webide: false,
+            services: None,
+            ..webide_job()
+        };
+        let job = serde_json::to_value(job_response(
+            &def,
+            &Server::from_host_header("gitlab"),
+            None,
+        ))
+        .unwrap();
+        assert_eq!(job["job_info"]["name"], "job-4");
+        assert_eq!(job["services"][0]["name"], SERVICE);
+        assert!(job["services"][0]["alias"].is_null());
+    }
+}

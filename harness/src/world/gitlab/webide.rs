@@ -92,7 +92,12 @@ impl Gitlab {
         id: u64,
         offered: &[String],
     ) -> Result<TerminalSpec, Denied> {
-        let known = self.state.lock().expect("gitlab lock").jobs.contains_key(&id);
+        let known = self
+            .state
+            .lock()
+            .expect("gitlab lock")
+            .jobs
+            .contains_key(&id);
         if user.is_some() && known && !self.is_webide(id) {
             return Err(Denied {
                 status: 403,
