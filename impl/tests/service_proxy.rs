@@ -131,8 +131,7 @@ async fn an_undeclared_port_is_404_and_no_token_is_401() {
 async fn proxied_websocket(
     session: &session_server::coordinator::api::SessionInfo,
     port: u16,
-) -> tokio_tungstenite::WebSocketStream<impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>
-{
+) -> tokio_tungstenite::WebSocketStream<impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> {
     let tls = dial_tls(&TokioNet, session).await.unwrap();
     let url = format!(
         "wss://{}{}",
