@@ -56,7 +56,9 @@ pub enum What {
         target: String,
         protocols: Vec<String>,
     },
-    /// The answer to it: an HTTP status (101 on success).
+    /// A browser's HTTP GET of a job's service through GitLab (WI-4).
+    Fetch { browser: String, target: String },
+    /// The answer to an open or a fetch: an HTTP status (101 on an open's success).
     Answer {
         browser: String,
         status: u16,
@@ -272,6 +274,7 @@ fn line(what: &What) -> String {
                 format!("opens {target} ({})", protocols.join(", "))
             }
         }
+        What::Fetch { target, .. } => format!("GETs {target}"),
         What::Answer {
             status: 101,
             protocol,

@@ -42,8 +42,10 @@ pub fn can_play(s: &Scenario) -> bool {
             .iter()
             .filter(|st| st.browser.is_some())
             .all(|st| match st.action.as_str() {
+                // The terminal page opens a terminal, never a job's service.
                 "open" => {
                     st.via.as_deref().unwrap_or("gitlab") == "gitlab"
+                        && st.proxy.is_none()
                         && st
                             .protocols
                             .as_ref()

@@ -154,6 +154,8 @@ mod tests {
             "disconnects/browser-closes",
             "timeouts/custom-session-timeout",
             "unauthorized/no-token",
+            "webide/terminal-opens-and-works",
+            "webide/unauthorized-refused-before-the-runner",
         ] {
             assert!(runnable.contains(&id), "{id} should run: {runnable:?}");
         }
@@ -161,6 +163,7 @@ mod tests {
             "deployment/firewall-allows-only-gitlab",
             "disconnects/held-output-is-not-lost",
             "timeouts/attach-wait-503",
+            "webide/websocket-relays-both-ways",
         ] {
             let s = scenarios.iter().find(|s| s.id == id).unwrap();
             assert!(reason(s).is_some(), "{id} cannot run for real");

@@ -574,9 +574,7 @@ fn frames_follow_the_subprotocol(events: &[Event], found: &mut Judge) {
     let mut protocols: BTreeMap<&str, Option<&str>> = BTreeMap::new();
     // Per base64 connection: the base64 forms of its typed input, its output.
     let mut typed: BTreeMap<&str, (Vec<String>, String)> = BTreeMap::new();
-    let judge_echo = |browser: &str,
-                          (sent, output): (Vec<String>, String),
-                          found: &mut Judge| {
+    let judge_echo = |browser: &str, (sent, output): (Vec<String>, String), found: &mut Judge| {
         for line in sent {
             found.ran("WS-3");
             if output.contains(&line) {

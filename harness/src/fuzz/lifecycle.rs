@@ -452,6 +452,8 @@ impl Lifecycle {
                 timeout: Some(Dur(Duration::from_secs(self.job_timeout))),
                 prepare: (self.prepare > 0).then(|| Dur(Duration::from_secs(self.prepare))),
                 container_start: self.docker.then(|| format!("{}s", self.container_start)),
+                webide: false,
+                services: None,
             }],
             browsers,
             steps,
@@ -528,6 +530,7 @@ fn steps_of(op: &Op, index: usize, at: Duration) -> Vec<Step> {
         b: None,
         host: None,
         request: None,
+        proxy: None,
     };
     let heal = |action: &str, a: &str, b: &str, seconds: u64| {
         let mut start = step(action);

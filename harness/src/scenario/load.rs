@@ -203,6 +203,11 @@ pub fn hosts(s: &Scenario) -> Vec<String> {
     if s.runner.replicas > 1 {
         hosts.push("lb".into());
     }
+    for service in s.jobs.iter().flat_map(|j| j.services.iter().flatten()) {
+        if !hosts.iter().any(|h| h == service.host()) {
+            hosts.push(service.host().to_string());
+        }
+    }
     if s.network.front_proxy.is_some() {
         hosts.push("proxy".into());
     }
@@ -219,6 +224,17 @@ pub fn browser_names(s: &Scenario) -> Vec<String> {
     names.sort();
     names.dedup();
     names
+}
+
+/// `proxy = "<service>/<port>/<path>"` of a step that reaches a job's service.
+fn need_proxy(step: &Step) -> Result<(), String> {
+    match step.proxy.as_deref() {
+        Some(p) if crate::world::gitlab::ProxyTarget::parse(p).is_some() => Ok(()),
+        Some(p) => Err(format!(
+            "proxy = {p:?}: use \"<service>/<port>/<path>\", e.g. \"webide-file-sync/3000/\""
+        )),
+        None => Err("needs proxy = \"<service>/<port>/<path>\"".into()),
+    }
 }
 
 fn check_step(s: &Scenario, step: &Step, hosts: &[String]) -> Result<(), String> {
@@ -267,7 +283,18 @@ fn check_step(s: &Scenario, step: &Step, hosts: &[String]) -> Result<(), String>
                 }
                 Some(_) => {}
             }
+            if step.proxy.is_some() {
+                if step.via.as_deref() == Some("direct") {
+                    return Err("proxy = \"...\" opens a service through GitLab: drop via = \"direct\"".into());
+                }
+                need_proxy(step)?;
+            }
             Ok(())
+        }
+        "fetch" => {
+            need_browser()?;
+            need_job()?;
+            need_proxy(step)
         }
         "type" => {
             need_browser()?;
@@ -293,7 +320,7 @@ fn check_step(s: &Scenario, step: &Step, hosts: &[String]) -> Result<(), String>
         }
         "crash" | "bounce" => need_host("host", &step.host),
         other => Err(format!(
-            "unknown action {other:?}: use open, type, close, vanish, cancel, signal, revoke, archive, partition, repair, hold, release, crash or bounce"
+            "unknown action {other:?}: use open, fetch, type, close, vanish, cancel, signal, revoke, archive, partition, repair, hold, release, crash or bounce"
         )),
     }
 }
@@ -351,6 +378,39 @@ job = 1
             err.to_string().contains("step 1 (do = \"open\")") && err.message.contains("bob"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_fetch_needs_a_service_target_and_says_how_to_write_one() {
+        let fetch = GOOD.replace("do = \"open\"", "do = \"fetch\"");
+        let err = load(&fetch).unwrap_err();
+        assert!(err.message.contains("needs proxy"), "{err}");
+        let err = load(&fetch.replace("job = 1\n", "job = 1\nproxy = \"svc\"\n"));
+        let err = err.unwrap_err();
+        assert!(err.message.contains("<service>/<port>/<path>"), "{err}");
+        let ok = fetch.replace("job = 1\n", "job = 1\nproxy = \"svc/3000/x\"\n");
+        assert_eq!(
+            load(&ok).unwrap().steps[0].proxy.as_deref(),
+            Some("svc/3000/x")
+        );
+    }
+
+    #[test]
+    fn a_service_is_opened_through_gitlab_only() {
+        let direct = GOOD.replace("job = 1\n", "job = 1\nvia = \"direct\"\nproxy = \"s/1/\"\n");
+        let err = load(&direct).unwrap_err();
+        assert!(err.message.contains("through GitLab"), "{err}");
+    }
+
+    #[test]
+    fn a_jobs_services_are_hosts_of_the_world() {
+        let webide = GOOD.replace(
+            "script = [\"sleep 1\"]",
+            "script = [\"sleep 1\"]\nwebide = true\n[[job.service]]\nname = \"img\"\nalias = \"sync\"\nports = [3000]",
+        );
+        let s = load(&webide).unwrap();
+        assert!(s.jobs[0].webide);
+        assert!(hosts(&s).contains(&"sync".to_string()), "{:?}", hosts(&s));
     }
 
     #[test]

@@ -180,6 +180,34 @@ pub struct JobSpec {
     /// Docker: time until the build container runs; `"never"` for one that does not.
     #[serde(default)]
     pub container_start: Option<String>,
+    /// A Web IDE terminal job (WI-1): the `terminal` job of a `webide` pipeline.
+    #[serde(default)]
+    pub webide: bool,
+    /// The job's `services:` (WI-1); absent: the pipeline's default service.
+    #[serde(default, rename = "service")]
+    pub services: Option<Vec<ServiceSpec>>,
+}
+
+/// One entry of a job's `services:`. In the simulation each service host (its
+/// alias, else its name) is a host of the world that answers on its ports.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub name: String,
+    #[serde(default)]
+    pub alias: Option<String>,
+    /// `ports:`, as the job declares them.
+    pub ports: Vec<u16>,
+    /// Declared ports on which nothing listens (WI-5).
+    #[serde(default)]
+    pub closed_ports: Vec<u16>,
+}
+
+impl ServiceSpec {
+    /// The host the runner dials for it (WI-5).
+    pub fn host(&self) -> &str {
+        self.alias.as_deref().unwrap_or(&self.name)
+    }
 }
 
 fn demo() -> String {
@@ -196,7 +224,10 @@ pub struct BrowserSpec {
 
 /// One step of the timeline. `do` says what; the other keys depend on it:
 /// - `open` (browser, job, via = "gitlab"|"direct", token = "own"|"none"|"empty"|"wrong"|"bearer"|"prefix"|"appended"|"other-case"|"job:N",
-///   protocols = [...], insecure), `type` (browser, text, repeat = N: the text N times in
+///   protocols = [...], insecure; proxy = "<service>/<port>/<path>": the job's service
+///   through Workhorse's `proxy.ws` instead of its terminal, WI-3),
+///   `fetch` (browser, job, proxy: an HTTP GET through Workhorse's proxy, WI-4),
+///   `type` (browser, text, repeat = N: the text N times in
 ///   one message, a paste), `close` (browser), `vanish` (browser)
 /// - `cancel` (job), `signal` (mode = "abort"|"graceful"), `revoke` (user, role), `archive` (project)
 /// - `partition`, `repair`, `hold`, `release` (a, b), `crash`, `bounce` (host)
@@ -241,6 +272,9 @@ pub struct Step {
     /// `http10-upgrade` (an upgrade as HTTP/1.0: WS-8 refuses it).
     #[serde(default)]
     pub request: Option<String>,
+    /// `<service>/<port>/<path>` of a job's service (steps `open` and `fetch`).
+    #[serde(default)]
+    pub proxy: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -259,7 +293,8 @@ pub struct BrowserExpect {
     /// The answers to its opens, in order (101, 423, 502, ...; 0: no HTTP answer).
     #[serde(default)]
     pub answers: Option<Vec<u16>>,
-    /// Text that appears in its output, in this order.
+    /// Text that appears in its output (and the bodies of successful
+    /// `fetch`es), in this order.
     #[serde(default)]
     pub sees: Vec<String>,
     #[serde(default)]

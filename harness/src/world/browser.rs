@@ -1,4 +1,5 @@
 //! A browser: opens a job's terminal through GitLab (or straight at the runner),
+//! or a Web IDE terminal's service through GitLab's proxy (WebSocket or HTTP),
 //! types, and records everything it receives.
 
 use futures_util::stream::SplitSink;
@@ -7,7 +8,7 @@ use session_server::net::Net;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::gitlab::Gitlab;
+use super::gitlab::{Gitlab, ProxyTarget};
 use super::plain;
 use super::workhorse::USER_HEADER;
 use super::ws::{self, Dialed, Trust, Ws};
@@ -48,6 +49,8 @@ pub enum Via {
     Gitlab { entry: String },
     /// Straight at the session URL GitLab knows, bypassing GitLab.
     Direct { token: Token, insecure: bool },
+    /// A service of the job through Workhorse's `proxy.ws` at `entry` (WI-3).
+    Service { entry: String, target: ProxyTarget },
 }
 
 pub struct Browser<N: Net> {
@@ -110,6 +113,13 @@ impl<N: Net> Browser<N> {
                 trust_pem: None,
                 headers: self.user.iter().map(|u| (USER_HEADER, u.clone())).collect(),
                 spec: "WH-1",
+            }),
+            Via::Service { entry, target } => Some(Target {
+                target: format!("GitLab /-/jobs/{job}/proxy.ws to {target}"),
+                url: format!("ws://{entry}/-/jobs/{job}/proxy.ws?{}", target.query()),
+                trust_pem: None,
+                headers: self.user.iter().map(|u| (USER_HEADER, u.clone())).collect(),
+                spec: "WI-3",
             }),
             Via::Direct { token, insecure } => {
                 let Some(session) = self.gitlab.session(job) else {
@@ -203,7 +213,11 @@ impl<N: Net> Browser<N> {
         else {
             return;
         };
-        let answer_spec = if spec == "WH-1" { "WH-2" } else { "EX-6" };
+        let answer_spec = match spec {
+            "WH-1" => "WH-2",
+            "WI-3" => "WI-5",
+            _ => "EX-6",
+        };
         self.record(
             Some(spec),
             What::Open {
@@ -213,7 +227,7 @@ impl<N: Net> Browser<N> {
             },
         );
         let trust = match (&via, &trust_pem) {
-            (Via::Gitlab { .. }, _) => None,
+            (Via::Gitlab { .. } | Via::Service { .. }, _) => None,
             (_, Some(pem)) => Some(Trust::Pem(pem)),
             (_, None) => Some(Trust::Anything),
         };
@@ -265,6 +279,36 @@ impl<N: Net> Browser<N> {
                 );
             }
         }
+    }
+
+    /// `GET`s `target`, a service of job `job`, through Workhorse's HTTP
+    /// proxy at `entry` (WI-4); records the answer, whose body a scenario's
+    /// `sees` reads when it is a success.
+    pub async fn fetch(&mut self, job: u64, entry: &str, target: &ProxyTarget) {
+        self.record(
+            Some("WI-4"),
+            What::Fetch {
+                browser: self.name.clone(),
+                target: format!("GitLab /-/jobs/{job}/proxy to {target}"),
+            },
+        );
+        let path = format!("/-/jobs/{job}/proxy?{}", target.query());
+        let headers: Vec<(&str, String)> =
+            self.user.iter().map(|u| (USER_HEADER, u.clone())).collect();
+        let (status, body) = match ws::http_get(&self.net, entry, None, &path, &headers).await {
+            Ok((status, body)) => (status, String::from_utf8_lossy(&body).into_owned()),
+            Err(why) => (0, why),
+        };
+        let spec = (200..300).contains(&status).then_some("WI-5");
+        self.record(
+            spec,
+            What::Answer {
+                browser: self.name.clone(),
+                status,
+                protocol: None,
+                body,
+            },
+        );
     }
 
     /// Types `text` into the open terminal.

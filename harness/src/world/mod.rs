@@ -4,13 +4,16 @@
 //!
 //! Hosts: `gitlab:80` (API and Workhorse), `runner:8093` (or `runner-1..N`
 //! behind `lb:8093`), `proxy:80` in front of GitLab, `runner-proxy:8093` in
-//! front of the runner, and one host per browser.
+//! front of the runner, one host per job service (its alias, else its name:
+//! `webide-file-sync:3000`), and one host per browser.
 
 pub mod browser;
 pub mod gitlab;
 pub mod machine;
 mod middlebox;
 pub mod plain;
+mod service;
+mod service_proxy;
 pub mod session_probe;
 pub(crate) mod tls;
 pub mod workhorse;
@@ -36,7 +39,7 @@ use tokio::sync::watch;
 use crate::scenario::{Dur, Scenario, Step};
 use crate::trace::{Event, Recorder, What};
 use browser::{Browser, Token, Via};
-use gitlab::{Gitlab, JobDef, Role};
+use gitlab::{Gitlab, JobDef, ProxyTarget, Role};
 
 pub const SESSION_PORT: u16 = 8093;
 pub const RUNNER_TOKEN: &str = "glrt-session-harness";
@@ -141,6 +144,7 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         });
     }
     add_middleboxes(&mut sim, scenario, &hosts);
+    add_services(&mut sim, scenario);
 
     let browsers = crate::scenario::browser_names(scenario);
     let progress = Arc::new(Progress::default());
@@ -350,10 +354,15 @@ pub async fn perform<N: Net>(browser: &mut Browser<N>, step: &Step, entry: &str)
 pub async fn act<N: Net>(browser: &mut Browser<N>, step: &Step, entry: &str) {
     match step.action.as_str() {
         "open" => {
-            let via = match step.via.as_deref() {
-                Some("direct") => Via::Direct {
+            let proxy = step.proxy.as_deref().and_then(ProxyTarget::parse);
+            let via = match (step.via.as_deref(), proxy) {
+                (Some("direct"), _) => Via::Direct {
                     token: token(step.token.as_deref()),
                     insecure: step.insecure,
+                },
+                (_, Some(target)) => Via::Service {
+                    entry: entry.to_string(),
+                    target,
                 },
                 _ => Via::Gitlab {
                     entry: entry.to_string(),
@@ -375,6 +384,12 @@ pub async fn act<N: Net>(browser: &mut Browser<N>, step: &Step, entry: &str) {
             browser
                 .type_text(text.repeat(step.repeat.unwrap_or(1)).as_bytes())
                 .await
+        }
+        "fetch" => {
+            let target = step.proxy.as_deref().and_then(ProxyTarget::parse);
+            let target = target.expect("checked by the loader");
+            let job = step.job.expect("checked by the loader");
+            browser.fetch(job, entry, &target).await
         }
         "close" => browser.close().await,
         "vanish" => browser.vanish().await,
@@ -519,6 +534,8 @@ pub fn gitlab_of(scenario: &Scenario, recorder: &Recorder) -> Gitlab {
                 .unwrap_or(Duration::from_secs(3600)),
             variables: Vec::new(),
             image: None,
+            webide: job.webide,
+            services: job.services.clone(),
         });
     }
     gitlab
@@ -549,6 +566,47 @@ pub fn runner_config(scenario: &Scenario, host: &str) -> String {
         r.executor
     ));
     toml
+}
+
+/// WI-5: each job service's host, answering on its declared ports except
+/// those that nothing listens on. A host is declared once, by its first job.
+fn add_services(sim: &mut turmoil::Sim<'_>, scenario: &Scenario) {
+    let mut declared = BTreeSet::new();
+    let services = scenario
+        .jobs
+        .iter()
+        .flat_map(|j| j.services.iter().flatten());
+    for service in services {
+        let host = service.host().to_string();
+        if !declared.insert(host.clone()) {
+            continue;
+        }
+        let ports: Vec<u16> = service
+            .ports
+            .iter()
+            .copied()
+            .filter(|p| !service.closed_ports.contains(p))
+            .collect();
+        let name = host.clone();
+        sim.host(name.as_str(), move || {
+            let (host, ports) = (host.clone(), ports.clone());
+            async move {
+                let mut listening = Vec::new();
+                for port in ports {
+                    let listener = TurmoilNet.bind(&format!("0.0.0.0:{port}")).await?;
+                    listening.push(tokio::spawn(service::serve::<TurmoilNet>(
+                        listener,
+                        host.clone(),
+                        port,
+                    )));
+                }
+                for port in listening {
+                    let _ = port.await;
+                }
+                Ok(())
+            }
+        });
+    }
 }
 
 fn add_middleboxes(sim: &mut turmoil::Sim<'_>, scenario: &Scenario, runners: &[String]) {

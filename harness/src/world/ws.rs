@@ -166,6 +166,55 @@ pub async fn connect<N: Net>(
     }
 }
 
+/// `GET path` at `address` (`host:port`), plain or TLS as `tls` says, with
+/// `headers`: the answer's status and body (at most [`MAX_MESSAGE`] bytes),
+/// or why there was none. Bounded by [`DIAL_TIMEOUT`].
+pub async fn http_get<N: Net>(
+    net: &N,
+    address: &str,
+    tls: Option<Trust<'_>>,
+    path: &str,
+    headers: &[(&str, String)],
+) -> Result<(u16, Vec<u8>), String> {
+    let exchange = async {
+        let io = connect(net, address, tls).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+                .await
+                .map_err(|e| format!("HTTP handshake: {e}"))?;
+        let driver = tokio::spawn(connection);
+        let mut request = http::Request::get(path).header(http::header::HOST, address);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let request = request
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| format!("not a valid request for {path:?}: {e}"))?;
+        let answer = async {
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| format!("HTTP request: {e}"))?;
+            let status = response.status().as_u16();
+            let body = http_body_util::BodyExt::collect(http_body_util::Limited::new(
+                response.into_body(),
+                MAX_MESSAGE,
+            ))
+            .await
+            .map_err(|e| format!("reading the answer: {e}"))?
+            .to_bytes();
+            Ok((status, body.to_vec()))
+        }
+        .await;
+        driver.abort();
+        answer
+    };
+    match tokio::time::timeout(DIAL_TIMEOUT, exchange).await {
+        Ok(answer) => answer,
+        Err(_) => Err(format!("no answer within {}s", DIAL_TIMEOUT.as_secs())),
+    }
+}
+
 fn connect_error(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
