@@ -26,6 +26,11 @@ use crate::world::Run;
 
 /// Reporting, closing and latency take a few seconds beyond the exact bound.
 const SLACK: Duration = Duration::from_secs(10);
+/// How long a runner may wait for a browser's close reply when it ends a
+/// terminal at the job's end (WS-6 is project-defined; this runner gives 5 s).
+/// A terminal opened just as the wait ended is closed only then, so a job may
+/// finish this much later still (found by a 20,000-case run: 0.5 s over SLACK).
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Two observations this close (ms) may be in either order at the runner: a
 /// frame's latency plus the simulation's tick.
 const SAME_MOMENT: u64 = 1_500;
@@ -62,6 +67,16 @@ pub const INVARIANTS: &[(&str, &str, &str)] = &[
         "a refused request starts no shell",
     ),
     (
+        "frame-type-of-the-subprotocol",
+        "WS-2",
+        "output to terminal.gitlab.com (or no subprotocol) comes in binary frames",
+    ),
+    (
+        "frame-type-of-the-subprotocol",
+        "WS-3",
+        "output to base64.terminal.gitlab.com comes as base64 in text frames, and base64 input is decoded",
+    ),
+    (
         "output-exactly-once",
         "WS-5",
         "typed commands' output arrives exactly once",
@@ -96,6 +111,16 @@ pub const INVARIANTS: &[(&str, &str, &str)] = &[
         "masked-never-logged",
         "JOB-5",
         "a masked variable's value never shows in the job log",
+    ),
+    (
+        "status-order",
+        "EX-2",
+        "a request with the right token that is not an upgrade gets 405",
+    ),
+    (
+        "status-order",
+        "WS-8",
+        "an upgrade sent as HTTP/1.0 is refused with a client error",
     ),
     (
         "status-order",
@@ -618,16 +643,12 @@ fn frames_follow_the_subprotocol(events: &[Event], found: &mut Judge) {
                 }
             }
             What::Malformed { browser, problem } => {
-                let rule = match e.spec.as_deref() {
-                    Some("WS-3") => "WS-3",
-                    _ => "WS-2",
-                };
-                violation(
-                    found,
-                    "frame-type-of-the-subprotocol",
-                    rule,
-                    format!("{browser} received {problem} at {}", at(e.at_ms)),
-                );
+                let detail = format!("{browser} received {problem} at {}", at(e.at_ms));
+                if e.spec.as_deref() == Some("WS-3") {
+                    violation(found, "frame-type-of-the-subprotocol", "WS-3", detail);
+                } else {
+                    violation(found, "frame-type-of-the-subprotocol", "WS-2", detail);
+                }
             }
             _ => {}
         }
@@ -799,7 +820,8 @@ fn job_invariants(scenario: &Scenario, run: &Run, found: &mut Judge) {
         } else {
             session_timeout.min(deadline.saturating_sub(script_end))
         };
-        let bound = taken + ((script_end + held).min(deadline) + SLACK).as_millis() as u64;
+        let bound =
+            taken + ((script_end + held).min(deadline) + SLACK + CLOSE_GRACE).as_millis() as u64;
         if !reporting_delayed {
             found.ran("LC-1");
         }
