@@ -25,8 +25,12 @@ const DETECT_SHELL: &str = "for shell in /usr/local/bin/bash /usr/bin/bash /bin/
 /// How long an exec that ended waits for its container to stop too: a
 /// container that stops takes its execs with it, and then the terminal must
 /// end as DK-3 says (`1001 build container exited`, sent by the job), not as a
-/// shell that exited.
+/// shell that exited. A shell that exited by itself (an exit code of its own)
+/// waits briefly; one killed by a signal (the kernel kills a container's
+/// processes when its main one ends) waits long enough for a loaded engine to
+/// report the container's stop: a fixed 300 ms was too short on a busy machine.
 const CONTAINER_STOP_GRACE: Duration = Duration::from_millis(300);
+const KILLED_CONTAINER_STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// How often the exec's process is checked: its exit ends the terminal even
 /// while a background job it left holds the TTY (WS-7).
@@ -77,7 +81,10 @@ pub async fn open(
             ))
         }
     };
-    let (reader, pump) = stream::reader(output, ended_by_shell(docker.clone(), container.clone()));
+    let (reader, pump) = stream::reader(
+        output,
+        exited(docker.clone(), exec.clone(), container.clone()),
+    );
     let control = ExecControl {
         docker: docker.clone(),
         exec: exec.clone(),
@@ -95,30 +102,34 @@ pub async fn open(
     })
 }
 
-/// Resolves when the exec's shell has exited while its container runs on.
+/// Resolves when the exec's shell has exited while its container runs on;
+/// stays pending if its container stopped (the job ends the terminal then,
+/// DK-3). Both the exec's end and its output's end come here.
 async fn exited(docker: Docker, exec: String, container: String) {
-    loop {
+    let killed = loop {
         match docker.inspect_exec(&exec).await {
-            Ok(state) if state.running == Some(false) => break,
+            // Not running and no exit code: not started yet (a loaded engine
+            // reports the attached exec as running only a moment later).
+            Ok(state) if state.running == Some(false) => {
+                if let Some(code) = state.exit_code {
+                    break code > 128;
+                }
+            }
             Ok(_) => {}
-            Err(_) => break,
+            Err(_) => break false,
         }
         tokio::time::sleep(EXIT_POLL).await;
-    }
-    ended_by_shell(docker, container).await
-}
-
-/// After the exec's end: resolves if its shell ended it; stays pending if its
-/// container stopped (the job ends the terminal then, DK-3).
-async fn ended_by_shell(docker: Docker, container: String) {
+    };
+    let grace = if killed {
+        KILLED_CONTAINER_STOP_GRACE
+    } else {
+        CONTAINER_STOP_GRACE
+    };
     let stopped = WaitContainerOptions {
         condition: "not-running".into(),
     };
     let mut wait = docker.wait_container(&container, Some(stopped));
-    if tokio::time::timeout(CONTAINER_STOP_GRACE, wait.next())
-        .await
-        .is_ok()
-    {
+    if tokio::time::timeout(grace, wait.next()).await.is_ok() {
         std::future::pending::<()>().await;
     }
 }
