@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::scenario::{BrowserExpect, Dur, JobExpect, Scenario};
+use crate::scenario::{BrowserExpect, Dur, JobExpect, JobState, Scenario};
 use crate::trace::{Close, Event, What};
 
 /// How far an observed time may be from an expected one, unless a scenario says.
@@ -269,13 +269,12 @@ fn check_job(id: u64, expect: &JobExpect, events: &[Event], texts: Texts, verdic
         } if *job == id => Some((e.at_ms, state.clone(), failure_reason.clone())),
         _ => None,
     });
-    if let Some(want) = &expect.state {
+    if let Some(want) = expect.state {
         let got = state
             .as_ref()
-            .map(|(_, s, _)| s.clone())
-            .unwrap_or_else(|| "running".into());
-        if *want != got {
-            fail(verdict, format!("{who}: state"), want.clone(), got);
+            .map_or(JobState::Running.as_str(), |(_, s, _)| s.as_str());
+        if want.as_str() != got {
+            fail(verdict, format!("{who}: state"), want.as_str(), got);
         }
     }
     if let Some(want) = &expect.failure_reason {

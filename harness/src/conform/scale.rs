@@ -14,7 +14,7 @@ use std::time::Duration;
 use session_server::config::DEFAULT_SESSION_TIMEOUT;
 
 use crate::expect::{go_durations, BROWSER_TOLERANCE, JOB_TOLERANCE};
-use crate::scenario::{Dur, Scenario};
+use crate::scenario::{ContainerStart, Dur, Scenario};
 
 /// A scenario rewritten into real time.
 #[derive(Clone, Debug)]
@@ -90,9 +90,8 @@ pub fn scale(s: &Scenario, requested: f64, slack: Duration) -> Result<Scaled, St
         }
         job.timeout = Some(Dur(whole));
         job.script = job.script.iter().map(|l| scale_sleeps(l, factor)).collect();
-        if let Some(start) = job.container_start.as_mut().filter(|s| *s != "never") {
-            let start_at = Dur::parse(start).map(|d| d.0).unwrap_or_default();
-            *start = seconds(by(start_at).as_secs_f64());
+        if let Some(ContainerStart::After(start)) = job.container_start.as_mut() {
+            *start = Dur(by(start.0));
         }
     }
     for expect in out.expect.browser.values_mut() {

@@ -21,7 +21,7 @@ use super::{Options, Progress, Runner, Sink};
 use anyhow::Context as _;
 
 use crate::expect::{self, Failure, Judging, Strictness, Verdict};
-use crate::scenario::{load_str, RunnerSpec, Scenario};
+use crate::scenario::{load_str, Executor, RunnerSpec, Scenario};
 use crate::trace::Recorder;
 use crate::world::gitlab::{Gitlab, JobStatus};
 use crate::world::{gitlab_of, RUNNER_TOKEN};
@@ -504,7 +504,7 @@ fn job_ids(scenario: &Scenario) -> Vec<u64> {
 /// jobs run in `job_image`, without services (its engine has that image).
 fn gitlab_for(scenario: &Scenario, recorder: &Recorder, job_image: Option<&str>) -> Gitlab {
     let gitlab = gitlab_of(scenario, recorder);
-    let image = job_image.filter(|_| scenario.runner.executor == "docker");
+    let image = job_image.filter(|_| scenario.runner.executor == Executor::Docker);
     for job in &scenario.jobs {
         gitlab.add_variable(job.id, "GIT_STRATEGY", "none");
         if let Some(image) = image {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::scenario::{Scenario, Step};
+use crate::scenario::{Action, ContainerStart, Executor, Open, Scenario, Step, Token, Via};
 use crate::trace::{Event, What};
 use crate::world::session_probe::Probe;
 use crate::world::Run;
@@ -182,7 +182,7 @@ fn single_terminal(events: &[Event], scenario: &Scenario, found: &mut Vec<Violat
     let cut_off: Vec<u64> = scenario
         .steps
         .iter()
-        .filter(|s| s.action == "partition" && involves_link(s))
+        .filter(|s| matches!(&s.action, Action::Partition(link) if link.is_gitlab_to_runner()))
         .map(|s| u64::try_from(s.at.0.as_millis()).unwrap_or(u64::MAX))
         .collect();
     // (job, who, opened at)
@@ -251,14 +251,6 @@ fn single_terminal(events: &[Event], scenario: &Scenario, found: &mut Vec<Violat
     }
 }
 
-fn involves_link(step: &Step) -> bool {
-    let pair = [
-        step.a.as_deref().unwrap_or(""),
-        step.b.as_deref().unwrap_or(""),
-    ];
-    pair.contains(&"gitlab") && pair.iter().any(|h| h.starts_with("runner"))
-}
-
 fn direct_target(target: &str) -> Option<u64> {
     target
         .strip_prefix("the runner's session of job ")?
@@ -284,10 +276,13 @@ fn ends_link(event: &str) -> bool {
 /// refused follows from the scenario: who the browser is, which token it sends.
 fn no_unauthorized_upgrade(scenario: &Scenario, events: &[Event], found: &mut Vec<Violation>) {
     for name in crate::scenario::browser_names(scenario) {
-        let opens: Vec<&Step> = scenario
+        let opens: Vec<(&Step, &Open)> = scenario
             .steps
             .iter()
-            .filter(|s| s.browser.as_deref() == Some(&name) && s.action == "open")
+            .filter_map(|s| match &s.action {
+                Action::Open(open) if open.browser == name => Some((s, open)),
+                _ => None,
+            })
             .collect();
         let answers: Vec<(u64, u16)> = events
             .iter()
@@ -298,8 +293,8 @@ fn no_unauthorized_upgrade(scenario: &Scenario, events: &[Event], found: &mut Ve
                 _ => None,
             })
             .collect();
-        for (step, (when, status)) in opens.iter().zip(&answers) {
-            if *status == 101 && !may_open(scenario, &name, step) {
+        for ((step, open), (when, status)) in opens.iter().zip(&answers) {
+            if *status == 101 && !may_open(scenario, &name, step, open) {
                 violation(
                     found,
                     "no-unauthorized-upgrade",
@@ -307,7 +302,7 @@ fn no_unauthorized_upgrade(scenario: &Scenario, events: &[Event], found: &mut Ve
                     format!(
                         "{name} got 101 at {} without the right to open job {}",
                         at(*when),
-                        step.job.unwrap_or(0)
+                        open.job
                     ),
                 );
             }
@@ -316,15 +311,15 @@ fn no_unauthorized_upgrade(scenario: &Scenario, events: &[Event], found: &mut Ve
 }
 
 /// Whether `browser`'s open `step` is one that must be allowed by authorization.
-fn may_open(scenario: &Scenario, browser: &str, step: &Step) -> bool {
+fn may_open(scenario: &Scenario, browser: &str, step: &Step, open: &Open) -> bool {
     let user = match scenario.browsers.get(browser) {
         Some(b) => b.user.clone(),
         None => Some(browser.to_string()),
     };
-    if step.via.as_deref() == Some("direct") {
-        return matches!(step.token.as_deref(), None | Some("own"));
+    if let Via::Direct { token, .. } = open.via {
+        return token == Token::Own;
     }
-    let Some(job) = scenario.jobs.iter().find(|j| Some(j.id) == step.job) else {
+    let Some(job) = scenario.jobs.iter().find(|j| j.id == open.job) else {
         return false;
     };
     // Roles and archiving as they stand when the browser opens.
@@ -335,8 +330,10 @@ fn may_open(scenario: &Scenario, browser: &str, step: &Step) -> bool {
             .iter()
             .rev()
             .filter(before)
-            .filter(|s| s.action == "revoke" && s.user.as_deref() == Some(u))
-            .find_map(|s| s.role);
+            .find_map(|s| match &s.action {
+                Action::Revoke { user, role } if user == u => Some(*role),
+                _ => None,
+            });
         demoted.or_else(|| scenario.users.get(u).map(|u| u.role))
     };
     let archived =
@@ -345,7 +342,7 @@ fn may_open(scenario: &Scenario, browser: &str, step: &Step) -> bool {
             .get(&job.project)
             .is_some_and(|p| p.archived)
             || scenario.steps.iter().filter(before).any(|s| {
-                s.action == "archive" && s.project.as_deref() == Some(job.project.as_str())
+                matches!(&s.action, Action::Archive { project } if *project == job.project)
             });
     let developer = |u: &str| role(u).is_some_and(|r| r >= crate::world::gitlab::Role::Developer);
     user.is_some_and(|u| u == job.owner && developer(&u)) && !archived
@@ -498,15 +495,18 @@ fn job_invariants(scenario: &Scenario, run: &Run, found: &mut Vec<Violation>) {
     let lost_runner = scenario
         .steps
         .iter()
-        .any(|s| matches!(s.action.as_str(), "crash" | "bounce"));
+        .any(|s| matches!(s.action, Action::Crash { .. } | Action::Bounce { .. }));
     let reporting_delayed = scenario
         .steps
         .iter()
-        .any(|s| matches!(s.action.as_str(), "partition" | "hold") && involves_link(s));
+        .any(|s| match &s.action {
+            Action::Partition(link) | Action::Hold(link) => link.is_gitlab_to_runner(),
+            _ => false,
+        });
     let stopped = scenario
         .steps
         .iter()
-        .any(|s| s.action == "signal" || s.action == "cancel");
+        .any(|s| matches!(s.action, Action::Signal { .. } | Action::Cancel { .. }));
     let mut all_done = true;
     for job in &scenario.jobs {
         let taken = events.iter().find_map(|e| match &e.what {
@@ -538,17 +538,15 @@ fn job_invariants(scenario: &Scenario, run: &Run, found: &mut Vec<Violation>) {
             Some(s) if s > 0 => Duration::from_secs(s as u64),
             _ => Duration::from_secs(1800),
         };
-        let start = match &job.container_start {
-            Some(s) if s == "never" => timeout,
-            Some(s) => crate::scenario::Dur::parse(s)
-                .map(|d| d.0)
-                .unwrap_or_default(),
+        let start = match job.container_start {
+            Some(ContainerStart::Never) => timeout,
+            Some(ContainerStart::After(start)) => start.0,
             None => Duration::ZERO,
         };
         let prepare = job.prepare.map(|d| d.0).unwrap_or_default();
         let script_end = prepare + start + script.seconds;
         let deadline = timeout;
-        let held = if scenario.runner.executor == "docker" {
+        let held = if scenario.runner.executor == Executor::Docker {
             Duration::ZERO
         } else {
             session_timeout.min(deadline.saturating_sub(script_end))

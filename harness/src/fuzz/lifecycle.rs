@@ -9,7 +9,10 @@ use std::time::Duration;
 use proptest::prelude::*;
 use serde::Serialize;
 
-use crate::scenario::{BrowserSpec, Dur, Expect, JobSpec, RunnerSpec, Scenario, Step, UserSpec};
+use crate::scenario::{
+    Action, BrowserSpec, ContainerStart, Dur, Executor, Expect, JobSpec, Link, Open, RunnerSpec,
+    Scenario, Step, StopMode, Token, UserSpec, Via,
+};
 use crate::world::gitlab::Role;
 
 /// Bytes of a paste: more than the reference's 32 KiB cut (WS-5).
@@ -190,21 +193,21 @@ impl Lifecycle {
             steps.extend(steps_of(&timed.op, i, t));
         }
         // LC-7: once the job has surely ended, its session must answer 404.
-        let mut probe = steps_of(
-            &Op::Open {
-                who: Who::Alice,
-                direct: true,
-            },
-            usize::MAX,
-            self.surely_ended(),
-        );
-        probe[0].browser = Some(PROBE.into());
-        steps.extend(probe);
+        steps.push(Step {
+            at: Dur(self.surely_ended()),
+            action: Action::Open(open(PROBE, true)),
+        });
         // A partition of a browser that does nothing else has no host to cut.
-        let acting: BTreeSet<String> = steps.iter().filter_map(|s| s.browser.clone()).collect();
-        steps.retain(|s| {
-            s.a.as_ref()
-                .is_none_or(|a| a == "gitlab" || acting.contains(a))
+        let acting: BTreeSet<String> = steps
+            .iter()
+            .filter_map(|s| s.browser().map(str::to_string))
+            .collect();
+        steps.retain(|s| match &s.action {
+            Action::Partition(Link { a, .. })
+            | Action::Repair(Link { a, .. })
+            | Action::Hold(Link { a, .. })
+            | Action::Release(Link { a, .. }) => a == "gitlab" || acting.contains(a),
+            _ => true,
         });
         steps.sort_by_key(|s| s.at);
         let last = steps.iter().map(|s| s.at.0).max().unwrap_or_default();
@@ -253,7 +256,11 @@ impl Lifecycle {
             invariants: true,
             conformance_skip: Some("a generated lifecycle with simulated faults".into()),
             runner: RunnerSpec {
-                executor: if self.docker { "docker" } else { "shell" }.into(),
+                executor: if self.docker {
+                    Executor::Docker
+                } else {
+                    Executor::Shell
+                },
                 session_timeout: Some(self.session_timeout),
                 ..RunnerSpec::default()
             },
@@ -268,7 +275,9 @@ impl Lifecycle {
                 script,
                 timeout: Some(Dur(Duration::from_secs(self.job_timeout))),
                 prepare: None,
-                container_start: self.docker.then(|| format!("{}s", self.container_start)),
+                container_start: self.docker.then(|| {
+                    ContainerStart::After(Dur(Duration::from_secs(self.container_start)))
+                }),
             }],
             browsers,
             steps,
@@ -326,96 +335,95 @@ impl Lifecycle {
 }
 
 fn steps_of(op: &Op, index: usize, at: Duration) -> Vec<Step> {
-    let step = |action: &str| Step {
+    let step = |action: Action| Step {
         at: Dur(at),
-        action: action.into(),
-        browser: None,
-        job: None,
-        text: None,
-        repeat: None,
-        via: None,
-        token: None,
-        protocols: None,
-        insecure: false,
-        mode: None,
-        user: None,
-        role: None,
-        project: None,
-        a: None,
-        b: None,
-        host: None,
+        action,
     };
-    let heal = |action: &str, a: &str, b: &str, seconds: u64| {
-        let mut start = step(action);
-        start.a = Some(a.into());
-        start.b = Some(b.into());
-        let mut end = start.clone();
-        end.action = if action == "hold" {
-            "release"
-        } else {
-            "repair"
-        }
-        .into();
-        end.at = Dur(at + Duration::from_secs(seconds));
-        vec![start, end]
+    // A fault at `at`, healed `seconds` later.
+    let healed = |fault: fn(Link) -> Action, heal: fn(Link) -> Action, (a, b): (&str, &str), seconds: u64| {
+        let link = Link {
+            a: a.into(),
+            b: b.into(),
+        };
+        vec![
+            step(fault(link.clone())),
+            Step {
+                at: Dur(at + Duration::from_secs(seconds)),
+                action: heal(link),
+            },
+        ]
     };
     match op {
-        Op::Open { who, direct } => {
-            let mut s = step("open");
-            s.browser = Some(who.name().into());
-            s.job = Some(1);
-            if *direct {
-                s.via = Some("direct".into());
-            }
-            vec![s]
-        }
+        Op::Open { who, direct } => vec![step(Action::Open(open(who.name(), *direct)))],
         Op::Intrude { how } => {
-            let mut s = step("open");
-            s.job = Some(1);
             let (browser, token) = match how {
                 Intruder::Mallory => ("mallory", None),
-                Intruder::WrongToken => ("intruder", Some("wrong")),
-                Intruder::NoToken => ("anon", Some("none")),
+                Intruder::WrongToken => ("intruder", Some(Token::Wrong)),
+                Intruder::NoToken => ("anon", Some(Token::None)),
             };
-            s.browser = Some(browser.into());
-            if let Some(token) = token {
-                s.via = Some("direct".into());
-                s.token = Some(token.into());
-            }
-            vec![s]
+            let via = match token {
+                Some(token) => Via::Direct {
+                    token,
+                    insecure: false,
+                },
+                None => Via::Gitlab,
+            };
+            vec![step(Action::Open(Open {
+                browser: browser.into(),
+                job: 1,
+                via,
+                protocols: None,
+            }))]
         }
         Op::Type { who, paste } => {
-            let mut s = step("type");
-            s.browser = Some(who.name().into());
             let padding = if *paste {
                 "a".repeat(PASTE)
             } else {
                 String::new()
             };
-            s.text = Some(format!("echo k{index}z{padding}\r"));
-            vec![s]
+            vec![step(Action::Type {
+                browser: who.name().into(),
+                text: format!("echo k{index}z{padding}\r"),
+                repeat: 1,
+            })]
         }
-        Op::Close { who } | Op::Vanish { who } => {
-            let mut s = step(if matches!(op, Op::Close { .. }) {
-                "close"
+        Op::Close { who } => vec![step(Action::Close {
+            browser: who.name().into(),
+        })],
+        Op::Vanish { who } => vec![step(Action::Vanish {
+            browser: who.name().into(),
+        })],
+        Op::Cancel => vec![step(Action::Cancel { job: 1 })],
+        Op::Signal { graceful } => vec![step(Action::Signal {
+            mode: if *graceful {
+                StopMode::Graceful
             } else {
-                "vanish"
-            });
-            s.browser = Some(who.name().into());
-            vec![s]
+                StopMode::Abort
+            },
+        })],
+        Op::PartitionBrowser { who, seconds } => {
+            healed(Action::Partition, Action::Repair, (who.name(), "gitlab"), *seconds)
         }
-        Op::Cancel => {
-            let mut s = step("cancel");
-            s.job = Some(1);
-            vec![s]
+        Op::HoldRunnerLink { seconds } => healed(Action::Hold, Action::Release, ("gitlab", "runner"), *seconds),
+        Op::PartitionRunnerLink { seconds } => {
+            healed(Action::Partition, Action::Repair, ("gitlab", "runner"), *seconds)
         }
-        Op::Signal { graceful } => {
-            let mut s = step("signal");
-            s.mode = Some(if *graceful { "graceful" } else { "abort" }.into());
-            vec![s]
-        }
-        Op::PartitionBrowser { who, seconds } => heal("partition", who.name(), "gitlab", *seconds),
-        Op::HoldRunnerLink { seconds } => heal("hold", "gitlab", "runner", *seconds),
-        Op::PartitionRunnerLink { seconds } => heal("partition", "gitlab", "runner", *seconds),
+    }
+}
+
+/// `browser` opening job 1: through GitLab, or straight at the runner with its own token.
+fn open(browser: &str, direct: bool) -> Open {
+    Open {
+        browser: browser.into(),
+        job: 1,
+        via: if direct {
+            Via::Direct {
+                token: Token::Own,
+                insecure: false,
+            }
+        } else {
+            Via::Gitlab
+        },
+        protocols: None,
     }
 }

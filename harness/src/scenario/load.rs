@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::{Dur, Scenario, Step};
+use super::{Action, Open, Scenario, Step, ACTIONS};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadError {
@@ -101,22 +101,8 @@ fn check(s: &Scenario, text: &str) -> Result<(), Problem> {
             ));
         }
     }
-    if !["shell", "docker", "custom"].contains(&s.runner.executor.as_str()) {
-        return Err(top(
-            "executor",
-            format!("{:?}: use shell, docker or custom", s.runner.executor),
-        ));
-    }
     if s.runner.replicas == 0 {
         return Err(top("replicas", "at least 1".into()));
-    }
-    if let Some(mode) = &s.network.front_proxy {
-        if mode != "pass" && mode != "strip-upgrade" {
-            return Err(top(
-                "front_proxy",
-                format!("{mode:?}: use \"pass\" or \"strip-upgrade\""),
-            ));
-        }
     }
     for (i, job) in s.jobs.iter().enumerate() {
         let at = nth_header(text, "[[job]]", i);
@@ -134,15 +120,6 @@ fn check(s: &Scenario, text: &str) -> Result<(), Problem> {
                 format!("{:?} is not a user: add [users.{}]", job.owner, job.owner),
             ));
         }
-        if let Some(start) = &job.container_start {
-            if start != "never" && Dur::parse(start).is_err() {
-                return Err((
-                    at,
-                    format!("job {}: container_start", job.id),
-                    format!("{start:?}: a duration or \"never\""),
-                ));
-            }
-        }
     }
     for (name, browser) in &s.browsers {
         if let Some(user) = browser.user.as_ref().filter(|u| !s.users.contains_key(*u)) {
@@ -155,7 +132,7 @@ fn check(s: &Scenario, text: &str) -> Result<(), Problem> {
     let hosts = hosts(s);
     for (i, step) in s.steps.iter().enumerate() {
         let at = nth_header(text, "[[step]]", i);
-        let field = format!("step {} (do = {:?})", i + 1, step.action);
+        let field = format!("step {} (do = {:?})", i + 1, step.action.name());
         check_step(s, step, &hosts).map_err(|message| (at, field, message))?;
     }
     for name in s.expect.browser.keys() {
@@ -200,74 +177,81 @@ pub fn hosts(s: &Scenario) -> Vec<String> {
 
 /// Every browser a scenario uses, in name order.
 pub fn browser_names(s: &Scenario) -> Vec<String> {
-    let mut names: Vec<String> = s.steps.iter().filter_map(|st| st.browser.clone()).collect();
+    let mut names: Vec<String> = s
+        .steps
+        .iter()
+        .filter_map(|st| st.browser().map(str::to_string))
+        .collect();
     names.sort();
     names.dedup();
     names
 }
 
 fn check_step(s: &Scenario, step: &Step, hosts: &[String]) -> Result<(), String> {
-    let need_browser = || match &step.browser {
-        Some(b) if is_browser(s, b) => Ok(()),
-        Some(b) => Err(format!("browser {b:?} is not a user or a declared browser")),
-        None => Err("needs browser = \"...\"".into()),
-    };
-    let need_job = || match step.job {
-        Some(id) if s.jobs.iter().any(|j| j.id == id) => Ok(()),
-        Some(id) => Err(format!("job {id} is not defined by a [[job]]")),
-        None => Err("needs job = N".into()),
-    };
-    let need_host = |key: &str, value: &Option<String>| match value {
-        Some(h) if hosts.contains(h) => Ok(()),
-        Some(h) => Err(format!(
-            "{key} = {h:?} is not a host of this world ({})",
-            hosts.join(", ")
-        )),
-        None => Err(format!("needs {key} = \"host\"")),
-    };
-    match step.action.as_str() {
-        "open" => {
-            need_browser()?;
-            need_job()?;
-            match step.via.as_deref().unwrap_or("gitlab") {
-                "gitlab" | "direct" => {}
-                other => return Err(format!("via = {other:?}: use \"gitlab\" or \"direct\"")),
-            }
-            if let Some(token) = &step.token {
-                let ok = ["own", "none", "wrong", "bearer"].contains(&token.as_str())
-                    || token.strip_prefix("job:").is_some_and(|n| n.parse::<u64>().is_ok());
-                if !ok {
-                    return Err(format!("token = {token:?}: use own, none, wrong, bearer or job:N"));
-                }
-            }
+    let browser = |name: &str| {
+        if is_browser(s, name) {
             Ok(())
+        } else {
+            Err(format!(
+                "browser {name:?} is not a user or a declared browser"
+            ))
         }
-        "type" => {
-            need_browser()?;
-            if step.repeat == Some(0) {
+    };
+    let job = |id: u64| {
+        if s.jobs.iter().any(|j| j.id == id) {
+            Ok(())
+        } else {
+            Err(format!("job {id} is not defined by a [[job]]"))
+        }
+    };
+    let host = |key: &str, name: &str| {
+        if hosts.iter().any(|h| h == name) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{key} = {name:?} is not a host of this world ({})",
+                hosts.join(", ")
+            ))
+        }
+    };
+    match &step.action {
+        Action::Open(Open {
+            browser: name,
+            job: id,
+            ..
+        }) => {
+            browser(name)?;
+            job(*id)
+        }
+        Action::Type {
+            browser: name,
+            repeat,
+            ..
+        } => {
+            if *repeat == 0 {
                 return Err("repeat = 0 types nothing: use 1 or more".into());
             }
-            step.text.as_ref().map(|_| ()).ok_or_else(|| "needs text = \"...\"".to_string())
+            browser(name)
         }
-        "close" | "vanish" => need_browser(),
-        "cancel" => need_job(),
-        "signal" => match step.mode.as_deref() {
-            Some("abort" | "graceful") => Ok(()),
-            _ => Err("needs mode = \"abort\" (SIGTERM) or \"graceful\" (SIGQUIT)".into()),
-        },
-        "revoke" => match (&step.user, step.role) {
-            (Some(u), Some(_)) if s.users.contains_key(u) => Ok(()),
-            _ => Err("needs user = \"<a user>\" and role = \"reporter\" (the new role)".into()),
-        },
-        "archive" => step.project.as_ref().map(|_| ()).ok_or_else(|| "needs project = \"...\"".to_string()),
-        "partition" | "repair" | "hold" | "release" => {
-            need_host("a", &step.a)?;
-            need_host("b", &step.b)
+        Action::Close { browser: name } | Action::Vanish { browser: name } => browser(name),
+        Action::Cancel { job: id } => job(*id),
+        Action::Signal { .. } => Ok(()),
+        Action::Revoke { user, .. } => {
+            if s.users.contains_key(user) {
+                Ok(())
+            } else {
+                Err(format!("user = {user:?} is not a user: add [users.{user}]"))
+            }
         }
-        "crash" | "bounce" => need_host("host", &step.host),
-        other => Err(format!(
-            "unknown action {other:?}: use open, type, close, vanish, cancel, signal, revoke, archive, partition, repair, hold, release, crash or bounce"
-        )),
+        Action::Archive { .. } => Ok(()),
+        Action::Partition(link)
+        | Action::Repair(link)
+        | Action::Hold(link)
+        | Action::Release(link) => {
+            host("a", &link.a)?;
+            host("b", &link.b)
+        }
+        Action::Crash { host: name } | Action::Bounce { host: name } => host("host", name),
     }
 }
 
@@ -324,6 +308,23 @@ job = 1
             err.to_string().contains("step 1 (do = \"open\")") && err.message.contains("bob"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn bad_steps_name_their_line_and_field() {
+        for (from, to, line, field, words) in [
+            ("do = \"open\"", "do = \"opne\"", 13, "do", "open"),
+            ("job = 1\n", "job = 1\nmode = \"abort\"\n", 17, "mode", "via"),
+            ("job = 1\n", "job = 1\nvia = \"dirct\"\n", 17, "via", "direct"),
+            ("job = 1\n", "", 11, "job", "job"),
+            ("job = 1\n", "job = 1\ntoken = \"wrong\"\n", 17, "token", "via = \"direct\""),
+        ] {
+            let text = GOOD.replace(from, to);
+            let err = load(&text).unwrap_err();
+            println!("{err}");
+            assert_eq!((err.line, err.field.as_str()), (Some(line), field), "{err}");
+            assert!(err.message.contains(words), "{err}");
+        }
     }
 
     #[test]

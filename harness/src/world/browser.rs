@@ -12,18 +12,8 @@ use super::workhorse::USER_HEADER;
 use super::ws::{self, Dialed, Trust, Ws};
 use crate::trace::{preview, Close, Recorder, What};
 
-/// Which token a direct connection to the runner carries (EX-1).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Token {
-    /// The session's own token.
-    Own,
-    None,
-    Wrong,
-    /// `Bearer <own token>` (EX-7).
-    Bearer,
-    /// Another job's session token.
-    OfJob(u64),
-}
+/// Which token a direct connection carries: the scenario's choice.
+pub use crate::scenario::Token;
 
 /// Where a browser opens the terminal.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,348 @@
+//! One step of a scenario's timeline: when (`at`) and what (`do`). Each kind
+//! of step is a variant with exactly the keys it takes, so a key of another
+//! kind, an unknown `do` or an unknown choice is refused when the file is
+//! read, and code that acts on a step matches on the kind, with nothing left
+//! to check later.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::Dur;
+use crate::world::gitlab::Role;
+
+/// A step at a virtual time.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Step {
+    pub at: Dur,
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// What a step does; the file's `do` key names the variant.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "do", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Action {
+    /// A browser opens a job's terminal.
+    Open(Open),
+    /// A browser types `text`, `repeat` times in one message (a paste).
+    Type {
+        browser: String,
+        text: String,
+        #[serde(default = "once", skip_serializing_if = "is_once")]
+        repeat: usize,
+    },
+    /// A browser closes its terminal with a close frame.
+    Close { browser: String },
+    /// A browser's connection drops without a close frame.
+    Vanish { browser: String },
+    /// GitLab cancels a job.
+    Cancel { job: u64 },
+    /// The runner's operator stops it.
+    Signal { mode: StopMode },
+    /// A user's role in every project becomes `role`.
+    Revoke { user: String, role: Role },
+    /// A project is archived.
+    Archive { project: String },
+    /// The network between two hosts is cut.
+    Partition(Link),
+    /// ... and restored.
+    Repair(Link),
+    /// Messages between two hosts are held.
+    Hold(Link),
+    /// ... and delivered.
+    Release(Link),
+    /// A host crashes (its sockets close).
+    Crash { host: String },
+    /// A host restarts.
+    Bounce { host: String },
+}
+
+/// Every `do`, in the order the documentation lists them.
+pub const ACTIONS: [&str; 14] = [
+    "open",
+    "type",
+    "close",
+    "vanish",
+    "cancel",
+    "signal",
+    "revoke",
+    "archive",
+    "partition",
+    "repair",
+    "hold",
+    "release",
+    "crash",
+    "bounce",
+];
+
+fn once() -> usize {
+    1
+}
+
+fn is_once(n: &usize) -> bool {
+    *n == 1
+}
+
+impl Action {
+    /// The `do` of the step, as written in the file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Open(_) => "open",
+            Action::Type { .. } => "type",
+            Action::Close { .. } => "close",
+            Action::Vanish { .. } => "vanish",
+            Action::Cancel { .. } => "cancel",
+            Action::Signal { .. } => "signal",
+            Action::Revoke { .. } => "revoke",
+            Action::Archive { .. } => "archive",
+            Action::Partition(_) => "partition",
+            Action::Repair(_) => "repair",
+            Action::Hold(_) => "hold",
+            Action::Release(_) => "release",
+            Action::Crash { .. } => "crash",
+            Action::Bounce { .. } => "bounce",
+        }
+    }
+
+    /// The browser that takes the step; `None`: GitLab, the operator or the network.
+    pub fn browser(&self) -> Option<&str> {
+        match self {
+            Action::Open(Open { browser, .. })
+            | Action::Type { browser, .. }
+            | Action::Close { browser }
+            | Action::Vanish { browser } => Some(browser),
+            Action::Cancel { .. }
+            | Action::Signal { .. }
+            | Action::Revoke { .. }
+            | Action::Archive { .. }
+            | Action::Partition(_)
+            | Action::Repair(_)
+            | Action::Hold(_)
+            | Action::Release(_)
+            | Action::Crash { .. }
+            | Action::Bounce { .. } => None,
+        }
+    }
+
+    /// A fault only the simulated network can inject.
+    pub fn is_network_fault(&self) -> bool {
+        match self {
+            Action::Partition(_)
+            | Action::Repair(_)
+            | Action::Hold(_)
+            | Action::Release(_)
+            | Action::Crash { .. }
+            | Action::Bounce { .. } => true,
+            Action::Open(_)
+            | Action::Type { .. }
+            | Action::Close { .. }
+            | Action::Vanish { .. }
+            | Action::Cancel { .. }
+            | Action::Signal { .. }
+            | Action::Revoke { .. }
+            | Action::Archive { .. } => false,
+        }
+    }
+}
+
+impl Step {
+    pub fn browser(&self) -> Option<&str> {
+        self.action.browser()
+    }
+}
+
+/// A browser opening a job's terminal. In the file: `browser`, `job`, `via`
+/// (`"gitlab"`, the default, or `"direct"`), with `token` and `insecure` for
+/// a direct open only, and `protocols`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "OpenKeys", into = "OpenKeys")]
+pub struct Open {
+    pub browser: String,
+    pub job: u64,
+    pub via: Via,
+    /// The WebSocket subprotocols offered; `None`: GitLab's frontend's.
+    pub protocols: Option<Vec<String>>,
+}
+
+/// Where a browser opens the terminal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// Through Workhorse, as GitLab's job page does.
+    Gitlab,
+    /// Straight at the session URL GitLab knows, bypassing GitLab; with
+    /// `insecure`, without checking the runner's certificate.
+    Direct { token: Token, insecure: bool },
+}
+
+/// Which token a direct connection to the runner carries (EX-1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Token {
+    /// The session's own token.
+    #[default]
+    Own,
+    None,
+    Wrong,
+    /// `Bearer <own token>` (EX-7).
+    Bearer,
+    /// Another job's session token.
+    OfJob(u64),
+}
+
+const TOKEN_CHOICES: &str = "use own, none, wrong, bearer or job:N";
+
+impl Token {
+    fn parse(text: &str) -> Result<Token, String> {
+        Ok(match text {
+            "own" => Token::Own,
+            "none" => Token::None,
+            "wrong" => Token::Wrong,
+            "bearer" => Token::Bearer,
+            other => match other.strip_prefix("job:").map(str::parse) {
+                Some(Ok(job)) => Token::OfJob(job),
+                _ => return Err(format!("token = {other:?}: {TOKEN_CHOICES}")),
+            },
+        })
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Token::Own => f.write_str("own"),
+            Token::None => f.write_str("none"),
+            Token::Wrong => f.write_str("wrong"),
+            Token::Bearer => f.write_str("bearer"),
+            Token::OfJob(job) => write!(f, "job:{job}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Token {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Token::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+impl Serialize for Token {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// `via` as the file writes it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Route {
+    #[default]
+    Gitlab,
+    Direct,
+}
+
+/// An `open` step's keys as the file writes them: flat, with `token` and
+/// `insecure` meaningful only beside `via = "direct"`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct OpenKeys {
+    browser: String,
+    job: u64,
+    #[serde(default, skip_serializing_if = "is_gitlab")]
+    via: Route,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token: Option<Token>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    protocols: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    insecure: bool,
+}
+
+fn is_gitlab(route: &Route) -> bool {
+    *route == Route::Gitlab
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl TryFrom<OpenKeys> for Open {
+    type Error = String;
+
+    fn try_from(keys: OpenKeys) -> Result<Open, String> {
+        let via = match keys.via {
+            Route::Direct => Via::Direct {
+                token: keys.token.unwrap_or_default(),
+                insecure: keys.insecure,
+            },
+            Route::Gitlab if keys.token.is_some() || keys.insecure => {
+                return Err(
+                    "token and insecure apply to a direct open only: add via = \"direct\", or remove them (GitLab sends its own)"
+                        .into(),
+                )
+            }
+            Route::Gitlab => Via::Gitlab,
+        };
+        Ok(Open {
+            browser: keys.browser,
+            job: keys.job,
+            via,
+            protocols: keys.protocols,
+        })
+    }
+}
+
+impl From<Open> for OpenKeys {
+    fn from(open: Open) -> OpenKeys {
+        let (via, token, insecure) = match open.via {
+            Via::Gitlab => (Route::Gitlab, None, false),
+            Via::Direct { token, insecure } => {
+                (Route::Direct, (token != Token::Own).then_some(token), insecure)
+            }
+        };
+        OpenKeys {
+            browser: open.browser,
+            job: open.job,
+            via,
+            token,
+            protocols: open.protocols,
+            insecure,
+        }
+    }
+}
+
+/// How the operator stops the runner (LC-4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StopMode {
+    /// SIGTERM: jobs and terminals end now.
+    Abort,
+    /// SIGQUIT: running jobs finish first.
+    Graceful,
+}
+
+impl StopMode {
+    /// The signal the operator sends.
+    pub fn signal(self) -> &'static str {
+        match self {
+            StopMode::Abort => "SIGTERM",
+            StopMode::Graceful => "SIGQUIT",
+        }
+    }
+}
+
+/// Two hosts whose link a network fault acts on.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    pub a: String,
+    pub b: String,
+}
+
+impl Link {
+    /// Whether it is the link between GitLab and a runner (Workhorse's link).
+    pub fn is_gitlab_to_runner(&self) -> bool {
+        let pair = [self.a.as_str(), self.b.as_str()];
+        pair.contains(&"gitlab") && pair.iter().any(|h| h.starts_with("runner"))
+    }
+}
