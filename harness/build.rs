@@ -20,8 +20,8 @@ fn main() {
     for rule in &rules {
         writeln!(
             out,
-            "    Rule {{ id: {:?}, text: {:?}, project_defined: {}, documentation: {} }},",
-            rule.id, rule.text, rule.project_defined, rule.documentation
+            "    Rule {{ id: {:?}, text: {:?}, project_defined: {}, documentation: {}, fuzzable: {} }},",
+            rule.id, rule.text, rule.project_defined, rule.documentation, rule.fuzzable
         )
         .expect("writing to a string");
     }
@@ -36,6 +36,7 @@ struct Parsed {
     text: String,
     project_defined: bool,
     documentation: bool,
+    fuzzable: bool,
 }
 
 /// A rule starts at a line `- ID text` (ID: capitals, `-`, digits) and runs on
@@ -55,6 +56,7 @@ fn parse(text: &str) -> Vec<Parsed> {
                     text: rest.trim().to_string(),
                     project_defined: false,
                     documentation: false,
+                    fuzzable: false,
                 });
                 open = true;
                 continue;
@@ -66,6 +68,19 @@ fn parse(text: &str) -> Vec<Parsed> {
                 rule.text.push_str(line.trim());
             }
             _ => open = false,
+        }
+    }
+    // "Fuzzable: EX-1, EX-4, ...": the rules the fuzzer's lifecycles must reach.
+    for line in text.lines() {
+        let Some(ids) = line.strip_prefix("Fuzzable: ") else {
+            continue;
+        };
+        for id in ids.trim_end_matches('.').split(", ") {
+            let rule = rules
+                .iter_mut()
+                .find(|r| r.id == id)
+                .unwrap_or_else(|| panic!("SPEC.md: `Fuzzable:` names {id:?}, which is no rule"));
+            rule.fuzzable = true;
         }
     }
     for rule in &mut rules {

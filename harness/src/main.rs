@@ -72,8 +72,10 @@ enum Command {
         /// Most ops in one lifecycle.
         #[arg(long, default_value_t = 12)]
         max_steps: usize,
-        /// Switch on a test-only bug in the runner: no-lock, uncapped-timeout,
-        /// truncate-input, spawn-before-auth. The fuzzer should find it.
+        /// Switch on a test-only bug in the runner (no-lock, uncapped-timeout,
+        /// truncate-input, spawn-before-auth, lock-before-auth, zero-timeout-kept,
+        /// timeout-close-normal, no-disconnect-log, slot-kept, short-container-wait,
+        /// slow-pings). The fuzzer should find it.
         #[arg(long = "fault", value_parser = parse_fault)]
         faults: Vec<Fault>,
         /// Where a failing lifecycle is written as a scenario.

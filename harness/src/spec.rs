@@ -12,6 +12,8 @@ pub struct Rule {
     pub project_defined: bool,
     /// A deployment fact no harness can observe: needs no check.
     pub documentation: bool,
+    /// Listed on SPEC.md's `Fuzzable:` line: the fuzzer's lifecycles must reach it.
+    pub fuzzable: bool,
 }
 
 include!(concat!(env!("OUT_DIR"), "/spec_rules.rs"));
@@ -48,6 +50,8 @@ mod tests {
         assert!(rule("DP-4").is_some_and(|r| r.documentation));
         assert!(rule("LC-1").is_some_and(|r| !r.project_defined && !r.documentation));
         assert_eq!(rule("LC-9"), None);
+        assert!(rule("EX-4").is_some_and(|r| r.fuzzable));
+        assert!(rule("DP-4").is_some_and(|r| !r.fuzzable));
     }
 
     #[test]

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::faults::{self, Fault};
+
 /// CFG-3: the session timeout when none (or a value <= 0) is configured.
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(1800);
 const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(3);
@@ -261,7 +263,9 @@ impl RawSessionServer {
             }
         };
         let session_timeout = match self.session_timeout {
-            Some(s) if s > 0 => Duration::from_secs(s as u64),
+            Some(s) if s > 0 || (s == 0 && faults::active(Fault::ZeroTimeoutKept)) => {
+                Duration::from_secs(s as u64)
+            }
             _ => DEFAULT_SESSION_TIMEOUT, // CFG-3: absent, zero or negative.
         };
         Ok(Some(SessionServerConfig {

@@ -17,14 +17,35 @@ pub enum Fault {
     TruncateInput,
     /// EX-1 broken: the terminal is opened before the token is checked.
     SpawnBeforeAuth,
+    /// EX order broken: the one-terminal check (423) runs before the token check (401).
+    LockBeforeAuth,
+    /// CFG-3 broken: `session_timeout = 0` is taken as zero seconds, not the default.
+    ZeroTimeoutKept,
+    /// WS-6 broken: the session timeout closes with 1000 instead of 1001.
+    TimeoutCloseNormal,
+    /// LC-2 broken: the job log does not say `Terminal disconnected`.
+    NoDisconnectLog,
+    /// WS-7 broken: a closed connection keeps the session's slot (a reconnect gets 423).
+    SlotKept,
+    /// DK-1 broken: the wait for the build container is 5 s, not 15 s.
+    ShortContainerWait,
+    /// WS-4 broken: a Ping every 60 s, not every 30 s.
+    SlowPings,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 4] = [
+    pub const ALL: [Fault; 11] = [
         Fault::NoLock,
         Fault::UncappedTimeout,
         Fault::TruncateInput,
         Fault::SpawnBeforeAuth,
+        Fault::LockBeforeAuth,
+        Fault::ZeroTimeoutKept,
+        Fault::TimeoutCloseNormal,
+        Fault::NoDisconnectLog,
+        Fault::SlotKept,
+        Fault::ShortContainerWait,
+        Fault::SlowPings,
     ];
 
     pub fn name(self) -> &'static str {
@@ -33,6 +54,13 @@ impl Fault {
             Fault::UncappedTimeout => "uncapped-timeout",
             Fault::TruncateInput => "truncate-input",
             Fault::SpawnBeforeAuth => "spawn-before-auth",
+            Fault::LockBeforeAuth => "lock-before-auth",
+            Fault::ZeroTimeoutKept => "zero-timeout-kept",
+            Fault::TimeoutCloseNormal => "timeout-close-normal",
+            Fault::NoDisconnectLog => "no-disconnect-log",
+            Fault::SlotKept => "slot-kept",
+            Fault::ShortContainerWait => "short-container-wait",
+            Fault::SlowPings => "slow-pings",
         }
     }
 

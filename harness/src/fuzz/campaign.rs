@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use super::invariants::Violation;
 use super::progress::Meter;
 use super::{
-    case_seed, check, determinism, generate, shrink, write_regression, Found, Options, Summary,
+    case_seed, determinism, generate, judged, shrink, write_regression, Found, Options, Summary,
     DETERMINISM_SAMPLE,
 };
 use proptest::strategy::ValueTree;
@@ -29,6 +29,8 @@ struct Outcome {
     faults: u64,
     states: Vec<(bool, u8, u8, u8)>,
     simulated: Duration,
+    /// Checks run per SPEC rule (coverage).
+    checks: BTreeMap<&'static str, u64>,
     violations: Vec<Violation>,
 }
 
@@ -92,6 +94,7 @@ pub fn fuzz(options: &Options) -> Summary {
         summary.steps += outcome.steps;
         summary.faults_injected += outcome.faults;
         summary.simulated += outcome.simulated;
+        summary.coverage.add(&outcome.checks);
         states.extend(outcome.states.iter().copied());
         if slot == failed {
             found = Some(outcome);
@@ -107,7 +110,8 @@ fn run_case(options: &Options, slot: u64) -> Outcome {
     let index = options.shard.position(slot);
     let seed = case_seed(options.seed, index);
     let case = generate(seed, options.max_steps).current();
-    let (_, run, mut violations) = check(&case, &format!("seed-{seed}"), &options.faults);
+    let (_, run, judge) = judged(&case, &format!("seed-{seed}"), &options.faults);
+    let mut violations = judge.found;
     let mut simulated = Duration::ZERO;
     if let Ok(run) = &run {
         simulated = run.simulated;
@@ -123,6 +127,7 @@ fn run_case(options: &Options, slot: u64) -> Outcome {
         faults: case.faults() as u64,
         states: case.model_states().into_iter().collect(),
         simulated,
+        checks: judge.checks,
         violations,
     }
 }

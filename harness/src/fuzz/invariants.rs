@@ -7,9 +7,17 @@
 //! scenario itself says (scripts, timeouts, steps). Where a fault makes an
 //! observation ambiguous, the invariant is lenient rather than wrong.
 
+mod closes;
+mod facts;
+mod status;
+mod timing;
+
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
+
+use facts::Facts;
 
 use crate::scenario::{Action, ContainerStart, Executor, Open, Scenario, Step, Token, Via};
 use crate::trace::{Event, What};
@@ -18,8 +26,9 @@ use crate::world::Run;
 
 /// Reporting, closing and latency take a few seconds beyond the exact bound.
 const SLACK: Duration = Duration::from_secs(10);
-/// The runner's read deadline (WS-4, project-defined): a silent link is dropped by then.
-const READ_DEADLINE: Duration = Duration::from_secs(61);
+/// Two observations this close (ms) may be in either order at the runner: a
+/// frame's latency plus the simulation's tick.
+const SAME_MOMENT: u64 = 1_500;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Violation {
@@ -88,10 +97,97 @@ pub const INVARIANTS: &[(&str, &str, &str)] = &[
         "JOB-5",
         "a masked variable's value never shows in the job log",
     ),
+    (
+        "status-order",
+        "EX-1",
+        "a direct request with a token of any wrong shape gets 401 (404 once the session is gone); the right token never does",
+    ),
+    (
+        "reconnect-gets-101",
+        "WS-7",
+        "423 only while another terminal may be open: a reconnect after a close or a drop gets 101",
+    ),
+    (
+        "attach-wait",
+        "EX-3",
+        "no 503 while the job runs within 60 s of the request",
+    ),
+    (
+        "container-wait",
+        "DK-1",
+        "no 500 while the build container runs within 15 s",
+    ),
+    (
+        "job-not-early",
+        "LC-1",
+        "a job does not finish before its script can have ended",
+    ),
+    (
+        "not-closed-early",
+        "LC-1",
+        "a terminal is not timed out before min(session_timeout, deadline) after the script",
+    ),
+    (
+        "ping-interval",
+        "WS-4",
+        "a Ping every 30 s, no fewer, no more",
+    ),
+    (
+        "close-code",
+        "WS-6",
+        "the session timeout closes with 1001 and its reason, and never in a docker job",
+    ),
+    (
+        "container-exit-close",
+        "DK-3",
+        "`1001 build container exited` only in docker jobs, once the script ends",
+    ),
+    (
+        "abort-close",
+        "LC-4",
+        "`1001 job canceled` and `1001 runner shutting down` only after a cancel or a signal",
+    ),
+    (
+        "shell-exit-close",
+        "WS-7",
+        "the shell's exit closes with 1000",
+    ),
+    (
+        "wait-duration",
+        "LC-1",
+        "the log's `Terminal is connected, will time out in <d>` states min(session_timeout, time left)",
+    ),
+    (
+        "wait-end-logged",
+        "LC-2",
+        "the wait after the script ends in the log with `Terminal disconnected` or the timeout",
+    ),
+    (
+        "timeout-logged",
+        "LC-3",
+        "a timed-out terminal's log says so, with the wait's duration",
+    ),
 ];
 
+/// The SPEC rules the invariants check, each once, in the order of [`INVARIANTS`].
+pub fn rules_checked() -> Vec<&'static str> {
+    let mut rules: Vec<&'static str> = Vec::new();
+    for (_, rule, _) in INVARIANTS {
+        if !rules.contains(rule) {
+            rules.push(rule);
+        }
+    }
+    rules
+}
+
 pub fn check(scenario: &Scenario, run: &Run) -> Vec<Violation> {
-    let mut found = Vec::new();
+    judge(scenario, run).found
+}
+
+/// Every invariant on one run: what broke, and how many checks of each rule ran.
+pub fn judge(scenario: &Scenario, run: &Run) -> Judge {
+    let mut found = Judge::default();
+    let facts = Facts::of(scenario, &run.events);
     single_terminal(&run.events, scenario, &mut found);
     no_unauthorized_upgrade(scenario, &run.events, &mut found);
     no_shell_for_refused_requests(run, &mut found);
@@ -99,14 +195,33 @@ pub fn check(scenario: &Scenario, run: &Run) -> Vec<Violation> {
     job_invariants(scenario, run, &mut found);
     session_answers_404_after_the_job(&run.events, &mut found);
     masked_never_logged(&run.events, &mut found);
+    status::check(&facts, &mut found);
+    timing::check(&facts, &mut found);
+    closes::check(&facts, &mut found);
     found
+}
+
+/// The outcome of judging one run: violations, and the checks run per SPEC rule
+/// (a rule a run never checked was not exercised by it).
+#[derive(Debug, Default)]
+pub struct Judge {
+    pub found: Vec<Violation>,
+    pub checks: BTreeMap<&'static str, u64>,
+}
+
+impl Judge {
+    /// One check of `rule` ran (whether or not it held).
+    pub fn ran(&mut self, rule: &'static str) {
+        *self.checks.entry(rule).or_default() += 1;
+    }
 }
 
 /// JOB-5: the job's masked variables (`CI_JOB_TOKEN`, `CI_REGISTRY_PASSWORD`:
 /// the job token GitLab handed out) never show in its log.
-fn masked_never_logged(events: &[Event], found: &mut Vec<Violation>) {
+fn masked_never_logged(events: &[Event], found: &mut Judge) {
     for e in events {
         if let What::JobLog { job, line } = &e.what {
+            found.ran("JOB-5");
             if line.contains(&crate::world::gitlab::payload::job_token(*job)) {
                 violation(
                     found,
@@ -124,7 +239,7 @@ fn masked_never_logged(events: &[Event], found: &mut Vec<Violation>) {
 
 /// LC-7, RT-1: a direct request for a session whose job has ended gets 404
 /// (or no answer at all, if the runner is gone).
-fn session_answers_404_after_the_job(events: &[Event], found: &mut Vec<Violation>) {
+fn session_answers_404_after_the_job(events: &[Event], found: &mut Judge) {
     let ended: Vec<(u64, u64)> = events
         .iter()
         .filter_map(|e| match &e.what {
@@ -148,6 +263,10 @@ fn session_answers_404_after_the_job(events: &[Event], found: &mut Vec<Violation
                     continue;
                 };
                 let over = ended.iter().any(|(j, at)| *j == job && *at < when);
+                if over {
+                    found.ran("LC-7");
+                    found.ran("RT-1");
+                }
                 if over && !matches!(status, 404 | 0) {
                     violation(found, "session-removed", "LC-7", format!("{browser}: job {job} had ended, yet its session answered {status} at {}", at(e.at_ms)));
                 }
@@ -157,13 +276,8 @@ fn session_answers_404_after_the_job(events: &[Event], found: &mut Vec<Violation
     }
 }
 
-fn violation(
-    found: &mut Vec<Violation>,
-    invariant: &'static str,
-    spec: &'static str,
-    detail: String,
-) {
-    found.push(Violation {
+fn violation(found: &mut Judge, invariant: &'static str, spec: &'static str, detail: String) {
+    found.found.push(Violation {
         invariant,
         spec,
         detail,
@@ -175,79 +289,124 @@ fn at(ms: u64) -> String {
 }
 
 /// EX-4: the runner never holds two terminals of one session. A runner-side
-/// connection is a browser's direct 101 or Workhorse's link; it ends when its
-/// end is observed (or, behind a GitLab-runner partition, at the latest by the
-/// runner's read deadline).
-fn single_terminal(events: &[Event], scenario: &Scenario, found: &mut Vec<Violation>) {
-    let cut_off: Vec<u64> = scenario
+/// connection is a browser's direct 101 or Workhorse's link. The harness sees
+/// both ends later than the runner does, so a second terminal is a violation
+/// only when it began clearly before the runner can have ended the first:
+/// before the first's observed end less the latency (`SAME_MOMENT`), or, for
+/// Workhorse's link, before a GitLab-runner partition or hold began (behind
+/// one, the runner's close reaches Workhorse late or never).
+/// Trace facts: Open/Answer(101) of direct browsers, RunnerLink connected and
+/// its ends, Closed, Injected drops and crashes, and the scenario's partition
+/// and hold steps.
+fn single_terminal(events: &[Event], scenario: &Scenario, found: &mut Judge) {
+    let cut: Vec<u64> = scenario
         .steps
         .iter()
-        .filter(|s| matches!(&s.action, Action::Partition(link) if link.is_gitlab_to_runner()))
-        .map(|s| u64::try_from(s.at.0.as_millis()).unwrap_or(u64::MAX))
+        .filter(|s| cuts_workhorse_link(s))
+        .map(|s| millis(s.at.0))
         .collect();
-    // (job, who, opened at)
-    let mut open: Vec<(u64, String, u64)> = Vec::new();
+    let mut terminals: Vec<Terminal> = Vec::new();
     let mut direct_job: std::collections::BTreeMap<String, u64> = Default::default();
+    let end = |terminals: &mut Vec<Terminal>, at: u64, ended: &dyn Fn(&Terminal) -> bool| {
+        for t in terminals.iter_mut().filter(|t| t.until.is_none()) {
+            if ended(t) {
+                t.until = Some(at);
+            }
+        }
+    };
     for e in events {
-        // Links cut by a partition are gone by the read deadline.
-        open.retain(|(_, _, since)| {
-            !cut_off
-                .iter()
-                .any(|c| *c >= *since && e.at_ms > c + READ_DEADLINE.as_millis() as u64)
-        });
-        let started = match &e.what {
+        match &e.what {
             What::Open {
                 browser, target, ..
-            } => {
-                if let Some(job) = direct_target(target) {
-                    direct_job.insert(browser.clone(), job);
-                } else {
-                    direct_job.remove(browser);
-                }
-                None
-            }
+            } => match direct_target(target) {
+                Some(job) => drop(direct_job.insert(browser.clone(), job)),
+                None => drop(direct_job.remove(browser)),
+            },
             What::Answer {
                 browser,
                 status: 101,
                 ..
-            } => direct_job.get(browser).map(|job| (*job, browser.clone())),
+            } => {
+                if let Some(job) = direct_job.get(browser) {
+                    terminals.push(Terminal::new(*job, browser, e.at_ms));
+                }
+            }
             What::RunnerLink { job, event } if event == "connected" => {
-                Some((*job, "workhorse".to_string()))
+                terminals.push(Terminal::new(*job, "workhorse", e.at_ms));
             }
             What::RunnerLink { job, event } if ends_link(event) => {
-                if let Some(i) = open
-                    .iter()
-                    .position(|(j, who, _)| j == job && who == "workhorse")
-                {
-                    open.remove(i);
-                }
-                None
+                end(&mut terminals, e.at_ms, &|t| {
+                    t.job == *job && t.who == "workhorse"
+                });
             }
-            What::Closed { browser, .. } => {
-                open.retain(|(_, who, _)| who != browser);
-                None
-            }
+            What::Closed { browser, .. } => end(&mut terminals, e.at_ms, &|t| t.who == *browser),
             What::Injected { description } if description.starts_with("drops its connection") => {
-                open.retain(|(_, who, _)| *who != e.actor);
-                None
+                end(&mut terminals, e.at_ms, &|t| t.who == e.actor);
             }
             What::Injected { description } if description.starts_with("host runner") => {
-                open.clear();
-                None
+                end(&mut terminals, e.at_ms, &|_| true);
             }
-            _ => None,
-        };
-        if let Some((job, who)) = started {
-            if let Some((_, other, since)) = open.iter().find(|(j, _, _)| *j == job) {
-                violation(
-                    found,
-                    "single-terminal",
-                    "EX-4",
-                    format!("job {job}: a second terminal ({who}) at {} while {other}'s, open since {}, was still open", at(e.at_ms), at(*since)),
-                );
-            }
-            open.push((job, who, e.at_ms));
+            _ => {}
         }
+    }
+    for (i, second) in terminals.iter().enumerate() {
+        found.ran("EX-4");
+        let overlapped = terminals[..i].iter().find(|first| {
+            let mut ended = first.until.unwrap_or(u64::MAX);
+            if first.who == "workhorse" {
+                // The runner may have closed it as soon as the link was cut.
+                if let Some(c) = cut.iter().find(|c| **c >= first.since && **c < ended) {
+                    ended = *c;
+                }
+            }
+            first.job == second.job && second.since + SAME_MOMENT < ended
+        });
+        if let Some(first) = overlapped {
+            violation(
+                found,
+                "single-terminal",
+                "EX-4",
+                format!(
+                    "job {}: a second terminal ({}) at {} while {}'s, open since {}, was still open",
+                    second.job,
+                    second.who,
+                    at(second.since),
+                    first.who,
+                    at(first.since)
+                ),
+            );
+        }
+    }
+}
+
+/// A runner-side terminal connection as the harness observed it.
+struct Terminal {
+    job: u64,
+    who: String,
+    since: u64,
+    until: Option<u64>,
+}
+
+impl Terminal {
+    fn new(job: u64, who: &str, since: u64) -> Self {
+        Terminal {
+            job,
+            who: who.to_string(),
+            since,
+            until: None,
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A partition or hold of the link between GitLab and a runner.
+fn cuts_workhorse_link(step: &Step) -> bool {
+    match &step.action {
+        Action::Partition(link) | Action::Hold(link) => link.is_gitlab_to_runner(),
+        _ => false,
     }
 }
 
@@ -274,7 +433,7 @@ fn ends_link(event: &str) -> bool {
 
 /// EX-1, AU-2: no refused request is upgraded. Whether a request should be
 /// refused follows from the scenario: who the browser is, which token it sends.
-fn no_unauthorized_upgrade(scenario: &Scenario, events: &[Event], found: &mut Vec<Violation>) {
+fn no_unauthorized_upgrade(scenario: &Scenario, events: &[Event], found: &mut Judge) {
     for name in crate::scenario::browser_names(scenario) {
         let opens: Vec<(&Step, &Open)> = scenario
             .steps
@@ -294,6 +453,10 @@ fn no_unauthorized_upgrade(scenario: &Scenario, events: &[Event], found: &mut Ve
             })
             .collect();
         for ((step, open), (when, status)) in opens.iter().zip(&answers) {
+            found.ran(match open.via {
+                Via::Direct { .. } => "EX-1",
+                Via::Gitlab => "AU-2",
+            });
             if *status == 101 && !may_open(scenario, &name, step, open) {
                 violation(
                     found,
@@ -349,52 +512,64 @@ fn may_open(scenario: &Scenario, browser: &str, step: &Step, open: &Open) -> boo
 }
 
 /// EX-1: a refused request spawns nothing. Every terminal the machine opened
-/// belongs to a connection the runner upgraded.
-fn no_shell_for_refused_requests(run: &Run, found: &mut Vec<Violation>) {
+/// belongs to a request the runner may have upgraded: a direct open or a
+/// Workhorse dial (after Rails allowed it) that the harness did not see
+/// refused. Not "seen upgraded": behind a GitLab-runner partition or a held
+/// link the runner upgrades and relays a connection whose 101 never reaches
+/// Workhorse, and that is no refused request.
+/// Trace facts: direct Open and its Answer status, Authorize allowed,
+/// RunnerLink "runner answered <status>"; the machine's count of terminals.
+fn no_shell_for_refused_requests(run: &Run, found: &mut Judge) {
     let opened = run.terminals.opened();
-    let upgrades = upgrades(&run.events);
-    if opened > upgrades {
+    let (possible, refused) = possible_upgrades(&run.events);
+    found.ran("EX-1");
+    if opened > possible {
         violation(
             found,
             "no-shell-for-refused-requests",
             "EX-1",
-            format!("the machine opened {opened} terminals for {upgrades} upgraded connections"),
+            format!(
+                "the machine opened {opened} terminal(s) for {possible} request(s) that may have been upgraded ({refused} seen refused): a refused request started a shell"
+            ),
         );
     }
 }
 
-/// Connections the runner upgraded: direct 101s and Workhorse's links.
-fn upgrades(events: &[Event]) -> usize {
+/// Requests that reached the runner and were not seen refused (direct opens
+/// and Workhorse's dials), and those seen refused.
+fn possible_upgrades(events: &[Event]) -> (usize, usize) {
     let mut direct = std::collections::BTreeSet::new();
-    let mut count = 0;
+    let (mut possible, mut refused) = (0, 0);
     for e in events {
         match &e.what {
             What::Open {
                 browser, target, ..
-            } => {
-                if direct_target(target).is_some() {
-                    direct.insert(browser.clone());
-                } else {
-                    direct.remove(browser);
-                }
+            } if direct_target(target).is_some() => {
+                direct.insert(browser.clone());
+                possible += 1;
             }
             What::Answer {
-                browser,
-                status: 101,
-                ..
-            } if direct.contains(browser) => count += 1,
-            What::RunnerLink { event, .. } if event == "connected" => count += 1,
+                browser, status, ..
+            } if direct.remove(browser) && !matches!(status, 101 | 0) => {
+                possible -= 1;
+                refused += 1;
+            }
+            What::Authorize { verdict, .. } if verdict == "allowed" => possible += 1,
+            What::RunnerLink { event, .. } if event.starts_with("runner answered") => {
+                possible -= 1;
+                refused += 1;
+            }
             _ => {}
         }
     }
-    count
+    (possible, refused)
 }
 
 /// WS-5: while connected, what is typed reaches the shell and what it prints
 /// reaches the browser, in order, exactly once. Each typed `echo X` must show
 /// `X` as an output line at most once, and if a later one shows, every earlier
 /// one showed before it.
-fn output_in_order_exactly_once(events: &[Event], found: &mut Vec<Violation>) {
+fn output_in_order_exactly_once(events: &[Event], found: &mut Judge) {
     #[derive(Default)]
     struct Segment {
         commands: Vec<String>,
@@ -450,6 +625,7 @@ fn output_in_order_exactly_once(events: &[Event], found: &mut Vec<Violation>) {
             .collect();
         let short = |line: &str| line.chars().take(24).collect::<String>();
         for (line, at) in seg.commands.iter().zip(&positions) {
+            found.ran("WS-5");
             if at.len() > 1 {
                 violation(
                     found,
@@ -490,7 +666,7 @@ fn output_in_order_exactly_once(events: &[Event], found: &mut Vec<Violation>) {
 }
 
 /// LC-1, LC-6, LC-7 and "never hangs", for each job.
-fn job_invariants(scenario: &Scenario, run: &Run, found: &mut Vec<Violation>) {
+fn job_invariants(scenario: &Scenario, run: &Run, found: &mut Judge) {
     let events = &run.events;
     let lost_runner = scenario
         .steps
@@ -499,10 +675,7 @@ fn job_invariants(scenario: &Scenario, run: &Run, found: &mut Vec<Violation>) {
     let reporting_delayed = scenario
         .steps
         .iter()
-        .any(|s| match &s.action {
-            Action::Partition(link) | Action::Hold(link) => link.is_gitlab_to_runner(),
-            _ => false,
-        });
+        .any(cuts_workhorse_link);
     let stopped = scenario
         .steps
         .iter()
@@ -517,6 +690,7 @@ fn job_invariants(scenario: &Scenario, run: &Run, found: &mut Vec<Violation>) {
             What::JobState { job: j, state, .. } if *j == job.id => Some((e.at_ms, state.clone())),
             _ => None,
         });
+        found.ran("LC-1");
         let (Some(taken), Some((finished, state))) = (taken, state) else {
             all_done = false;
             if !lost_runner && !reporting_delayed {
@@ -552,6 +726,9 @@ fn job_invariants(scenario: &Scenario, run: &Run, found: &mut Vec<Violation>) {
             session_timeout.min(deadline.saturating_sub(script_end))
         };
         let bound = taken + ((script_end + held).min(deadline) + SLACK).as_millis() as u64;
+        if !reporting_delayed {
+            found.ran("LC-1");
+        }
         if !reporting_delayed && finished > bound {
             violation(
                 found,
@@ -568,6 +745,7 @@ fn job_invariants(scenario: &Scenario, run: &Run, found: &mut Vec<Violation>) {
         }
         let clear_of_deadline = script_end + SLACK < deadline;
         if !stopped && !lost_runner && clear_of_deadline {
+            found.ran("LC-6");
             let expected = if script.exit_code == 0 {
                 "success"
             } else {
@@ -590,6 +768,7 @@ fn job_invariants(scenario: &Scenario, run: &Run, found: &mut Vec<Violation>) {
         // Observed over sockets, as for a third party's runner: the session URL
         // of an ended job must answer 404.
         for (job, probe) in &run.session_probes {
+            found.ran("LC-7");
             if let Probe::Answers(status) = probe {
                 violation(
                     found,
@@ -599,6 +778,7 @@ fn job_invariants(scenario: &Scenario, run: &Run, found: &mut Vec<Violation>) {
                 );
             }
         }
+        found.ran("LC-7");
         if run.terminals.live() > 0 {
             violation(
                 found,
@@ -654,7 +834,13 @@ mod tests {
 
     #[test]
     fn every_violation_is_listed_with_its_rule() {
-        let source = include_str!("invariants.rs");
+        let source = [
+            include_str!("invariants.rs"),
+            include_str!("invariants/status.rs"),
+            include_str!("invariants/timing.rs"),
+            include_str!("invariants/closes.rs"),
+        ]
+        .concat();
         let mut calls = 0;
         for call in source.split("violation(").skip(1) {
             let Some(args) = call.trim_start().strip_prefix("found,") else {

@@ -10,8 +10,8 @@ use proptest::prelude::*;
 use serde::Serialize;
 
 use crate::scenario::{
-    Action, BrowserSpec, ContainerStart, Dur, Executor, Expect, JobSpec, Link, Open, RunnerSpec,
-    Scenario, Step, StopMode, Token, UserSpec, Via,
+    self, Action, BrowserSpec, ContainerStart, Dur, Executor, Expect, JobSpec, Link, Open,
+    RunnerSpec, Scenario, Step, StopMode, UserSpec, Via,
 };
 use crate::world::gitlab::Role;
 
@@ -19,6 +19,8 @@ use crate::world::gitlab::Role;
 pub const PASTE: usize = 40 * 1024;
 /// The browser that checks, after the job, that its session is gone (LC-7).
 pub const PROBE: &str = "probe";
+const TERMINAL: &str = "terminal.gitlab.com";
+const BASE64: &str = "base64.terminal.gitlab.com";
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Lifecycle {
@@ -28,7 +30,12 @@ pub struct Lifecycle {
     pub job_timeout: u64,
     pub script_seconds: u64,
     pub exit_code: i32,
+    /// Seconds the executor prepares before the job runs (EX-3's 60 s wait).
+    pub prepare: u64,
+    /// Seconds before docker's build container runs (DK-1's 15 s wait).
     pub container_start: u64,
+    /// The token the LC-7 probe sends after the job: any shape gets 404 (RT-1 before EX-1).
+    pub probe_token: Token,
     /// Turmoil's seed: message latencies.
     pub seed: u64,
     pub ops: Vec<Timed>,
@@ -62,14 +69,15 @@ pub enum Op {
     Open {
         who: Who,
         direct: bool,
+        protocols: Protocols,
     },
-    /// Someone without the right: Mallory through GitLab, or direct with a wrong or no token.
+    /// Someone without the right: Mallory through GitLab, or direct with a token of a wrong shape.
     Intrude {
         how: Intruder,
     },
     Type {
         who: Who,
-        paste: bool,
+        input: Input,
     },
     Close {
         who: Who,
@@ -96,19 +104,113 @@ pub enum Op {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Intruder {
     Mallory,
-    WrongToken,
-    NoToken,
+    /// Straight at the runner with a token of this shape (EX-1, EX-7).
+    Direct(Token),
+}
+
+/// The `Authorization` a direct request carries (EX-1, EX-7): the session's
+/// own token, or one of the wrong shapes a client gets wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Token {
+    Own,
+    Missing,
+    Empty,
+    Bearer,
+    Wrong,
+    /// The first half of the right one.
+    Prefix,
+    /// The right one with a character appended.
+    Appended,
+    /// The right one in capitals.
+    OtherCase,
+}
+
+impl Token {
+    /// The scenario's token of this shape (`token = "..."`).
+    pub fn as_step(self) -> scenario::Token {
+        match self {
+            Token::Own => scenario::Token::Own,
+            Token::Missing => scenario::Token::None,
+            Token::Empty => scenario::Token::Empty,
+            Token::Bearer => scenario::Token::Bearer,
+            Token::Wrong => scenario::Token::Wrong,
+            Token::Prefix => scenario::Token::Prefix,
+            Token::Appended => scenario::Token::Appended,
+            Token::OtherCase => scenario::Token::OtherCase,
+        }
+    }
+}
+
+/// The subprotocols a browser offers (WS-1..3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Protocols {
+    Terminal,
+    Base64,
+    Both,
+    Neither,
+}
+
+/// What a browser types (WS-5, WS-7, WS-8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Input {
+    /// `echo kNz`: its output is checked exactly once and in order.
+    Echo,
+    /// The same, padded past the reference's 32 KiB cut.
+    Paste,
+    /// `sleep 5`: the shell is busy for what comes next.
+    Busy,
+    /// `sleep 100 &`: a background job that holds the terminal open.
+    Background,
+    /// `exit`: the shell ends, the connection closes with 1000 (WS-7).
+    Exit,
+}
+
+fn wrong_token() -> impl Strategy<Value = Token> {
+    prop_oneof![
+        Just(Token::Missing),
+        Just(Token::Empty),
+        Just(Token::Bearer),
+        Just(Token::Wrong),
+        Just(Token::Prefix),
+        Just(Token::Appended),
+        Just(Token::OtherCase),
+    ]
+}
+
+fn protocols() -> impl Strategy<Value = Protocols> {
+    prop_oneof![
+        6 => Just(Protocols::Terminal),
+        2 => Just(Protocols::Base64),
+        1 => Just(Protocols::Both),
+        1 => Just(Protocols::Neither),
+    ]
+}
+
+fn input() -> impl Strategy<Value = Input> {
+    prop_oneof![
+        12 => Just(Input::Echo),
+        5 => Just(Input::Paste),
+        2 => Just(Input::Busy),
+        1 => Just(Input::Background),
+        1 => Just(Input::Exit),
+    ]
 }
 
 fn who() -> impl Strategy<Value = Who> {
+    prop_oneof![1 => Just(Who::Alice), 1 => Just(Who::Tab2)]
+}
+
+/// Who types: mostly one browser, so that several inputs meet in one
+/// connection (a paste cut short shows only when later output arrives).
+fn typist() -> impl Strategy<Value = Who> {
     prop_oneof![3 => Just(Who::Alice), 1 => Just(Who::Tab2)]
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (who(), any::<bool>()).prop_map(|(who, direct)| Op::Open { who, direct }),
-        1 => prop_oneof![Just(Intruder::Mallory), Just(Intruder::WrongToken), Just(Intruder::NoToken)].prop_map(|how| Op::Intrude { how }),
-        5 => (who(), prop::bool::weighted(0.15)).prop_map(|(who, paste)| Op::Type { who, paste }),
+        7 => (who(), any::<bool>(), protocols()).prop_map(|(who, direct, protocols)| Op::Open { who, direct, protocols }),
+        1 => prop_oneof![1 => Just(Intruder::Mallory), 3 => wrong_token().prop_map(Intruder::Direct)].prop_map(|how| Op::Intrude { how }),
+        6 => (typist(), input()).prop_map(|(who, input)| Op::Type { who, input }),
         2 => who().prop_map(|who| Op::Close { who }),
         1 => who().prop_map(|who| Op::Vanish { who }),
         1 => Just(Op::Cancel),
@@ -119,15 +221,43 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// `session_timeout` (CFG-3): the default (0, negative), any, or around the
+/// time the job has left after its script (`None`: decided with the job).
+fn session_timeout() -> impl Strategy<Value = Option<i64>> {
+    prop_oneof![
+        1 => Just(Some(0i64)),
+        1 => Just(Some(-1i64)),
+        6 => (5i64..=150).prop_map(Some),
+        2 => Just(None),
+    ]
+}
+
+/// Seconds an executor prepares (EX-3): mostly none, sometimes around 60 s.
+fn prepare() -> impl Strategy<Value = u64> {
+    prop_oneof![6 => Just(0u64), 1 => 1u64..=50, 1 => 55u64..=65]
+}
+
+/// Seconds before docker's container runs (DK-1): often around 15 s.
+fn container_start() -> impl Strategy<Value = u64> {
+    prop_oneof![2 => 0u64..=20, 1 => 12u64..=18]
+}
+
 /// Lifecycles of at most `max_steps` ops.
 pub fn lifecycle(max_steps: usize) -> impl Strategy<Value = Lifecycle> {
-    (
+    let job = (
         prop::bool::weighted(0.3),
-        prop_oneof![1 => Just(0i64), 1 => Just(-1i64), 8 => 5i64..=150],
+        session_timeout(),
+        -5i64..=5,
         30u64..=300,
         1u64..=90,
         prop_oneof![4 => Just(0), 1 => 1i32..=3],
-        0u64..=20,
+        prepare(),
+        container_start(),
+    );
+    let probe = prop_oneof![3 => Just(Token::Own), 1 => wrong_token()];
+    (
+        job,
+        probe,
         any::<u64>(),
         prop::collection::vec(
             (0u64..=30, op()).prop_map(|(after, op)| Timed { after, op }),
@@ -136,23 +266,38 @@ pub fn lifecycle(max_steps: usize) -> impl Strategy<Value = Lifecycle> {
     )
         .prop_map(
             |(
-                docker,
-                session_timeout,
-                job_timeout,
-                script_seconds,
-                exit_code,
-                container_start,
+                (
+                    docker,
+                    session_timeout,
+                    near_deadline,
+                    job_timeout,
+                    script_seconds,
+                    exit_code,
+                    prepare,
+                    container_start,
+                ),
+                probe_token,
                 seed,
                 ops,
-            )| Lifecycle {
-                docker,
-                session_timeout,
-                job_timeout,
-                script_seconds,
-                exit_code,
-                container_start: if docker { container_start } else { 0 },
-                seed,
-                ops,
+            )| {
+                let container_start = if docker { container_start } else { 0 };
+                // LC-1: a session_timeout a few seconds either side of the time
+                // the job has left when its script ends.
+                let left = job_timeout as i64 - (prepare + container_start + script_seconds) as i64;
+                let session_timeout =
+                    session_timeout.unwrap_or_else(|| (left + near_deadline).max(1));
+                Lifecycle {
+                    docker,
+                    session_timeout,
+                    job_timeout,
+                    script_seconds,
+                    exit_code,
+                    prepare,
+                    container_start,
+                    probe_token,
+                    seed,
+                    ops,
+                }
             },
         )
 }
@@ -165,7 +310,8 @@ impl Lifecycle {
             s if s > 0 => s as u64,
             _ => 1800,
         };
-        let end = (self.container_start + self.script_seconds + timeout).min(self.job_timeout);
+        let end = (self.prepare + self.container_start + self.script_seconds + timeout)
+            .min(self.job_timeout);
         Duration::from_secs(end + 30)
     }
 
@@ -195,7 +341,7 @@ impl Lifecycle {
         // LC-7: once the job has surely ended, its session must answer 404.
         steps.push(Step {
             at: Dur(self.surely_ended()),
-            action: Action::Open(open(PROBE, true)),
+            action: Action::Open(open(PROBE, Some(self.probe_token), Protocols::Terminal)),
         });
         // A partition of a browser that does nothing else has no host to cut.
         let acting: BTreeSet<String> = steps
@@ -211,8 +357,9 @@ impl Lifecycle {
         });
         steps.sort_by_key(|s| s.at);
         let last = steps.iter().map(|s| s.at.0).max().unwrap_or_default();
-        let job_end =
-            Duration::from_secs(self.container_start + self.script_seconds + self.job_timeout);
+        let job_end = Duration::from_secs(
+            self.prepare + self.container_start + self.script_seconds + self.job_timeout,
+        );
         let mut users = BTreeMap::new();
         users.insert(
             "alice".to_string(),
@@ -247,9 +394,10 @@ impl Lifecycle {
         Scenario {
             title: format!("fuzz lifecycle {name}"),
             user_sees: "a generated session lifecycle; the invariants of SPEC must hold".into(),
-            spec: ["EX-1", "EX-4", "WS-5", "LC-1", "LC-6", "LC-7"]
+            spec: super::invariants::rules_checked()
+                .into_iter()
                 .map(String::from)
-                .to_vec(),
+                .collect(),
             seed: self.seed,
             tick: Some(Dur(Duration::from_millis(500))),
             end: Some(Dur(last.max(job_end) + Duration::from_secs(120))),
@@ -274,7 +422,7 @@ impl Lifecycle {
                 project: "demo".into(),
                 script,
                 timeout: Some(Dur(Duration::from_secs(self.job_timeout))),
-                prepare: None,
+                prepare: (self.prepare > 0).then(|| Dur(Duration::from_secs(self.prepare))),
                 container_start: self.docker.then(|| {
                     ContainerStart::After(Dur(Duration::from_secs(self.container_start)))
                 }),
@@ -296,7 +444,7 @@ impl Lifecycle {
         let mut t = 2;
         let mut open: BTreeSet<Who> = BTreeSet::new();
         let mut faults_until: Vec<u64> = Vec::new();
-        let script_end = self.container_start + self.script_seconds;
+        let script_end = self.prepare + self.container_start + self.script_seconds;
         let mut ended = false;
         for timed in &self.ops {
             t += timed.after;
@@ -339,8 +487,11 @@ fn steps_of(op: &Op, index: usize, at: Duration) -> Vec<Step> {
         at: Dur(at),
         action,
     };
-    // A fault at `at`, healed `seconds` later.
-    let healed = |fault: fn(Link) -> Action, heal: fn(Link) -> Action, (a, b): (&str, &str), seconds: u64| {
+    // A fault between `a` and `b` at `at`, healed `seconds` later.
+    let healed = |fault: fn(Link) -> Action,
+                  heal: fn(Link) -> Action,
+                  (a, b): (&str, &str),
+                  seconds: u64| {
         let link = Link {
             a: a.into(),
             b: b.into(),
@@ -354,39 +505,39 @@ fn steps_of(op: &Op, index: usize, at: Duration) -> Vec<Step> {
         ]
     };
     match op {
-        Op::Open { who, direct } => vec![step(Action::Open(open(who.name(), *direct)))],
+        Op::Open {
+            who,
+            direct,
+            protocols,
+        } => {
+            let token = direct.then_some(Token::Own);
+            vec![step(Action::Open(open(who.name(), token, *protocols)))]
+        }
         Op::Intrude { how } => {
-            let (browser, token) = match how {
-                Intruder::Mallory => ("mallory", None),
-                Intruder::WrongToken => ("intruder", Some(Token::Wrong)),
-                Intruder::NoToken => ("anon", Some(Token::None)),
+            let open = match how {
+                Intruder::Mallory => open("mallory", None, Protocols::Terminal),
+                Intruder::Direct(token) => {
+                    let browser = if *token == Token::Missing {
+                        "anon"
+                    } else {
+                        "intruder"
+                    };
+                    open(browser, Some(*token), Protocols::Terminal)
+                }
             };
-            let via = match token {
-                Some(token) => Via::Direct {
-                    token,
-                    insecure: false,
-                },
-                None => Via::Gitlab,
-            };
-            vec![step(Action::Open(Open {
-                browser: browser.into(),
-                job: 1,
-                via,
-                protocols: None,
-            }))]
+            vec![step(Action::Open(open))]
         }
-        Op::Type { who, paste } => {
-            let padding = if *paste {
-                "a".repeat(PASTE)
-            } else {
-                String::new()
-            };
-            vec![step(Action::Type {
-                browser: who.name().into(),
-                text: format!("echo k{index}z{padding}\r"),
-                repeat: 1,
-            })]
-        }
+        Op::Type { who, input } => vec![step(Action::Type {
+            browser: who.name().into(),
+            text: match input {
+                Input::Echo => format!("echo k{index}z\r"),
+                Input::Paste => format!("echo k{index}z{}\r", "a".repeat(PASTE)),
+                Input::Busy => "sleep 5\r".into(),
+                Input::Background => "sleep 100 &\r".into(),
+                Input::Exit => "exit\r".into(),
+            },
+            repeat: 1,
+        })],
         Op::Close { who } => vec![step(Action::Close {
             browser: who.name().into(),
         })],
@@ -401,29 +552,42 @@ fn steps_of(op: &Op, index: usize, at: Duration) -> Vec<Step> {
                 StopMode::Abort
             },
         })],
-        Op::PartitionBrowser { who, seconds } => {
-            healed(Action::Partition, Action::Repair, (who.name(), "gitlab"), *seconds)
+        Op::PartitionBrowser { who, seconds } => healed(
+            Action::Partition,
+            Action::Repair,
+            (who.name(), "gitlab"),
+            *seconds,
+        ),
+        Op::HoldRunnerLink { seconds } => {
+            healed(Action::Hold, Action::Release, ("gitlab", "runner"), *seconds)
         }
-        Op::HoldRunnerLink { seconds } => healed(Action::Hold, Action::Release, ("gitlab", "runner"), *seconds),
-        Op::PartitionRunnerLink { seconds } => {
-            healed(Action::Partition, Action::Repair, ("gitlab", "runner"), *seconds)
-        }
+        Op::PartitionRunnerLink { seconds } => healed(
+            Action::Partition,
+            Action::Repair,
+            ("gitlab", "runner"),
+            *seconds,
+        ),
     }
 }
 
-/// `browser` opening job 1: through GitLab, or straight at the runner with its own token.
-fn open(browser: &str, direct: bool) -> Open {
+/// `browser` opening job 1: through GitLab, or straight at the runner with
+/// a token of shape `direct`.
+fn open(browser: &str, direct: Option<Token>, protocols: Protocols) -> Open {
     Open {
         browser: browser.into(),
         job: 1,
-        via: if direct {
-            Via::Direct {
-                token: Token::Own,
+        via: match direct {
+            Some(token) => Via::Direct {
+                token: token.as_step(),
                 insecure: false,
-            }
-        } else {
-            Via::Gitlab
+            },
+            None => Via::Gitlab,
         },
-        protocols: None,
+        protocols: match protocols {
+            Protocols::Terminal => None,
+            Protocols::Base64 => Some(vec![BASE64.into()]),
+            Protocols::Both => Some(vec![BASE64.into(), TERMINAL.into()]),
+            Protocols::Neither => Some(Vec::new()),
+        },
     }
 }

@@ -9,6 +9,7 @@
 //! same on any number of workers and split into any shards ([`campaign`]).
 
 mod campaign;
+pub mod coverage;
 pub mod invariants;
 pub mod lifecycle;
 mod progress;
@@ -24,7 +25,8 @@ use crate::scenario::{self, Scenario};
 use crate::shard::Shard;
 use crate::world;
 pub use campaign::fuzz;
-use invariants::Violation;
+use coverage::Coverage;
+use invariants::{Judge, Violation};
 use lifecycle::Lifecycle;
 pub use progress::Progress;
 
@@ -84,6 +86,8 @@ pub struct Summary {
     pub steps: u64,
     pub faults_injected: u64,
     pub model_states: usize,
+    /// Per SPEC rule: the cases that exercised it, the checks run.
+    pub coverage: Coverage,
     pub simulated: Duration,
     /// Wall time of the lifecycles run, shrinking excluded.
     pub wall: Duration,
@@ -143,19 +147,32 @@ pub fn check(
     name: &str,
     faults: &[Fault],
 ) -> (Scenario, anyhow::Result<world::Run>, Vec<Violation>) {
+    let (scenario, run, judge) = judged(lifecycle, name, faults);
+    (scenario, run, judge.found)
+}
+
+/// As [`check`], with the checks run per SPEC rule.
+fn judged(
+    lifecycle: &Lifecycle,
+    name: &str,
+    faults: &[Fault],
+) -> (Scenario, anyhow::Result<world::Run>, Judge) {
     let scenario = as_loaded(&lifecycle.to_scenario(name));
     session_server::faults::set_for_thread(faults);
     let run = world::simulate(&scenario, scenario.seed);
     session_server::faults::set_for_thread(&[]);
-    let violations = match &run {
-        Ok(run) => invariants::check(&scenario, run),
-        Err(e) => vec![Violation {
-            invariant: "runs",
-            spec: "-",
-            detail: format!("{e:#}"),
-        }],
+    let judge = match &run {
+        Ok(run) => invariants::judge(&scenario, run),
+        Err(e) => Judge {
+            found: vec![Violation {
+                invariant: "runs",
+                spec: "-",
+                detail: format!("{e:#}"),
+            }],
+            ..Judge::default()
+        },
     };
-    (scenario, run, violations)
+    (scenario, run, judge)
 }
 
 /// The scenario as its regression file would load: the file is the truth.
@@ -247,6 +264,7 @@ pub fn describe(summary: &Summary) -> String {
         if summary.jobs == 1 { "" } else { "s" },
         summary.cases as f64 / summary.wall.as_secs_f64().max(1e-9),
     );
+    out.push_str(&summary.coverage.describe(summary.cases));
     match &summary.found {
         None => out.push_str("no invariant broken\n"),
         Some(found) => {

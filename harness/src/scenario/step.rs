@@ -183,39 +183,61 @@ pub enum Token {
     #[default]
     Own,
     None,
+    Empty,
     Wrong,
     /// `Bearer <own token>` (EX-7).
     Bearer,
+    /// The first half of the own token.
+    Prefix,
+    /// The own token with a character appended.
+    Appended,
+    /// The own token in capitals (it is lowercase hex).
+    OtherCase,
     /// Another job's session token.
     OfJob(u64),
 }
 
-const TOKEN_CHOICES: &str = "use own, none, wrong, bearer or job:N";
+/// The token shapes of a direct `open` (EX-1, EX-7), besides `job:N`.
+const TOKENS: [(&str, Token); 8] = [
+    ("own", Token::Own),
+    ("none", Token::None),
+    ("empty", Token::Empty),
+    ("wrong", Token::Wrong),
+    ("bearer", Token::Bearer),
+    ("prefix", Token::Prefix),
+    ("appended", Token::Appended),
+    ("other-case", Token::OtherCase),
+];
 
 impl Token {
     fn parse(text: &str) -> Result<Token, String> {
-        Ok(match text {
-            "own" => Token::Own,
-            "none" => Token::None,
-            "wrong" => Token::Wrong,
-            "bearer" => Token::Bearer,
-            other => match other.strip_prefix("job:").map(str::parse) {
-                Some(Ok(job)) => Token::OfJob(job),
-                _ => return Err(format!("token = {other:?}: {TOKEN_CHOICES}")),
-            },
-        })
+        if let Some((_, token)) = TOKENS.iter().find(|(name, _)| *name == text) {
+            return Ok(*token);
+        }
+        match text.strip_prefix("job:").map(str::parse) {
+            Some(Ok(job)) => Ok(Token::OfJob(job)),
+            _ => Err(format!(
+                "token = {text:?}: use one of {} or job:N",
+                TOKENS.map(|(name, _)| name).join(", ")
+            )),
+        }
     }
 }
 
 impl fmt::Display for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Token::Own => f.write_str("own"),
-            Token::None => f.write_str("none"),
-            Token::Wrong => f.write_str("wrong"),
-            Token::Bearer => f.write_str("bearer"),
-            Token::OfJob(job) => write!(f, "job:{job}"),
-        }
+        let name = match self {
+            Token::Own => "own",
+            Token::None => "none",
+            Token::Empty => "empty",
+            Token::Wrong => "wrong",
+            Token::Bearer => "bearer",
+            Token::Prefix => "prefix",
+            Token::Appended => "appended",
+            Token::OtherCase => "other-case",
+            Token::OfJob(job) => return write!(f, "job:{job}"),
+        };
+        f.write_str(name)
     }
 }
 

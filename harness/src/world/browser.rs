@@ -15,6 +15,14 @@ use crate::trace::{preview, Close, Recorder, What};
 /// Which token a direct connection carries: the scenario's choice.
 pub use crate::scenario::Token;
 
+/// Where the first half of a token ends (on a character boundary).
+fn own_half(token: &str) -> usize {
+    (0..=token.len() / 2)
+        .rev()
+        .find(|i| token.is_char_boundary(*i))
+        .unwrap_or(0)
+}
+
 /// Where a browser opens the terminal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Via {
@@ -91,8 +99,14 @@ impl<N: Net> Browser<N> {
                 let token = match token {
                     Token::Own => Some(session.authorization.clone()),
                     Token::None => None,
+                    Token::Empty => Some(String::new()),
                     Token::Wrong => Some("0".repeat(64)),
                     Token::Bearer => Some(format!("Bearer {}", session.authorization)),
+                    Token::Prefix => {
+                        Some(session.authorization[..own_half(&session.authorization)].to_string())
+                    }
+                    Token::Appended => Some(format!("{}0", session.authorization)),
+                    Token::OtherCase => Some(session.authorization.to_uppercase()),
                     Token::OfJob(other) => self.gitlab.session(*other).map(|s| s.authorization),
                 };
                 let headers = token

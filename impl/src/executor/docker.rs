@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::faults::{self, Fault};
 use crate::machine::Machine;
 use crate::session::{Opening, TerminalSource, TerminalUnavailable};
 use crate::terminal::TerminalSpec;
@@ -118,7 +119,12 @@ impl TerminalSource for ExecTerminals {
     fn open(&self) -> Opening {
         let (container, exec) = (self.container.clone(), self.exec.clone());
         Box::pin(async move {
-            if !container.wait_running(CONTAINER_WAIT).await {
+            let limit = if faults::active(Fault::ShortContainerWait) {
+                Duration::from_secs(5)
+            } else {
+                CONTAINER_WAIT
+            };
+            if !container.wait_running(limit).await {
                 return Err(TerminalUnavailable(format!(
                     "build container is not running (waited {}s)",
                     CONTAINER_WAIT.as_secs()

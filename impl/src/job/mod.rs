@@ -345,7 +345,7 @@ async fn hold_for_terminal(
         biased;
         _ = raised(&mut shutdown) => return Some(Abort::RunnerShutdown),
         _ = raised(&mut canceled) => return Some(Abort::Canceled),
-        _ = session.disconnected() => log.line("Terminal disconnected"),
+        _ = session.disconnected() => if !faults::active(Fault::NoDisconnectLog) { log.line("Terminal disconnected") },
         _ = tokio::time::sleep(wait) => {
             log.line(&format!("terminal session timed out (maximum time allowed - {})", go_format(wait)));
             session.end_terminal(CloseReason::SessionTimeout(wait), CLOSE_GRACE).await;

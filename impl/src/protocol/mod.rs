@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::duration::go_format;
+use crate::faults::{self, Fault};
 
 /// WS-2: raw bytes in binary frames.
 pub const BINARY_SUBPROTOCOL: &str = "terminal.gitlab.com";
@@ -142,7 +143,11 @@ impl CloseReason {
                 format!("more than {MAX_PINGS_PER_INTERVAL} pings in a ping interval"),
             ),
             CloseReason::SessionTimeout(d) => (
-                CloseCode::Away,
+                if faults::active(Fault::TimeoutCloseNormal) {
+                    CloseCode::Normal
+                } else {
+                    CloseCode::Away
+                },
                 format!(
                     "terminal session timed out (maximum time allowed - {})",
                     go_format(*d)
@@ -181,7 +186,11 @@ pub struct Timing {
 impl Default for Timing {
     fn default() -> Self {
         Timing {
-            ping_interval: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(if faults::active(Fault::SlowPings) {
+                60
+            } else {
+                30
+            }),
             pong_timeout: Duration::from_secs(30),
             close_grace: Duration::from_secs(1),
         }

@@ -22,6 +22,9 @@ pub(super) async fn route<N: Net>(
         ));
     };
     let is_endpoint = rest == "exec" || rest.starts_with("proxy/");
+    if faults::active(Fault::LockBeforeAuth) && rest == "exec" && session.is_connected() {
+        return Ok(text(StatusCode::LOCKED, "a terminal is already connected"));
+    }
     if is_endpoint && !authorized(&request, &session) {
         if rest == "exec" && faults::active(Fault::SpawnBeforeAuth) {
             if let Some(source) = session.wait_attached(std::time::Duration::ZERO).await {

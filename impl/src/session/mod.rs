@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::faults::{self, Fault};
 use crate::protocol::CloseReason;
@@ -49,6 +49,10 @@ pub struct Session {
     pub token: String,
     services: Mutex<Vec<ServicePort>>,
     source: watch::Sender<Option<Arc<dyn TerminalSource>>>,
+    /// Wakes requests waiting for a source (EX-3) in the order they came. Not
+    /// the watch: it wakes its receivers in a random order, and two waiting
+    /// requests race for the slot (EX-7), so a simulation would not replay.
+    attached: Notify,
     /// The single terminal slot (EX-4). Freed when a connection starts to end,
     /// before its close reply leaves (WS-7), so that a browser reconnecting at
     /// once gets 101.
@@ -71,6 +75,7 @@ impl Session {
             token,
             services: Mutex::new(Vec::new()),
             source: watch::channel(None).0,
+            attached: Notify::new(),
             connection: Mutex::new(None),
             connected: watch::channel(0).0,
             next_connection: AtomicU64::new(0),
@@ -99,6 +104,7 @@ impl Session {
     /// EX-3: the job entered its running stage; terminals can be opened.
     pub fn attach(&self, source: Arc<dyn TerminalSource>) {
         self.source.send_replace(Some(source));
+        self.attached.notify_waiters();
     }
 
     /// Terminal requests are refused from now on (EX-5), e.g. after the build container stopped.
@@ -108,12 +114,19 @@ impl Session {
 
     /// Waits up to `limit` for a terminal source (EX-3).
     pub async fn wait_attached(&self, limit: Duration) -> Option<Arc<dyn TerminalSource>> {
-        let mut rx = self.source.subscribe();
-        let found = tokio::time::timeout(limit, rx.wait_for(|s| s.is_some())).await;
-        match found {
-            Ok(Ok(source)) => source.clone(),
-            _ => None,
-        }
+        let attached = async {
+            loop {
+                let notified = self.attached.notified();
+                tokio::pin!(notified);
+                // Registered before the check, so an attach in between is not missed.
+                notified.as_mut().enable();
+                if let Some(source) = self.source.borrow().clone() {
+                    return source;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(limit, attached).await.ok()
     }
 
     /// EX-4: takes the session's single terminal slot, or `None` if it is taken.
@@ -146,7 +159,7 @@ impl Session {
     /// Frees the slot if connection `id` still holds it.
     fn free_slot(&self, id: u64) {
         let mut slot = self.connection.lock().expect("session lock poisoned");
-        if slot.as_ref().map(|c| c.id) == Some(id) {
+        if slot.as_ref().map(|c| c.id) == Some(id) && !faults::active(Fault::SlotKept) {
             *slot = None;
         }
     }
