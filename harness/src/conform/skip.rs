@@ -33,8 +33,7 @@ pub fn reason(s: &Scenario) -> Option<String> {
     if n.unreachable_advertise {
         return only_simulated("DP-1: needs an advertise_address that GitLab cannot reach");
     }
-    if s
-        .steps
+    if s.steps
         .iter()
         .any(|st| matches!(st.action, Action::Revoke { .. }))
     {
@@ -87,8 +86,7 @@ pub fn reason_docker(s: &Scenario, job_image: Option<&str>) -> Option<String> {
 pub fn reason_attached(s: &Scenario, session_timeout: u64) -> Option<String> {
     const HINT: &str = "use --runner-cmd, and the harness configures the runner for each scenario";
     let r = &s.runner;
-    if s
-        .steps
+    if s.steps
         .iter()
         .any(|st| matches!(st.action, Action::Signal { .. }))
     {

@@ -504,9 +504,9 @@ fn may_open(scenario: &Scenario, browser: &str, step: &Step, open: &Open) -> boo
             .projects
             .get(&job.project)
             .is_some_and(|p| p.archived)
-            || scenario.steps.iter().filter(before).any(|s| {
-                matches!(&s.action, Action::Archive { project } if *project == job.project)
-            });
+            || scenario.steps.iter().filter(before).any(
+                |s| matches!(&s.action, Action::Archive { project } if *project == job.project),
+            );
     let developer = |u: &str| role(u).is_some_and(|r| r >= crate::world::gitlab::Role::Developer);
     user.is_some_and(|u| u == job.owner && developer(&u)) && !archived
 }
@@ -672,10 +672,7 @@ fn job_invariants(scenario: &Scenario, run: &Run, found: &mut Judge) {
         .steps
         .iter()
         .any(|s| matches!(s.action, Action::Crash { .. } | Action::Bounce { .. }));
-    let reporting_delayed = scenario
-        .steps
-        .iter()
-        .any(cuts_workhorse_link);
+    let reporting_delayed = scenario.steps.iter().any(cuts_workhorse_link);
     let stopped = scenario
         .steps
         .iter()

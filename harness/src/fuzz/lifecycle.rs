@@ -423,9 +423,9 @@ impl Lifecycle {
                 script,
                 timeout: Some(Dur(Duration::from_secs(self.job_timeout))),
                 prepare: (self.prepare > 0).then(|| Dur(Duration::from_secs(self.prepare))),
-                container_start: self.docker.then(|| {
-                    ContainerStart::After(Dur(Duration::from_secs(self.container_start)))
-                }),
+                container_start: self
+                    .docker
+                    .then(|| ContainerStart::After(Dur(Duration::from_secs(self.container_start)))),
             }],
             browsers,
             steps,
@@ -558,9 +558,12 @@ fn steps_of(op: &Op, index: usize, at: Duration) -> Vec<Step> {
             (who.name(), "gitlab"),
             *seconds,
         ),
-        Op::HoldRunnerLink { seconds } => {
-            healed(Action::Hold, Action::Release, ("gitlab", "runner"), *seconds)
-        }
+        Op::HoldRunnerLink { seconds } => healed(
+            Action::Hold,
+            Action::Release,
+            ("gitlab", "runner"),
+            *seconds,
+        ),
         Op::PartitionRunnerLink { seconds } => healed(
             Action::Partition,
             Action::Repair,

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::{Action, Open, Scenario, Step, ACTIONS};
+use super::{Action, Open, Scenario, Step};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadError {
@@ -55,7 +55,8 @@ pub fn load_str(text: &str, path: &Path, id: &str) -> Result<Scenario, LoadError
     };
     let mut scenario: Scenario = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| line_of(text, s.start));
-        err(line, "", e.message().trim().to_string())
+        let (line, field) = refused_key(text, line, e.message());
+        err(line, &field, e.message().trim().to_string())
     })?;
     scenario.path = path.to_path_buf();
     scenario.id = id.to_string();
@@ -66,6 +67,54 @@ pub fn load_str(text: &str, path: &Path, id: &str) -> Result<Scenario, LoadError
 
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Where the key serde refused is, and its name: serde reports a refusal
+/// inside a step (a tagged enum, read whole first) at the step's `[[step]]`
+/// header, so the key is looked up in that table. Its words name the key
+/// (`unknown field `mode``, `missing field `job``) or the value
+/// (`unknown variant `opne``); the field is then `step N (do = "..."): key`.
+fn refused_key(text: &str, line: Option<usize>, message: &str) -> (Option<usize>, String) {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(header) = line.filter(|n| {
+        lines
+            .get(n.wrapping_sub(1))
+            .is_some_and(|l| l.trim_start().starts_with('['))
+    }) else {
+        return (line, String::new());
+    };
+    let quoted = message.split('`').nth(1).unwrap_or_default();
+    let table: Vec<(usize, &str, &str)> = lines
+        .iter()
+        .enumerate()
+        .skip(header)
+        .take_while(|(_, l)| !l.trim_start().starts_with('['))
+        .filter_map(|(i, l)| {
+            let (key, value) = l.split_once('=')?;
+            Some((i + 1, key.trim(), value.trim().trim_matches('"')))
+        })
+        .collect();
+    let found = if message.starts_with("unknown variant") {
+        table.iter().find(|(_, _, value)| *value == quoted)
+    } else {
+        table.iter().find(|(_, key, _)| *key == quoted)
+    };
+    let key = found.map_or(quoted, |(_, key, _)| key);
+    let field = match lines[header - 1].trim() {
+        "[[step]]" => {
+            let n = lines[..header]
+                .iter()
+                .filter(|l| l.trim() == "[[step]]")
+                .count();
+            let action = table
+                .iter()
+                .find(|(_, key, _)| *key == "do")
+                .map_or("", |(_, _, value)| value);
+            format!("step {n} (do = {action:?}): {key}")
+        }
+        _ => key.to_string(),
+    };
+    (found.map_or(line, |(n, _, _)| Some(*n)), field)
 }
 
 /// The line of the `n`-th (0-based) line that starts with `header`.
@@ -312,19 +361,74 @@ job = 1
 
     #[test]
     fn bad_steps_name_their_line_and_field() {
+        // (change, line, field, words that say what to write instead)
         for (from, to, line, field, words) in [
-            ("do = \"open\"", "do = \"opne\"", 13, "do", "open"),
-            ("job = 1\n", "job = 1\nmode = \"abort\"\n", 17, "mode", "via"),
-            ("job = 1\n", "job = 1\nvia = \"dirct\"\n", 17, "via", "direct"),
-            ("job = 1\n", "", 11, "job", "job"),
-            ("job = 1\n", "job = 1\ntoken = \"wrong\"\n", 17, "token", "via = \"direct\""),
+            (
+                "do = \"open\"",
+                "do = \"opne\"",
+                13,
+                "step 1 (do = \"opne\"): do",
+                "`open`, `type`",
+            ),
+            (
+                "job = 1\n",
+                "job = 1\nmode = \"abort\"\n",
+                16,
+                "step 1 (do = \"open\"): mode",
+                "`browser`, `job`, `via`",
+            ),
+            (
+                "job = 1\n",
+                "job = 1\nvia = \"dirct\"\n",
+                16,
+                "step 1 (do = \"open\"): via",
+                "`gitlab` or `direct`",
+            ),
+            (
+                "job = 1\n",
+                "",
+                11,
+                "step 1 (do = \"open\"): job",
+                "missing field `job`",
+            ),
         ] {
-            let text = GOOD.replace(from, to);
-            let err = load(&text).unwrap_err();
-            println!("{err}");
+            let err = load(&GOOD.replace(from, to)).unwrap_err();
             assert_eq!((err.line, err.field.as_str()), (Some(line), field), "{err}");
             assert!(err.message.contains(words), "{err}");
         }
+        let err = load(&GOOD.replace("job = 1\n", "job = 1\ntoken = \"wrong\"\n")).unwrap_err();
+        assert_eq!(err.line, Some(11), "{err}");
+        assert!(err.message.contains("add via = \"direct\""), "{err}");
+        let err = load(&GOOD.replace("job = 1\n", "job = 1\nvia = \"direct\"\ntoken = \"mine\"\n"))
+            .unwrap_err();
+        assert!(err.message.contains("own, none, empty"), "{err}");
+    }
+
+    #[test]
+    fn bad_choices_outside_steps_name_their_line() {
+        for (to, line, words) in [
+            (
+                "[runner]\nexecutor = \"k8s\"\n",
+                6,
+                "`shell`, `docker`, `custom`",
+            ),
+            (
+                "[network]\nfront_proxy = \"strip\"\n",
+                6,
+                "`pass` or `strip-upgrade`",
+            ),
+        ] {
+            let err = load(&GOOD.replace("[users.alice]\n", &format!("{to}[users.alice]\n")))
+                .unwrap_err();
+            assert_eq!(err.line, Some(line), "{err}");
+            assert!(err.message.contains(words), "{err}");
+        }
+        let err = load(&GOOD.replace(
+            "script = [\"sleep 1\"]",
+            "script = [\"sleep 1\"]\ncontainer_start = \"soon\"",
+        ))
+        .unwrap_err();
+        assert!(err.message.contains("\"never\""), "{err}");
     }
 
     #[test]

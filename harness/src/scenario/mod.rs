@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub use duration::Dur;
 pub use load::{browser_names, hosts, load, load_str, LoadError};
-pub use step::{Action, Link, Open, Step, StopMode, Token, Via, ACTIONS};
+pub use step::{Action, Link, Open, Step, StopMode, Token, Via};
 
 use crate::world::gitlab::Role;
 
@@ -231,9 +231,9 @@ impl<'de> Deserialize<'de> for ContainerStart {
         if text == "never" {
             return Ok(ContainerStart::Never);
         }
-        Dur::parse(&text)
-            .map(ContainerStart::After)
-            .map_err(|e| serde::de::Error::custom(format!("{e}; or \"never\" for a container that never runs")))
+        Dur::parse(&text).map(ContainerStart::After).map_err(|e| {
+            serde::de::Error::custom(format!("{e}; or \"never\" for a container that never runs"))
+        })
     }
 }
 

@@ -59,24 +59,6 @@ pub enum Action {
     Bounce { host: String },
 }
 
-/// Every `do`, in the order the documentation lists them.
-pub const ACTIONS: [&str; 14] = [
-    "open",
-    "type",
-    "close",
-    "vanish",
-    "cancel",
-    "signal",
-    "revoke",
-    "archive",
-    "partition",
-    "repair",
-    "hold",
-    "release",
-    "crash",
-    "bounce",
-];
-
 fn once() -> usize {
     1
 }
@@ -318,9 +300,11 @@ impl From<Open> for OpenKeys {
     fn from(open: Open) -> OpenKeys {
         let (via, token, insecure) = match open.via {
             Via::Gitlab => (Route::Gitlab, None, false),
-            Via::Direct { token, insecure } => {
-                (Route::Direct, (token != Token::Own).then_some(token), insecure)
-            }
+            Via::Direct { token, insecure } => (
+                Route::Direct,
+                (token != Token::Own).then_some(token),
+                insecure,
+            ),
         };
         OpenKeys {
             browser: open.browser,

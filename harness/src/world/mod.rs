@@ -322,7 +322,10 @@ pub async fn perform<N: Net>(browser: &mut Browser<N>, step: &Step, entry: &str)
 pub async fn act<N: Net>(browser: &mut Browser<N>, step: &Step, entry: &str) {
     match &step.action {
         Action::Open(Open {
-            job, via, protocols, ..
+            job,
+            via,
+            protocols,
+            ..
         }) => {
             let via = match via {
                 crate::scenario::Via::Direct { token, insecure } => Via::Direct {

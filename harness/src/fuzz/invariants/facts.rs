@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use crate::scenario::{Action, ContainerStart, Executor, Open, Scenario, Step, StopMode, Token, Via};
+use crate::scenario::{
+    Action, ContainerStart, Executor, Open, Scenario, Step, StopMode, Token, Via,
+};
 use crate::trace::{Close, Event, What};
 
 /// One job as the scenario sets it up and the trace shows it.
