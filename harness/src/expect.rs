@@ -53,14 +53,6 @@ pub struct Judging {
     pub text_durations: Option<Duration>,
 }
 
-pub fn check(scenario: &Scenario, events: &[Event], strictness: Strictness) -> Verdict {
-    let judging = Judging {
-        strictness,
-        text_durations: None,
-    };
-    check_with(scenario, events, judging)
-}
-
 pub fn check_with(scenario: &Scenario, events: &[Event], judging: Judging) -> Verdict {
     let mut verdict = Verdict::default();
     for (name, expect) in &scenario.expect.browser {

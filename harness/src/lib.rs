@@ -7,6 +7,8 @@
 //!   Workhorse), the runner under test, browsers, middleboxes, faults.
 //! - [`trace`]: what was observed, in canonical order; rendered, it is the snapshot.
 //! - [`expect`]: verdicts of expectations against a trace.
+//! - [`judge`]: the one verdict of a scenario's run (expectations, and SPEC's
+//!   invariants where a scenario asks), for `run`, `cargo test` and `conform`.
 //! - [`run`], [`catalogue`], [`report`]: running the catalogue, snapshots on
 //!   disk, human/JSON/JUnit reports.
 //! - [`fuzz`]: generated session lifecycles checked against SPEC's invariants,
@@ -29,6 +31,7 @@ pub mod conform;
 pub mod coverage;
 pub mod expect;
 pub mod fuzz;
+pub mod judge;
 pub mod merge;
 pub mod report;
 pub mod run;

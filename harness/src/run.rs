@@ -6,9 +6,16 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::catalogue;
-use crate::expect::{self, Strictness, Verdict};
+use crate::expect::{Judging, Strictness, Verdict};
+use crate::judge::{self, Observed};
 use crate::scenario::Scenario;
 use crate::world;
+
+/// Simulated time is exact: closes as the project sends them, texts as written.
+pub const STRICT: Judging = Judging {
+    strictness: Strictness::Strict,
+    text_durations: None,
+};
 
 /// How a trace compares with the stored snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,16 +85,7 @@ pub fn run(root: &Path, scenario: &Scenario, seed: Option<u64>, update: bool) ->
     };
     match world::simulate(scenario, seed) {
         Ok(run) => {
-            result.verdict = expect::check(scenario, &run.events, Strictness::Strict);
-            if scenario.invariants {
-                for v in crate::fuzz::invariants::check(scenario, &run) {
-                    result.verdict.failures.push(crate::expect::Failure {
-                        check: format!("invariant {} [{}]", v.invariant, v.spec),
-                        expected: "holds".into(),
-                        observed: v.detail,
-                    });
-                }
-            }
+            result.verdict = judge::verdict(scenario, Observed::Simulated(&run), STRICT);
             result.trace = catalogue::trace_text(scenario, &run.events);
             result.simulated = run.simulated;
             if own_seed {

@@ -20,7 +20,8 @@ use super::skip;
 use super::{Options, Progress, Runner, Sink};
 use anyhow::Context as _;
 
-use crate::expect::{self, Failure, Judging, Strictness, Verdict};
+use crate::expect::{Failure, Judging, Strictness, Verdict};
+use crate::judge::{self, Observed};
 use crate::scenario::{load_str, Executor, RunnerSpec, Scenario};
 use crate::trace::Recorder;
 use crate::world::gitlab::{Gitlab, JobStatus};
@@ -306,7 +307,8 @@ impl<'a, 'p> Suite<'a, 'p> {
                     strictness: Strictness::AllowReferenceCloses,
                     text_durations: Some(scaled.text_tolerance),
                 };
-                (expect::check_with(&scaled.scenario, &events, judging), None)
+                let observed = Observed::Real(&events);
+                (judge::verdict(&scaled.scenario, observed, judging), None)
             }
             Err(e) => {
                 if self.attached.is_some() && taken_none {
