@@ -5,6 +5,7 @@
 //! - [`scenario`]: scenario files: the world, a timeline of steps, expectations.
 //! - [`world`]: the simulated world on turmoil: GitLab (coordinator, Rails,
 //!   Workhorse), the runner under test, browsers, middleboxes, faults.
+//! - [`duration`]: durations read and written one way (Go's notation).
 //! - [`trace`]: what was observed, in canonical order; rendered, it is the snapshot.
 //! - [`expect`]: verdicts of expectations against a trace.
 //! - [`judge`]: the one verdict of a scenario's run (expectations, and SPEC's
@@ -29,6 +30,7 @@ pub mod catalogue;
 pub mod chromium;
 pub mod conform;
 pub mod coverage;
+pub mod duration;
 pub mod expect;
 pub mod fuzz;
 pub mod judge;

@@ -44,16 +44,12 @@ pub struct CaseResult {
     pub snapshot: Snapshot,
     /// The run itself failed (the world could not be built or simulated).
     pub error: Option<String>,
-    #[serde(serialize_with = "secs", deserialize_with = "crate::report::from_secs")]
+    #[serde(with = "crate::duration::seconds")]
     pub wall: Duration,
-    #[serde(serialize_with = "secs", deserialize_with = "crate::report::from_secs")]
+    #[serde(with = "crate::duration::seconds")]
     pub simulated: Duration,
     #[serde(skip)]
     pub trace: String,
-}
-
-fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
 }
 
 impl CaseResult {

@@ -285,7 +285,7 @@ fn violation(found: &mut Judge, invariant: &'static str, spec: &'static str, det
 }
 
 fn at(ms: u64) -> String {
-    format!("{}.{:03}s", ms / 1000, ms % 1000)
+    crate::duration::clock(ms)
 }
 
 /// EX-4: the runner never holds two terminals of one session. A runner-side

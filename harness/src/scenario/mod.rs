@@ -2,7 +2,6 @@
 //! checks (SPEC ids), what a user would see, the world it runs in, a timeline
 //! of steps at virtual times, and what must be observed.
 
-mod duration;
 mod load;
 mod step;
 
@@ -11,7 +10,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use duration::Dur;
+pub use crate::duration::Dur;
 pub use load::{browser_names, hosts, load, load_str, LoadError};
 pub use step::{Action, Link, Open, Step, StopMode, Token, Via};
 

@@ -380,13 +380,3 @@ fn connections(events: &[Event]) -> Vec<DirectConnection> {
 pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
-
-/// A duration as Go prints it (`30m0s`, `1m5s`, `6s`), to the second.
-pub fn go_format(d: Duration) -> String {
-    let s = d.as_secs();
-    match (s / 3600, s % 3600 / 60, s % 60) {
-        (0, 0, sec) => format!("{sec}s"),
-        (0, min, sec) => format!("{min}m{sec}s"),
-        (h, min, sec) => format!("{h}h{min}m{sec}s"),
-    }
-}
