@@ -117,6 +117,8 @@ fn check_browser(
         .filter(mine)
         .filter_map(|e| match &e.what {
             What::Output { text, .. } => Some(text.as_str()),
+            // The body of a successful HTTP answer (a `fetch`, WI-4).
+            What::Answer { status, body, .. } if (200..300).contains(status) => Some(body.as_str()),
             _ => None,
         })
         .collect();

@@ -75,7 +75,7 @@ enum Command {
         /// Switch on a test-only bug in the runner (no-lock, uncapped-timeout,
         /// truncate-input, spawn-before-auth, lock-before-auth, zero-timeout-kept,
         /// timeout-close-normal, no-disconnect-log, slot-kept, short-container-wait,
-        /// slow-pings). The fuzzer should find it.
+        /// slow-pings, base64-as-binary, base64-input-raw). The fuzzer should find it.
         #[arg(long = "fault", value_parser = parse_fault)]
         faults: Vec<Fault>,
         /// Where a failing lifecycle is written as a scenario.

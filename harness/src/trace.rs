@@ -56,7 +56,9 @@ pub enum What {
         target: String,
         protocols: Vec<String>,
     },
-    /// The answer to it: an HTTP status (101 on success).
+    /// A browser's HTTP GET of a job's service through GitLab (WI-4).
+    Fetch { browser: String, target: String },
+    /// The answer to an open or a fetch: an HTTP status (101 on an open's success).
     Answer {
         browser: String,
         status: u16,
@@ -80,6 +82,9 @@ pub enum What {
         #[serde(skip)]
         text: String,
     },
+    /// A data frame of the wrong type for the connection's subprotocol, or
+    /// base64 that does not decode (WS-2, WS-3). Never seen from a good runner.
+    Malformed { browser: String, problem: String },
     /// A Ping reached a browser (summarized at close, not rendered alone).
     Ping { browser: String },
     Closed {
@@ -269,6 +274,7 @@ fn line(what: &What) -> String {
                 format!("opens {target} ({})", protocols.join(", "))
             }
         }
+        What::Fetch { target, .. } => format!("GETs {target}"),
         What::Answer {
             status: 101,
             protocol,
@@ -295,6 +301,7 @@ fn line(what: &What) -> String {
                 if *frames == 1 { "" } else { "s" }
             )
         }
+        What::Malformed { problem, .. } => format!("receives a malformed frame: {problem}"),
         What::Ping { .. } => "ping".to_string(),
         What::Closed { close, pings, .. } => {
             format!("connection closed: {}{pings}", close.describe())

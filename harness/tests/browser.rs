@@ -7,6 +7,8 @@
 //! then a missing browser fails them (`.ci/run` installs it). Screenshots of
 //! each state go to `target/browser-screenshots/`.
 
+mod support;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -58,11 +60,21 @@ role = "reporter"
 }
 
 async fn serve(scenario: session_harness::scenario::Scenario, tls: bool) -> Served {
+    serve_with_image(scenario, tls, None).await
+}
+
+/// `serve --job-image <image>`: a docker runner's jobs run in `image`.
+async fn serve_with_image(
+    scenario: session_harness::scenario::Scenario,
+    tls: bool,
+    job_image: Option<&str>,
+) -> Served {
     let options = Options {
         scenario,
         listen: "127.0.0.1:0".into(),
         tls,
         runner: RunnerChoice::InProcess,
+        job_image: job_image.map(str::to_string),
     };
     serve::start(&options).await.expect("serve starts")
 }
@@ -136,11 +148,18 @@ async fn terminal_state_when(browser: &Chromium, what: &str, condition: &str) ->
     let script = format!(
         "const s = document.getElementById('state'); const state = s && s.textContent; return state && ({condition}) ? state : null;"
     );
-    let state = browser
-        .wait_for(what, &script, SHOWS)
-        .await
-        .expect("the terminal page's state");
-    state.as_str().unwrap_or_default().to_string()
+    match browser.wait_for(what, &script, SHOWS).await {
+        Ok(state) => state.as_str().unwrap_or_default().to_string(),
+        Err(e) => {
+            let now = browser
+                .execute(
+                    "const s = document.getElementById('state'); return s && s.textContent;",
+                    Vec::new(),
+                )
+                .await;
+            panic!("{e}; the terminal page's state is {now:?}")
+        }
+    }
 }
 
 /// Clicks Debug on the job page and switches to the tab it opens.
@@ -383,23 +402,33 @@ script = ["echo 'Building...'", "sleep 6", "echo 'Build finished'"]
 
 /// SPEC: DK-3
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "since the real docker executor landed, an in-process docker runner needs a Docker Engine and a job image, which serve does not pass yet"]
 async fn with_the_docker_executor_the_terminal_closes_when_the_script_ends() {
     let Some(programs) = programs() else { return };
+    if !support::docker_engine_ready() {
+        return;
+    }
     let _one = ONE_AT_A_TIME.lock().await;
+    // The script ends when the terminal's user says so, by a file written
+    // from the terminal (the same container): not a race with page loads.
     let jobs = r#"
 [[job]]
 id = 1
 owner = "alice"
-script = ["sleep 6"]
+script = ["for i in $(seq 1200); do [ -e done-debugging ] && exit 0; sleep 0.1; done; exit 1"]
 "#;
-    let served = serve(world("docker", jobs), false).await;
+    let served = serve_with_image(
+        world("docker", jobs),
+        false,
+        Some(support::DOCKER_TEST_IMAGE),
+    )
+    .await;
     let browser = Chromium::launch(&programs).await.expect("Chromium starts");
 
     log_in(&browser, &served, "alice", 1).await;
     job_page_when(&browser, "Debug on job 1", "job.debug").await;
     let (job_tab, _) = open_terminal(&browser).await;
     terminal_state_when(&browser, "the terminal connects", "state === 'connected'").await;
+    type_command(&browser, "touch done-debugging").await;
     let closed = terminal_state_when(
         &browser,
         "the terminal closes",
@@ -421,6 +450,8 @@ script = ["sleep 6"]
 
     browser.quit().await;
     served.stop().await;
+    // serve's runner token is glrt-session-harness: labelled glrt-ses.
+    assert_eq!(support::containers_left("glrt-ses"), "", "containers left");
 }
 
 /// `conform --browser chromium`: the scenarios a page can play open their
@@ -458,6 +489,7 @@ async fn conform_holds_a_runner_against_chromiums_websocket() {
         browser: Some(programs),
         endpoint: true,
         job_image: None,
+        engine_holds_starts: false,
     };
     let home = std::env::temp_dir().join(format!(
         "session-harness-browser-home-{}",

@@ -78,6 +78,7 @@ fn options(runner: Runner, prefixes: &[&str]) -> Options {
         pings: false,
         endpoint: true,
         job_image: None,
+        engine_holds_starts: false,
         browser: None,
     }
 }

@@ -37,6 +37,8 @@ fn gitlab_with_job(id: u64) -> Gitlab {
         timeout: Duration::from_secs(60),
         variables: Vec::new(),
         image: None,
+        webide: false,
+        services: None,
     });
     gitlab
 }

@@ -22,6 +22,8 @@ fn gitlab_with_one_job() -> Gitlab {
         timeout: Duration::from_secs(3600),
         variables: vec![("EXTRA".into(), "1".into())],
         image: None,
+        webide: false,
+        services: None,
     });
     gitlab
 }

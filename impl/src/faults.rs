@@ -31,10 +31,16 @@ pub enum Fault {
     ShortContainerWait,
     /// WS-4 broken: a Ping every 60 s, not every 30 s.
     SlowPings,
+    /// WS-3 broken: output under `base64.terminal.gitlab.com` goes out in
+    /// binary frames (the encoder's match falls through to the raw arm).
+    Base64AsBinary,
+    /// WS-3 broken the other way: base64 input is passed to the terminal
+    /// undecoded (the decoder's match falls through to the raw arm).
+    Base64InputRaw,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 11] = [
+    pub const ALL: [Fault; 13] = [
         Fault::NoLock,
         Fault::UncappedTimeout,
         Fault::TruncateInput,
@@ -46,6 +52,8 @@ impl Fault {
         Fault::SlotKept,
         Fault::ShortContainerWait,
         Fault::SlowPings,
+        Fault::Base64AsBinary,
+        Fault::Base64InputRaw,
     ];
 
     pub fn name(self) -> &'static str {
@@ -61,6 +69,8 @@ impl Fault {
             Fault::SlotKept => "slot-kept",
             Fault::ShortContainerWait => "short-container-wait",
             Fault::SlowPings => "slow-pings",
+            Fault::Base64AsBinary => "base64-as-binary",
+            Fault::Base64InputRaw => "base64-input-raw",
         }
     }
 

@@ -25,13 +25,13 @@
 
 // The public surface is what drives a runner from outside: its assembly
 // (`runner`, `config`), its seams (`net`, `machine` with `terminal`, `rng`) and
-// the test-only `faults`. `coordinator`, `job`, `protocol`, `session` and `tls`
-// stay public only for this crate's own integration tests and benches
+// the test-only `faults`. `coordinator`, `executor`, `job`, `protocol`, `session`
+// and `tls` stay public only for this crate's own integration tests and benches
 // (`impl/tests`, `impl/benches`); the harness does not use them.
 pub mod config;
 pub mod coordinator;
 pub(crate) mod duration;
-pub(crate) mod executor;
+pub mod executor;
 pub mod faults;
 pub mod job;
 pub mod machine;

@@ -55,8 +55,16 @@ async fn service() -> u16 {
 }
 
 async fn job_with_service(port: u16) -> (World, session_server::coordinator::api::SessionInfo) {
+    job_running(port, "sleep 600").await
+}
+
+/// Job 1, running `script`, declares the service on `port`.
+async fn job_running(
+    port: u16,
+    script: &str,
+) -> (World, session_server::coordinator::api::SessionInfo) {
     let world = world("docker", 60, Arc::new(SimMachine), |_| {}).await;
-    let mut j = job(1, &["sleep 600"], &[]);
+    let mut j = job(1, &[script], &[]);
     j.services = vec![Image {
         name: "localhost".into(),
         ports: vec![Port {
@@ -119,24 +127,33 @@ async fn an_undeclared_port_is_404_and_no_token_is_401() {
     );
 }
 
-#[tokio::test]
-async fn websocket_upgrades_are_proxied() {
-    let port = service().await;
-    let (_world, session) = job_with_service(port).await;
-    let tls = dial_tls(&TokioNet, &session).await.unwrap();
+/// A WebSocket through the session's proxy, to `port`'s `/ws`.
+async fn proxied_websocket(
+    session: &session_server::coordinator::api::SessionInfo,
+    port: u16,
+) -> tokio_tungstenite::WebSocketStream<impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> {
+    let tls = dial_tls(&TokioNet, session).await.unwrap();
     let url = format!(
         "wss://{}{}",
         host_port(&session.url),
-        path(&session, &format!("/proxy/localhost/{port}/ws"))
+        path(session, &format!("/proxy/localhost/{port}/ws"))
     );
     let mut request = url.into_client_request().unwrap();
     request
         .headers_mut()
         .insert("authorization", session.authorization.parse().unwrap());
-    let (mut ws, response) = tokio_tungstenite::client_async(request, tls)
+    let (ws, response) = tokio_tungstenite::client_async(request, tls)
         .await
         .expect("upgraded through the proxy");
     assert_eq!(response.status(), 101);
+    ws
+}
+
+#[tokio::test]
+async fn websocket_upgrades_are_proxied() {
+    let port = service().await;
+    let (_world, session) = job_with_service(port).await;
+    let mut ws = proxied_websocket(&session, port).await;
     ws.send(Message::text("ping through the proxy"))
         .await
         .unwrap();
@@ -144,5 +161,30 @@ async fn websocket_upgrades_are_proxied() {
     assert_eq!(
         echoed.into_text().unwrap().as_str(),
         "ping through the proxy"
+    );
+}
+
+/// WI-6: the service outlives the job here (it is not the job's container),
+/// yet a proxied connection still open when the job ends is cut with the session.
+#[tokio::test]
+async fn a_proxied_websocket_ends_with_the_jobs_session() {
+    let port = service().await;
+    let (world, session) = job_running(port, "sleep 3").await;
+    let mut ws = proxied_websocket(&session, port).await;
+    ws.send(Message::text("still there?")).await.unwrap();
+    assert!(ws.next().await.unwrap().unwrap().is_text());
+    world.gitlab.finished(1).await;
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the proxied WebSocket is still open 10 s after its job ended"
     );
 }

@@ -68,6 +68,13 @@ pub struct Args {
     /// runner's Docker Engine must have; without it those scenarios are skipped.
     #[arg(long)]
     pub job_image: Option<String>,
+    /// The runner's Docker Engine runs containers through
+    /// .ci/docker-delay-runtime (dockerd --add-runtime, as its default): the
+    /// scenarios whose build container starts late or never
+    /// (`container_start`) run, each job telling the engine how long to hold
+    /// its container's start.
+    #[arg(long, requires = "job_image")]
+    pub engine_holds_starts: bool,
     /// Open terminals with a real browser, for the scenarios whose browser
     /// steps a page can perform (open through GitLab, type, close): headless
     /// Chromium's own WebSocket stack, as GitLab's frontend uses it.
@@ -213,6 +220,7 @@ fn options(args: &Args) -> anyhow::Result<Options> {
         pings: !args.no_pings,
         endpoint,
         job_image: args.job_image.clone(),
+        engine_holds_starts: args.engine_holds_starts,
         browser: match args.browser {
             Some(BrowserKind::Chromium) if !args.list => {
                 Some(crate::chromium::Programs::find().map_err(anyhow::Error::msg)?)

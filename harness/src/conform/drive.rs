@@ -245,7 +245,8 @@ async fn browse_page(mut browser: PageBrowser, mut timeline: Timeline) {
             Action::Open(Open { job, .. }) => browser.open(*job, &timeline.entry).await,
             Action::Type { text, repeat, .. } => browser.type_text(&text.repeat(*repeat)).await,
             Action::Close { .. } => browser.close().await,
-            Action::Vanish { .. }
+            Action::Fetch { .. }
+            | Action::Vanish { .. }
             | Action::Cancel { .. }
             | Action::Signal { .. }
             | Action::Revoke { .. }
@@ -335,7 +336,11 @@ fn act(step: &Step, stage: &Stage<'_>) {
             "",
             format!("cannot {} for real: ignored", step.action.name()),
         ),
-        Action::Open(_) | Action::Type { .. } | Action::Close { .. } | Action::Vanish { .. } => {
+        Action::Open(_)
+        | Action::Fetch { .. }
+        | Action::Type { .. }
+        | Action::Close { .. }
+        | Action::Vanish { .. } => {
             return
         }
     };

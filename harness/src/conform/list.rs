@@ -27,7 +27,7 @@ pub fn catalogue(options: &Options) -> String {
     }
     for s in &options.scenarios {
         let why = skip::reason(s)
-            .or_else(|| skip::reason_docker(s, options.job_image.as_deref()))
+            .or_else(|| skip::reason_docker(s, options))
             .or_else(|| match scale(s, options.scale, options.slack) {
                 Err(why) => Some(why),
                 Ok(scaled) => match options.runner {
@@ -71,6 +71,7 @@ mod tests {
             pings,
             endpoint: true,
             job_image: None,
+            engine_holds_starts: false,
             browser: None,
         }
     }

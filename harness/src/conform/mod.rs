@@ -73,6 +73,11 @@ pub struct Options {
     /// Docker scenarios: the image their jobs run in, which the runner's
     /// Docker Engine has; `None`: they are skipped.
     pub job_image: Option<String>,
+    /// The runner's Docker Engine runs containers through
+    /// `.ci/docker-delay-runtime`, which holds a container's start as its
+    /// `SESSION_HARNESS_CONTAINER_START` variable says: the scenarios with a
+    /// `container_start` run, their jobs carrying it; `false`: skipped.
+    pub engine_holds_starts: bool,
     /// Real Chromium as the browsers of the scenarios a page can play
     /// (`--browser chromium`, [`page`]); `None`: the harness's socket browsers.
     pub browser: Option<crate::chromium::Programs>,

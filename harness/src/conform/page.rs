@@ -42,8 +42,17 @@ pub fn can_play(s: &Scenario) -> bool {
         .iter()
         .filter(|st| st.browser().is_some())
         .all(|st| match &st.action {
-            Action::Open(Open { via, protocols, .. }) => {
+            // The terminal page opens a terminal, never a job's service.
+            Action::Open(Open {
+                via,
+                protocols,
+                proxy,
+                request,
+                ..
+            }) => {
                 *via == Via::Gitlab
+                    && proxy.is_none()
+                    && request.is_none()
                     && protocols
                         .as_ref()
                         .is_none_or(|p| p.iter().map(String::as_str).eq([PROTOCOL]))

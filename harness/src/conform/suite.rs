@@ -22,7 +22,7 @@ use anyhow::Context as _;
 
 use crate::expect::{Failure, Judging, Strictness, Verdict};
 use crate::judge::{self, Observed};
-use crate::scenario::{load_str, Executor, RunnerSpec, Scenario};
+use crate::scenario::{load_str, ContainerStart, Dur, Executor, RunnerSpec, Scenario};
 use crate::trace::Recorder;
 use crate::world::gitlab::{Gitlab, JobStatus};
 use crate::world::{gitlab_of, RUNNER_TOKEN};
@@ -214,7 +214,7 @@ impl<'a, 'p> Suite<'a, 'p> {
     pub async fn scenario(&mut self, s: &Scenario) {
         let skipped = |why: String| CaseReport::skipped(&s.id, &s.title, &s.spec, why);
         let scaled = match skip::reason(s)
-            .or_else(|| skip::reason_docker(s, self.options.job_image.as_deref()))
+            .or_else(|| skip::reason_docker(s, self.options))
             .map_or_else(|| scale(s, self.options.scale, self.options.slack), Err)
         {
             Ok(scaled) => scaled,
@@ -233,11 +233,7 @@ impl<'a, 'p> Suite<'a, 'p> {
     async fn run(&mut self, s: &Scenario, scaled: &Scaled) -> CaseReport {
         let started = Instant::now();
         let recorder = Recorder::default();
-        let gitlab = gitlab_for(
-            &scaled.scenario,
-            &recorder,
-            self.options.job_image.as_deref(),
-        );
+        let gitlab = gitlab_for(&scaled.scenario, &recorder, self.options);
         self.front
             .serve(gitlab.clone(), job_ids(&scaled.scenario), recorder.clone());
         let in_chromium = self.pages.is_some() && page::can_play(&scaled.scenario);
@@ -432,7 +428,7 @@ impl<'a, 'p> Suite<'a, 'p> {
         let scenario = load_str(ENDPOINT_JOB, Path::new("(built in)"), "endpoint/session")
             .expect("the built-in endpoint job is a valid scenario");
         let recorder = Recorder::default();
-        let gitlab = gitlab_for(&scenario, &recorder, None);
+        let gitlab = gitlab_for(&scenario, &recorder, self.options);
         self.front
             .serve(gitlab.clone(), job_ids(&scenario), recorder);
         let timeout = self.attached.unwrap_or_else(|| self.default_timeout());
@@ -503,17 +499,34 @@ fn job_ids(scenario: &Scenario) -> Vec<u64> {
 
 /// GitLab for `scenario`, as the simulation builds it. The jobs have no
 /// repository: a real runner must not try to fetch one. A docker runner's
-/// jobs run in `job_image`, without services (its engine has that image).
-fn gitlab_for(scenario: &Scenario, recorder: &Recorder, job_image: Option<&str>) -> Gitlab {
+/// jobs run in `job_image`, without services (its engine has that image),
+/// and tell an engine that holds starts how long to hold theirs.
+fn gitlab_for(scenario: &Scenario, recorder: &Recorder, options: &Options) -> Gitlab {
     let gitlab = gitlab_of(scenario, recorder);
-    let image = job_image.filter(|_| scenario.runner.executor == Executor::Docker);
+    let docker = scenario.runner.executor == Executor::Docker;
+    let image = options.job_image.as_deref().filter(|_| docker);
     for job in &scenario.jobs {
         gitlab.add_variable(job.id, "GIT_STRATEGY", "none");
         if let Some(image) = image {
             gitlab.set_image(job.id, image);
         }
+        // A container that never runs is skipped (skip::reason_docker).
+        if let Some(ContainerStart::After(hold)) =
+            job.container_start.filter(|_| options.engine_holds_starts)
+        {
+            gitlab.add_variable(job.id, HOLD_VARIABLE, &engine_hold(hold));
+        }
     }
     gitlab
+}
+
+/// What `.ci/docker-delay-runtime` reads in a build container's environment.
+const HOLD_VARIABLE: &str = "SESSION_HARNESS_CONTAINER_START";
+
+/// The variable's value for a (scaled) `container_start`: seconds. (`never`
+/// does not run: see `skip::reason_docker`.)
+fn engine_hold(container_start: Dur) -> String {
+    format!("{:.3}", container_start.0.as_secs_f64())
 }
 
 /// Where the runner's config is written: the given path, or a temporary file

@@ -14,9 +14,12 @@ use crate::scenario::{
     RunnerSpec, Scenario, Step, StopMode, UserSpec, Via,
 };
 use crate::world::gitlab::Role;
+use crate::world::plain::Shape;
 
 /// Bytes of a paste: more than the reference's 32 KiB cut (WS-5).
 pub const PASTE: usize = 40 * 1024;
+/// The client that sends requests that are not upgrades (`Op::Request`).
+pub const CURL: &str = "curl";
 /// The browser that checks, after the job, that its session is gone (LC-7).
 pub const PROBE: &str = "probe";
 const TERMINAL: &str = "terminal.gitlab.com";
@@ -74,6 +77,13 @@ pub enum Op {
     /// Someone without the right: Mallory through GitLab, or direct with a token of a wrong shape.
     Intrude {
         how: Intruder,
+    },
+    /// A request at the terminal endpoint that is not a WebSocket upgrade,
+    /// straight at the runner, with the session's token or a wrong one
+    /// (EX-1 before EX-2; WS-8 for HTTP/1.0).
+    Request {
+        shape: Shape,
+        token: Token,
     },
     Type {
         who: Who,
@@ -210,6 +220,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         7 => (who(), any::<bool>(), protocols()).prop_map(|(who, direct, protocols)| Op::Open { who, direct, protocols }),
         1 => prop_oneof![1 => Just(Intruder::Mallory), 3 => wrong_token().prop_map(Intruder::Direct)].prop_map(|how| Op::Intrude { how }),
+        1 => (prop_oneof![Just(Shape::Get), Just(Shape::Post), Just(Shape::Http10Upgrade)], prop_oneof![3 => Just(Token::Own), 1 => wrong_token()])
+            .prop_map(|(shape, token)| Op::Request { shape, token }),
         6 => (typist(), input()).prop_map(|(who, input)| Op::Type { who, input }),
         2 => who().prop_map(|who| Op::Close { who }),
         1 => who().prop_map(|who| Op::Vanish { who }),
@@ -378,6 +390,7 @@ impl Lifecycle {
             ("tab2", Some("alice")),
             ("intruder", Some("alice")),
             ("anon", None),
+            (CURL, None),
             (PROBE, Some("alice")),
         ] {
             browsers.insert(
@@ -426,6 +439,8 @@ impl Lifecycle {
                 container_start: self
                     .docker
                     .then(|| ContainerStart::After(Dur(Duration::from_secs(self.container_start)))),
+                webide: false,
+                services: None,
             }],
             browsers,
             steps,
@@ -527,6 +542,11 @@ fn steps_of(op: &Op, index: usize, at: Duration) -> Vec<Step> {
             };
             vec![step(Action::Open(open))]
         }
+        Op::Request { shape, token } => {
+            let mut open = open(CURL, Some(*token), Protocols::Terminal);
+            open.request = Some(*shape);
+            vec![step(Action::Open(open))]
+        }
         Op::Type { who, input } => vec![step(Action::Type {
             browser: who.name().into(),
             text: match input {
@@ -592,5 +612,7 @@ fn open(browser: &str, direct: Option<Token>, protocols: Protocols) -> Open {
             Protocols::Both => Some(vec![BASE64.into(), TERMINAL.into()]),
             Protocols::Neither => Some(Vec::new()),
         },
+        request: None,
+        proxy: None,
     }
 }

@@ -214,6 +214,11 @@ pub fn hosts(s: &Scenario) -> Vec<String> {
     if s.runner.replicas > 1 {
         hosts.push("lb".into());
     }
+    for service in s.jobs.iter().flat_map(|j| j.services.iter().flatten()) {
+        if !hosts.iter().any(|h| h == service.host()) {
+            hosts.push(service.host().to_string());
+        }
+    }
     if s.network.front_proxy.is_some() {
         hosts.push("proxy".into());
     }
@@ -269,6 +274,14 @@ fn check_step(s: &Scenario, step: &Step, hosts: &[String]) -> Result<(), String>
             job: id,
             ..
         }) => {
+            browser(name)?;
+            job(*id)
+        }
+        Action::Fetch {
+            browser: name,
+            job: id,
+            ..
+        } => {
             browser(name)?;
             job(*id)
         }
@@ -432,8 +445,60 @@ job = 1
     }
 
     #[test]
+    fn a_fetch_needs_a_service_target_and_says_how_to_write_one() {
+        let fetch = GOOD.replace("do = \"open\"", "do = \"fetch\"");
+        let err = load(&fetch).unwrap_err();
+        assert!(err.message.contains("missing field `proxy`"), "{err}");
+        let err = load(&fetch.replace("job = 1\n", "job = 1\nproxy = \"svc\"\n"));
+        let err = err.unwrap_err();
+        assert!(err.message.contains("<service>/<port>/<path>"), "{err}");
+        let ok = fetch.replace("job = 1\n", "job = 1\nproxy = \"svc/3000/x\"\n");
+        let Action::Fetch { proxy, .. } = &load(&ok).unwrap().steps[0].action else {
+            panic!("a fetch step loads as a fetch")
+        };
+        assert_eq!(proxy.to_string(), "svc/3000/x");
+    }
+
+    #[test]
+    fn a_service_is_opened_through_gitlab_only() {
+        let direct = GOOD.replace("job = 1\n", "job = 1\nvia = \"direct\"\nproxy = \"s/1/\"\n");
+        let err = load(&direct).unwrap_err();
+        assert!(err.message.contains("through GitLab"), "{err}");
+    }
+
+    #[test]
+    fn a_jobs_services_are_hosts_of_the_world() {
+        let webide = GOOD.replace(
+            "script = [\"sleep 1\"]",
+            "script = [\"sleep 1\"]\nwebide = true\n[[job.service]]\nname = \"img\"\nalias = \"sync\"\nports = [3000]",
+        );
+        let s = load(&webide).unwrap();
+        assert!(s.jobs[0].webide);
+        assert!(hosts(&s).contains(&"sync".to_string()), "{:?}", hosts(&s));
+    }
+
+    #[test]
     fn an_unknown_spec_id_is_refused() {
         let err = load(&GOOD.replace("LC-1", "LC-9")).unwrap_err();
         assert_eq!(err.field, "spec");
+    }
+
+    #[test]
+    fn a_request_that_is_not_an_upgrade_must_go_direct_and_have_a_known_shape() {
+        let through_gitlab =
+            load(&GOOD.replace("job = 1", "job = 1\nrequest = \"get\"")).unwrap_err();
+        assert!(
+            through_gitlab.message.contains("via = \"direct\""),
+            "{through_gitlab}"
+        );
+        let unknown =
+            load(&GOOD.replace("job = 1", "job = 1\nvia = \"direct\"\nrequest = \"put\""))
+                .unwrap_err();
+        assert!(unknown.message.contains("`get`, `post`"), "{unknown}");
+        let good = load(&GOOD.replace("job = 1", "job = 1\nvia = \"direct\"\nrequest = \"post\""));
+        let Action::Open(open) = &good.unwrap().steps[0].action else {
+            panic!("an open step loads as an open")
+        };
+        assert_eq!(open.request, Some(crate::world::plain::Shape::Post));
     }
 }

@@ -215,6 +215,34 @@ pub struct JobSpec {
     /// Docker: when the build container runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_start: Option<ContainerStart>,
+    /// A Web IDE terminal job (WI-1): the `terminal` job of a `webide` pipeline.
+    #[serde(default)]
+    pub webide: bool,
+    /// The job's `services:` (WI-1); absent: the pipeline's default service.
+    #[serde(default, rename = "service")]
+    pub services: Option<Vec<ServiceSpec>>,
+}
+
+/// One entry of a job's `services:`. In the simulation each service host (its
+/// alias, else its name) is a host of the world that answers on its ports.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub name: String,
+    #[serde(default)]
+    pub alias: Option<String>,
+    /// `ports:`, as the job declares them.
+    pub ports: Vec<u16>,
+    /// Declared ports on which nothing listens (WI-5).
+    #[serde(default)]
+    pub closed_ports: Vec<u16>,
+}
+
+impl ServiceSpec {
+    /// The host the runner dials for it (WI-5).
+    pub fn host(&self) -> &str {
+        self.alias.as_deref().unwrap_or(&self.name)
+    }
 }
 
 /// When a docker job's build container runs: after a duration, or `"never"`.
@@ -273,7 +301,8 @@ pub struct BrowserExpect {
     /// The answers to its opens, in order (101, 423, 502, ...; 0: no HTTP answer).
     #[serde(default)]
     pub answers: Option<Vec<u16>>,
-    /// Text that appears in its output, in this order.
+    /// Text that appears in its output (and the bodies of successful
+    /// `fetch`es), in this order.
     #[serde(default)]
     pub sees: Vec<String>,
     #[serde(default)]

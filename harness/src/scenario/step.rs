@@ -10,7 +10,8 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::Dur;
-use crate::world::gitlab::Role;
+use crate::world::gitlab::{ProxyTarget, Role};
+pub use crate::world::plain::Shape;
 
 /// A step at a virtual time.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -24,8 +25,15 @@ pub struct Step {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(tag = "do", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Action {
-    /// A browser opens a job's terminal.
+    /// A browser opens a job's terminal (or, with `proxy`, a WebSocket to a
+    /// job's service through Workhorse, WI-3).
     Open(Open),
+    /// A browser GETs a job's service through Workhorse's proxy (WI-4).
+    Fetch {
+        browser: String,
+        job: u64,
+        proxy: ProxyTarget,
+    },
     /// A browser types `text`, `repeat` times in one message (a paste).
     Type {
         browser: String,
@@ -72,6 +80,7 @@ impl Action {
     pub fn name(&self) -> &'static str {
         match self {
             Action::Open(_) => "open",
+            Action::Fetch { .. } => "fetch",
             Action::Type { .. } => "type",
             Action::Close { .. } => "close",
             Action::Vanish { .. } => "vanish",
@@ -92,6 +101,7 @@ impl Action {
     pub fn browser(&self) -> Option<&str> {
         match self {
             Action::Open(Open { browser, .. })
+            | Action::Fetch { browser, .. }
             | Action::Type { browser, .. }
             | Action::Close { browser }
             | Action::Vanish { browser } => Some(browser),
@@ -118,6 +128,7 @@ impl Action {
             | Action::Crash { .. }
             | Action::Bounce { .. } => true,
             Action::Open(_)
+            | Action::Fetch { .. }
             | Action::Type { .. }
             | Action::Close { .. }
             | Action::Vanish { .. }
@@ -136,8 +147,9 @@ impl Step {
 }
 
 /// A browser opening a job's terminal. In the file: `browser`, `job`, `via`
-/// (`"gitlab"`, the default, or `"direct"`), with `token` and `insecure` for
-/// a direct open only, and `protocols`.
+/// (`"gitlab"`, the default, or `"direct"`), with `token`, `insecure` and
+/// `request` for a direct open only, `proxy` through GitLab only, and
+/// `protocols`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "OpenKeys", into = "OpenKeys")]
 pub struct Open {
@@ -146,6 +158,11 @@ pub struct Open {
     pub via: Via,
     /// The WebSocket subprotocols offered; `None`: GitLab's frontend's.
     pub protocols: Option<Vec<String>>,
+    /// A request that is not a WebSocket upgrade (EX-2, WS-8), direct only.
+    pub request: Option<Shape>,
+    /// `<service>/<port>/<path>`: the job's service through Workhorse's
+    /// `proxy.ws` instead of its terminal (WI-3), through GitLab only.
+    pub proxy: Option<ProxyTarget>,
 }
 
 /// Where a browser opens the terminal.
@@ -260,6 +277,10 @@ struct OpenKeys {
     protocols: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "is_false")]
     insecure: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request: Option<Shape>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    proxy: Option<ProxyTarget>,
 }
 
 fn is_gitlab(route: &Route) -> bool {
@@ -279,19 +300,24 @@ impl TryFrom<OpenKeys> for Open {
                 token: keys.token.unwrap_or_default(),
                 insecure: keys.insecure,
             },
-            Route::Gitlab if keys.token.is_some() || keys.insecure => {
+            Route::Gitlab if keys.token.is_some() || keys.insecure || keys.request.is_some() => {
                 return Err(
-                    "token and insecure apply to a direct open only: add via = \"direct\", or remove them (GitLab sends its own)"
+                    "token, insecure and request apply to a direct open only: add via = \"direct\", or remove them (GitLab sends its own)"
                         .into(),
                 )
             }
             Route::Gitlab => Via::Gitlab,
         };
+        if keys.proxy.is_some() && matches!(via, Via::Direct { .. }) {
+            return Err("proxy = \"...\" opens a service through GitLab: drop via = \"direct\"".into());
+        }
         Ok(Open {
             browser: keys.browser,
             job: keys.job,
             via,
             protocols: keys.protocols,
+            request: keys.request,
+            proxy: keys.proxy,
         })
     }
 }
@@ -313,6 +339,8 @@ impl From<Open> for OpenKeys {
             token,
             protocols: open.protocols,
             insecure,
+            request: open.request,
+            proxy: open.proxy,
         }
     }
 }
@@ -350,5 +378,22 @@ impl Link {
     pub fn is_gitlab_to_runner(&self) -> bool {
         let pair = [self.a.as_str(), self.b.as_str()];
         pair.contains(&"gitlab") && pair.iter().any(|h| h.starts_with("runner"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ProxyTarget {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        ProxyTarget::parse(&text).ok_or_else(|| {
+            de::Error::custom(format!(
+                "proxy = {text:?}: use \"<service>/<port>/<path>\", e.g. \"webide-file-sync/3000/\""
+            ))
+        })
+    }
+}
+
+impl Serialize for ProxyTarget {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}/{}/{}", self.service, self.port, self.path))
     }
 }

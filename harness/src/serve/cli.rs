@@ -35,6 +35,11 @@ pub struct Args {
     /// With --external: also write the config here.
     #[arg(long, requires = "external")]
     pub write_config: Option<PathBuf>,
+    /// With a docker runner: the image its jobs run in (no services), which
+    /// its Docker Engine must have, e.g. `session-harness/busybox:test` from
+    /// `.ci/docker-test-image` (as `conform --job-image`).
+    #[arg(long)]
+    pub job_image: Option<String>,
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {
@@ -71,6 +76,7 @@ pub fn run(args: Args) -> ExitCode {
         listen: args.listen.clone(),
         tls: args.tls,
         runner,
+        job_image: args.job_image.clone(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -62,6 +62,9 @@ pub struct Options {
     /// HTTPS (and so `wss://`) with a fresh self-signed certificate.
     pub tls: bool,
     pub runner: RunnerChoice,
+    /// A docker runner's jobs run in this image, without services: its
+    /// default image, and each job's `image:`.
+    pub job_image: Option<String>,
 }
 
 impl Options {
@@ -72,6 +75,7 @@ impl Options {
             listen: listen.to_string(),
             tls: false,
             runner: RunnerChoice::InProcess,
+            job_image: None,
         }
     }
 }
@@ -106,6 +110,14 @@ impl Served {
 
 /// Serves `options`' world and starts (or waits for) its runner.
 pub async fn start(options: &Options) -> anyhow::Result<Served> {
+    let docker = options.scenario.runner.executor == crate::scenario::Executor::Docker;
+    if docker && options.job_image.is_none() {
+        anyhow::bail!(
+            "the runner uses the docker executor: pass --job-image <image>, an image its \
+             Docker Engine has (e.g. session-harness/busybox:test, which .ci/docker-test-image \
+             builds); the jobs' default definition has a service no offline engine can pull"
+        );
+    }
     let listener = TcpListener::bind(&options.listen).await.with_context(|| {
         format!(
             "session-harness serve cannot listen on {} (--listen): is the port taken?",
@@ -118,6 +130,9 @@ pub async fn start(options: &Options) -> anyhow::Result<Served> {
     for job in &options.scenario.jobs {
         // There is no repository: a runner must not try to fetch one.
         gitlab.add_variable(job.id, "GIT_STRATEGY", "none");
+        if let Some(image) = options.job_image.as_deref().filter(|_| docker) {
+            gitlab.set_image(job.id, image);
+        }
     }
     let tls = if options.tls {
         Some(tls::self_signed_acceptor(&address.ip().to_string()).map_err(anyhow::Error::msg)?)
@@ -130,7 +145,7 @@ pub async fn start(options: &Options) -> anyhow::Result<Served> {
     });
     let acceptor = tokio::spawn(accept(listener, tls, site));
     let coordinator = format!("http://{address}");
-    let runner = runner::start(&options.runner, &options.scenario, &coordinator)
+    let runner = runner::start(options, &coordinator)
         .await
         .context("starting the runner")?;
     Ok(Served {
@@ -213,5 +228,20 @@ async fn dispatch(
     match site.gateway.forward(request, peer, upgrade).await {
         Ok(response) => response,
         Err(why) => pages::text(StatusCode::BAD_GATEWAY, &why),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A docker world without --job-image would fail every job on an offline
+    /// engine: `serve` refuses to start and says what to pass.
+    #[tokio::test]
+    async fn a_docker_world_needs_a_job_image() {
+        let mut options = Options::demo("127.0.0.1:0");
+        options.scenario.runner.executor = crate::scenario::Executor::Docker;
+        let err = start(&options).await.err().expect("refused").to_string();
+        assert!(err.contains("--job-image"), "{err}");
     }
 }

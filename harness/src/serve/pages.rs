@@ -187,6 +187,8 @@ mod tests {
             timeout: std::time::Duration::from_secs(60),
             variables: Vec::new(),
             image: None,
+            webide: false,
+            services: None,
         });
         gitlab
     }

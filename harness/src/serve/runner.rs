@@ -73,8 +73,13 @@ impl Started {
 }
 
 /// The config.toml of a runner that polls `coordinator`: the scenario's
-/// executor and session_timeout, a session server on a free local port.
-pub fn config_toml(scenario: &Scenario, coordinator: &str) -> anyhow::Result<String> {
+/// executor and session_timeout, a session server on a free local port; a
+/// docker runner's default image is `job_image`.
+pub fn config_toml(
+    scenario: &Scenario,
+    coordinator: &str,
+    job_image: Option<&str>,
+) -> anyhow::Result<String> {
     let session = SessionAddress::choose(None, None)?;
     let timeout = scenario
         .runner
@@ -86,19 +91,14 @@ pub fn config_toml(scenario: &Scenario, coordinator: &str) -> anyhow::Result<Str
         timeout as u64,
         coordinator,
         &session,
-        // The demo's jobs name no image: a docker runner uses its own default.
-        None,
+        job_image,
         "for `session-harness serve`",
     ))
 }
 
-pub async fn start(
-    choice: &RunnerChoice,
-    scenario: &Scenario,
-    coordinator: &str,
-) -> anyhow::Result<Started> {
-    let toml = config_toml(scenario, coordinator)?;
-    match choice {
+pub async fn start(options: &super::Options, coordinator: &str) -> anyhow::Result<Started> {
+    let toml = config_toml(&options.scenario, coordinator, options.job_image.as_deref())?;
+    match &options.runner {
         RunnerChoice::InProcess => {
             let config = Config::parse(&toml).context("the runner's config")?;
             let home = PrivateHome::create()?;

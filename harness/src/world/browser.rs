@@ -1,4 +1,5 @@
 //! A browser: opens a job's terminal through GitLab (or straight at the runner),
+//! or a Web IDE terminal's service through GitLab's proxy (WebSocket or HTTP),
 //! types, and records everything it receives.
 
 use futures_util::stream::SplitSink;
@@ -7,7 +8,8 @@ use session_server::net::Net;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::gitlab::Gitlab;
+use super::gitlab::{Gitlab, ProxyTarget};
+use super::plain;
 use super::workhorse::USER_HEADER;
 use super::ws::{self, Dialed, Trust, Ws};
 use crate::trace::{preview, Close, Recorder, What};
@@ -30,6 +32,8 @@ pub enum Via {
     Gitlab { entry: String },
     /// Straight at the session URL GitLab knows, bypassing GitLab.
     Direct { token: Token, insecure: bool },
+    /// A service of the job through Workhorse's `proxy.ws` at `entry` (WI-3).
+    Service { entry: String, target: ProxyTarget },
 }
 
 pub struct Browser<N: Net> {
@@ -40,6 +44,18 @@ pub struct Browser<N: Net> {
     gitlab: Gitlab,
     recorder: Recorder,
     open: Option<Connection>,
+}
+
+/// Where a request for a terminal goes (see [`Browser::target`]).
+struct Target {
+    /// How the trace names it.
+    target: String,
+    url: String,
+    /// The session's certificate to trust (TLS-2); `None`: anything, or plain.
+    trust_pem: Option<String>,
+    headers: Vec<(&'static str, String)>,
+    /// The rule the request is made under.
+    spec: &'static str,
 }
 
 struct Connection {
@@ -70,20 +86,24 @@ impl<N: Net> Browser<N> {
         self.recorder.record(&self.name, spec, what);
     }
 
-    /// Opens job `job`'s terminal offering `protocols`.
-    pub async fn open(&mut self, job: u64, via: &Via, protocols: &[String]) {
-        self.leave().await;
-        let (target, url, trust_pem, headers, spec) = match via {
-            Via::Gitlab { entry } => {
-                let url = format!("ws://{entry}/-/jobs/{job}/terminal.ws");
-                (
-                    format!("GitLab /-/jobs/{job}/terminal.ws"),
-                    url,
-                    None,
-                    self.user.iter().map(|u| (USER_HEADER, u.clone())).collect(),
-                    "WH-1",
-                )
-            }
+    /// Where a request for job `job`'s terminal goes, and what it carries;
+    /// `None` (recorded) when a direct request has no session URL to go to.
+    fn target(&self, job: u64, via: &Via) -> Option<Target> {
+        match via {
+            Via::Gitlab { entry } => Some(Target {
+                target: format!("GitLab /-/jobs/{job}/terminal.ws"),
+                url: format!("ws://{entry}/-/jobs/{job}/terminal.ws"),
+                trust_pem: None,
+                headers: self.user.iter().map(|u| (USER_HEADER, u.clone())).collect(),
+                spec: "WH-1",
+            }),
+            Via::Service { entry, target } => Some(Target {
+                target: format!("GitLab /-/jobs/{job}/proxy.ws to {target}"),
+                url: format!("ws://{entry}/-/jobs/{job}/proxy.ws?{}", target.query()),
+                trust_pem: None,
+                headers: self.user.iter().map(|u| (USER_HEADER, u.clone())).collect(),
+                spec: "WI-3",
+            }),
             Via::Direct { token, insecure } => {
                 let Some(session) = self.gitlab.session(job) else {
                     self.record(
@@ -94,7 +114,7 @@ impl<N: Net> Browser<N> {
                             ),
                         },
                     );
-                    return;
+                    return None;
                 };
                 let token = match token {
                     Token::Own => Some(session.authorization.clone()),
@@ -109,25 +129,78 @@ impl<N: Net> Browser<N> {
                     Token::OtherCase => Some(session.authorization.to_uppercase()),
                     Token::OfJob(other) => self.gitlab.session(*other).map(|s| s.authorization),
                 };
-                let headers = token
-                    .map(|t| vec![("authorization", t)])
-                    .unwrap_or_default();
-                let url = format!("{}/exec", session.url.replacen("https://", "wss://", 1));
-                let trust = if *insecure {
-                    None
-                } else {
-                    Some(session.certificate.clone())
-                };
-                (
-                    format!("the runner's session of job {job} directly"),
-                    url,
-                    trust,
-                    headers,
-                    "EX-1",
-                )
+                Some(Target {
+                    target: format!("the runner's session of job {job} directly"),
+                    url: format!("{}/exec", session.url),
+                    trust_pem: (!*insecure).then(|| session.certificate.clone()),
+                    headers: token
+                        .map(|t| vec![("authorization", t)])
+                        .unwrap_or_default(),
+                    spec: "EX-1",
+                })
             }
+        }
+    }
+
+    /// Sends job `job`'s terminal endpoint a request that is not a WebSocket
+    /// upgrade (`shape`), straight at the runner, and records its answer (EX-2,
+    /// WS-8). An open terminal of this browser stays open.
+    pub async fn request(&mut self, job: u64, via: &Via, shape: plain::Shape) {
+        let Some(Target {
+            target,
+            url,
+            trust_pem,
+            headers,
+            ..
+        }) = self.target(job, via)
+        else {
+            return;
         };
-        let answer_spec = if spec == "WH-1" { "WH-2" } else { "EX-6" };
+        self.record(
+            Some(if shape == plain::Shape::Http10Upgrade {
+                "WS-8"
+            } else {
+                "EX-2"
+            }),
+            What::Open {
+                browser: self.name.clone(),
+                target: format!("{target} ({})", shape.describe()),
+                protocols: Vec::new(),
+            },
+        );
+        let trust = trust_pem.as_deref().map_or(Trust::Anything, Trust::Pem);
+        let (status, body) = plain::send(&self.net, &url, trust, shape, &headers)
+            .await
+            .unwrap_or_else(|why| (0, why));
+        self.record(
+            None,
+            What::Answer {
+                browser: self.name.clone(),
+                status,
+                protocol: None,
+                body,
+            },
+        );
+    }
+
+    /// Opens job `job`'s terminal offering `protocols`.
+    pub async fn open(&mut self, job: u64, via: &Via, protocols: &[String]) {
+        self.leave().await;
+        let Some(Target {
+            target,
+            url,
+            trust_pem,
+            headers,
+            spec,
+        }) = self.target(job, via)
+        else {
+            return;
+        };
+        let answer_spec = match spec {
+            "WH-1" => "WH-2",
+            "WI-3" => "WI-5",
+            _ => "EX-6",
+        };
         self.record(
             Some(spec),
             What::Open {
@@ -137,11 +210,11 @@ impl<N: Net> Browser<N> {
             },
         );
         let trust = match (&via, &trust_pem) {
-            (Via::Gitlab { .. }, _) => None,
+            (Via::Gitlab { .. } | Via::Service { .. }, _) => None,
             (_, Some(pem)) => Some(Trust::Pem(pem)),
             (_, None) => Some(Trust::Anything),
         };
-        let headers: Vec<(&str, String)> = headers.into_iter().collect();
+        let url = url.replacen("https://", "wss://", 1);
         match ws::dial(&self.net, &url, trust, &headers, protocols).await {
             Dialed::Open { ws, protocol } => {
                 self.record(
@@ -189,6 +262,36 @@ impl<N: Net> Browser<N> {
                 );
             }
         }
+    }
+
+    /// `GET`s `target`, a service of job `job`, through Workhorse's HTTP
+    /// proxy at `entry` (WI-4); records the answer, whose body a scenario's
+    /// `sees` reads when it is a success.
+    pub async fn fetch(&mut self, job: u64, entry: &str, target: &ProxyTarget) {
+        self.record(
+            Some("WI-4"),
+            What::Fetch {
+                browser: self.name.clone(),
+                target: format!("GitLab /-/jobs/{job}/proxy to {target}"),
+            },
+        );
+        let path = format!("/-/jobs/{job}/proxy?{}", target.query());
+        let headers: Vec<(&str, String)> =
+            self.user.iter().map(|u| (USER_HEADER, u.clone())).collect();
+        let (status, body) = match ws::http_get(&self.net, entry, None, &path, &headers).await {
+            Ok((status, body)) => (status, String::from_utf8_lossy(&body).into_owned()),
+            Err(why) => (0, why),
+        };
+        let spec = (200..300).contains(&status).then_some("WI-5");
+        self.record(
+            spec,
+            What::Answer {
+                browser: self.name.clone(),
+                status,
+                protocol: None,
+                body,
+            },
+        );
     }
 
     /// Types `text` into the open terminal.
@@ -297,6 +400,16 @@ async fn read(
                 );
             }
             Some(Ok(message)) => {
+                if let Some((rule, problem)) = ws::frame_problem(protocol.as_deref(), &message) {
+                    recorder.record(
+                        &name,
+                        Some(rule),
+                        What::Malformed {
+                            browser: name.clone(),
+                            problem,
+                        },
+                    );
+                }
                 if let Some(bytes) = ws::payload(protocol.as_deref(), &message) {
                     let text = String::from_utf8_lossy(&bytes).into_owned();
                     recorder.record(

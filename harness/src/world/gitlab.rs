@@ -1,8 +1,9 @@
 //! The harness's GitLab: the state that Rails authorizes terminals from
 //! (AU-1/2), the coordinator API that runners poll (`coordinator`, JOB-1..4),
 //! the job it hands out (`payload`) and the runner API's messages in GitLab's
-//! own shape (`wire`), and the project's repository for a job that clones
-//! (`repository`, served by `git_http`). The same GitLab serves simulations
+//! own shape (`wire`), the project's repository for a job that clones
+//! (`repository`, served by `git_http`), and Rails' side of the service proxy
+//! of Web IDE terminals (`webide`, WI-2/3). The same GitLab serves simulations
 //! and `conform`.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -13,6 +14,7 @@ mod coordinator;
 mod git_http;
 pub mod payload;
 pub mod repository;
+mod webide;
 pub mod wire;
 
 use bytes::Bytes;
@@ -20,7 +22,9 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use tokio::sync::Notify;
 
+use crate::scenario::ServiceSpec;
 use crate::trace::Recorder;
+pub use webide::ProxyTarget;
 pub use wire::SessionInfo;
 
 /// A project member's role; Developer and above may open a terminal (AU-2).
@@ -48,6 +52,10 @@ pub struct JobDef {
     /// `image:` of the job; `None`: the pipeline's default definition (no
     /// image, one service), see `payload`.
     pub image: Option<String>,
+    /// A Web IDE terminal job (WI-1); Rails authorizes it by WI-2.
+    pub webide: bool,
+    /// `services:`; `None`: the pipeline's default service (see `payload`).
+    pub services: Option<Vec<ServiceSpec>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -320,7 +328,14 @@ impl Gitlab {
                 reason: "only the user who started the job may open its terminal",
             });
         }
-        if state.users.get(user).copied().unwrap_or(Role::Guest) < Role::Developer {
+        let role = state.users.get(user).copied().unwrap_or(Role::Guest);
+        if job.def.webide && role < Role::Maintainer {
+            return Err(Denied {
+                status: 403,
+                reason: "a Web IDE terminal needs the Maintainer role",
+            });
+        }
+        if role < Role::Developer {
             return Err(Denied {
                 status: 403,
                 reason: "opening a terminal needs the Developer role",

@@ -4,18 +4,25 @@
 //!
 //! Hosts: `gitlab:80` (API and Workhorse), `runner:8093` (or `runner-1..N`
 //! behind `lb:8093`), `proxy:80` in front of GitLab, `runner-proxy:8093` in
-//! front of the runner, and one host per browser.
+//! front of the runner, one host per job service (its alias, else its name:
+//! `webide-file-sync:3000`), and one host per browser.
 
 pub mod browser;
 pub mod gitlab;
 pub mod machine;
 mod middlebox;
+pub mod plain;
+mod service;
+mod service_proxy;
 pub mod session_probe;
 pub(crate) mod tls;
 pub mod workhorse;
 pub mod ws;
 
+use std::any::Any;
+use std::cell::RefCell;
 use std::collections::BTreeSet;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -139,9 +146,11 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         });
     }
     add_middleboxes(&mut sim, scenario, &hosts);
+    add_services(&mut sim, scenario);
 
     let browsers = crate::scenario::browser_names(scenario);
     let progress = Arc::new(Progress::default());
+    let done_browsers = DoneBrowsers::default();
     let (over_tx, over) = watch::channel(false);
     for name in &browsers {
         let user = match scenario.browsers.get(name) {
@@ -164,7 +173,14 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         progress.busy(name, true);
         sim.client(
             name.as_str(),
-            drive_browser(browser, steps, entry, progress.clone(), over.clone()),
+            drive_browser(
+                browser,
+                steps,
+                entry,
+                progress.clone(),
+                over.clone(),
+                done_browsers.clone(),
+            ),
         );
     }
     // The director ends the run: once everything settled (checked on a grid
@@ -257,6 +273,8 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
             check += CHECK_EVERY;
         }
     }
+    // Dropped outside the world: their sockets send nothing any more.
+    drop(done_browsers);
     let session_probes = std::mem::take(&mut *probes.lock().expect("probes lock"));
     Ok(Run {
         events: recorder.events(),
@@ -284,12 +302,26 @@ impl Progress {
     }
 }
 
-async fn drive_browser<N: Net>(
+/// Browsers that finished their timeline with their connection ended, kept
+/// whole (sockets and all) until the run is over.
+///
+/// Speed: turmoil steps the runtime of every host whose software still runs,
+/// tick by tick, idle or not. A browser that is done ends its software at
+/// once instead of idling until the run is over (most scenarios' browsers
+/// leave long before their job ends), so it costs nothing from then on. It
+/// is kept rather than dropped: dropping its sockets inside the world would
+/// send segments (a FIN) that the run never sent before, and so change the
+/// world's timing and the snapshots.
+#[derive(Clone, Default)]
+struct DoneBrowsers(Rc<RefCell<Vec<Box<dyn Any>>>>);
+
+async fn drive_browser<N: Net + 'static>(
     mut browser: Browser<N>,
     steps: Vec<Step>,
     entry: String,
     progress: Arc<Progress>,
     mut over: watch::Receiver<bool>,
+    done: DoneBrowsers,
 ) -> turmoil::Result {
     for step in steps {
         // A step stuck behind a fault must not outlive the run.
@@ -299,11 +331,15 @@ async fn drive_browser<N: Net>(
         }
     }
     // Done with the timeline: wait for the connection to end, or for the run to.
-    tokio::select! {
-        _ = browser.closed() => {}
-        _ = over.wait_for(|o| *o) => {}
-    }
+    let closed = tokio::select! {
+        _ = browser.closed() => true,
+        _ = over.wait_for(|o| *o) => false,
+    };
     progress.busy(&browser.name, false);
+    if closed {
+        done.0.borrow_mut().push(Box::new(browser));
+        return Ok(());
+    }
     let _ = over.wait_for(|o| *o).await;
     Ok(())
 }
@@ -325,17 +361,27 @@ pub async fn act<N: Net>(browser: &mut Browser<N>, step: &Step, entry: &str) {
             job,
             via,
             protocols,
+            request,
+            proxy,
             ..
         }) => {
-            let via = match via {
-                crate::scenario::Via::Direct { token, insecure } => Via::Direct {
+            let via = match (via, proxy) {
+                (crate::scenario::Via::Direct { token, insecure }, _) => Via::Direct {
                     token: *token,
                     insecure: *insecure,
                 },
-                crate::scenario::Via::Gitlab => Via::Gitlab {
+                (crate::scenario::Via::Gitlab, Some(target)) => Via::Service {
+                    entry: entry.to_string(),
+                    target: target.clone(),
+                },
+                (crate::scenario::Via::Gitlab, None) => Via::Gitlab {
                     entry: entry.to_string(),
                 },
             };
+            if let Some(shape) = request {
+                browser.request(*job, &via, *shape).await;
+                return;
+            }
             let protocols = protocols
                 .clone()
                 .unwrap_or_else(|| vec![DEFAULT_PROTOCOL.to_string()]);
@@ -344,6 +390,7 @@ pub async fn act<N: Net>(browser: &mut Browser<N>, step: &Step, entry: &str) {
         Action::Type { text, repeat, .. } => {
             browser.type_text(text.repeat(*repeat).as_bytes()).await
         }
+        Action::Fetch { job, proxy, .. } => browser.fetch(*job, entry, proxy).await,
         Action::Close { .. } => browser.close().await,
         Action::Vanish { .. } => browser.vanish().await,
         Action::Cancel { .. }
@@ -416,7 +463,11 @@ fn apply(
             sim.bounce(host.as_str());
             ("", format!("host {host} restarts"))
         }
-        Action::Open(_) | Action::Type { .. } | Action::Close { .. } | Action::Vanish { .. } => {
+        Action::Open(_)
+        | Action::Fetch { .. }
+        | Action::Type { .. }
+        | Action::Close { .. }
+        | Action::Vanish { .. } => {
             return
         }
     };
@@ -470,6 +521,8 @@ pub fn gitlab_of(scenario: &Scenario, recorder: &Recorder) -> Gitlab {
                 .unwrap_or(Duration::from_secs(3600)),
             variables: Vec::new(),
             image: None,
+            webide: job.webide,
+            services: job.services.clone(),
         });
     }
     gitlab
@@ -500,6 +553,47 @@ pub fn runner_config(scenario: &Scenario, host: &str) -> String {
         r.executor
     ));
     toml
+}
+
+/// WI-5: each job service's host, answering on its declared ports except
+/// those that nothing listens on. A host is declared once, by its first job.
+fn add_services(sim: &mut turmoil::Sim<'_>, scenario: &Scenario) {
+    let mut declared = BTreeSet::new();
+    let services = scenario
+        .jobs
+        .iter()
+        .flat_map(|j| j.services.iter().flatten());
+    for service in services {
+        let host = service.host().to_string();
+        if !declared.insert(host.clone()) {
+            continue;
+        }
+        let ports: Vec<u16> = service
+            .ports
+            .iter()
+            .copied()
+            .filter(|p| !service.closed_ports.contains(p))
+            .collect();
+        let name = host.clone();
+        sim.host(name.as_str(), move || {
+            let (host, ports) = (host.clone(), ports.clone());
+            async move {
+                let mut listening = Vec::new();
+                for port in ports {
+                    let listener = TurmoilNet.bind(&format!("0.0.0.0:{port}")).await?;
+                    listening.push(tokio::spawn(service::serve::<TurmoilNet>(
+                        listener,
+                        host.clone(),
+                        port,
+                    )));
+                }
+                for port in listening {
+                    let _ = port.await;
+                }
+                Ok(())
+            }
+        });
+    }
 }
 
 fn add_middleboxes(sim: &mut turmoil::Sim<'_>, scenario: &Scenario, runners: &[String]) {

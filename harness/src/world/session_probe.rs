@@ -2,14 +2,11 @@
 //! as it would be for a third party's runner: the session URL GitLab was given
 //! must answer 404 (RT-1) once its job has ended.
 
-use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
 use session_server::net::Net;
 
 use super::gitlab::SessionInfo;
-use super::ws::{self, Trust};
+use super::plain::{self, Shape};
+use super::ws::Trust;
 
 /// How long one probe may take before its answer counts as unknown.
 pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -29,33 +26,13 @@ pub enum Probe {
 /// a live session answers (405 here, EX-2), a removed one 404 (RT-1). The
 /// certificate is not judged here (a TLS-terminating proxy may stand in front).
 pub async fn probe<N: Net>(net: &N, session: &SessionInfo) -> Probe {
-    match tokio::time::timeout(PROBE_TIMEOUT, ask(net, session)).await {
-        Ok(Ok(StatusCode::NOT_FOUND)) => Probe::Gone,
-        Ok(Ok(status)) => Probe::Answers(status.as_u16()),
+    let url = format!("{}/exec", session.url);
+    let headers = [("authorization", session.authorization.clone())];
+    let asked = plain::send(net, &url, Trust::Anything, Shape::Get, &headers);
+    match tokio::time::timeout(PROBE_TIMEOUT, asked).await {
+        Ok(Ok((404, _))) => Probe::Gone,
+        Ok(Ok((status, _))) => Probe::Answers(status),
         Ok(Err(why)) => Probe::Unknown(why),
         Err(_) => Probe::Unknown(format!("no answer within {PROBE_TIMEOUT:?}")),
     }
-}
-
-async fn ask<N: Net>(net: &N, session: &SessionInfo) -> Result<StatusCode, String> {
-    let rest = session
-        .url
-        .strip_prefix("https://")
-        .ok_or_else(|| format!("not an https URL: {}", session.url))?;
-    let (address, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let io = ws::connect(net, address, Some(Trust::Anything)).await?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| format!("HTTP handshake: {e}"))?;
-    let driver = tokio::spawn(connection);
-    let request = Request::get(format!("/{path}/exec"))
-        .header(http::header::HOST, address)
-        .header(http::header::AUTHORIZATION, &session.authorization)
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let answer = sender.send_request(request).await;
-    driver.abort();
-    answer
-        .map(|r| r.status())
-        .map_err(|e| format!("HTTP request: {e}"))
 }

@@ -1,5 +1,7 @@
 //! The `gitlab` host's front door: the runner API, git over HTTP, and
-//! Workhorse's terminal channel (`/-/jobs/<id>/terminal.ws`, WH-1..5) between browsers and runners.
+//! Workhorse's channel between browsers and runners: a job's terminal
+//! (`/-/jobs/<id>/terminal.ws`, WH-1..5) and, for a Web IDE terminal, its
+//! services (`/-/jobs/<id>/proxy.ws`, WI-3; plain HTTP in `service_proxy`, WI-4).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,7 +20,8 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::gitlab::{reply, Gitlab, TerminalSpec};
+use super::gitlab::{reply, Gitlab, ProxyTarget, TerminalSpec};
+use super::service_proxy;
 use super::ws::{self, Dialed, Trust, Ws};
 use crate::trace::{Pings, Recorder, What};
 
@@ -46,7 +49,7 @@ pub async fn serve<N: Net>(listener: N::Listener, net: N, gitlab: Gitlab, record
                     } else if path.contains(".git/") {
                         gitlab.git(path, request.headers())
                     } else {
-                        terminal(request, net, gitlab, recorder).await
+                        jobs(request, net, gitlab, recorder).await
                     };
                     Ok::<_, Infallible>(response)
                 }
@@ -68,21 +71,93 @@ fn host_name(peer: SocketAddr) -> String {
     }
 }
 
-/// WH-1/2: authorize, dial the runner, then upgrade the browser.
-async fn terminal<N: Net>(
-    mut request: Request<Incoming>,
+/// What a channel reaches on the runner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Route {
+    /// The job's terminal, `<session>/exec` (WH-1).
+    Terminal,
+    /// One of the job's services, `<session>/proxy/<target>` (WI-3).
+    Service(ProxyTarget),
+}
+
+impl Route {
+    /// Rails' answer for `user` (AU-2 or WI-2), the browser having offered `offered`.
+    fn authorize(
+        &self,
+        gitlab: &Gitlab,
+        user: Option<&str>,
+        job: u64,
+        offered: &[String],
+    ) -> Result<TerminalSpec, super::gitlab::Denied> {
+        match self {
+            Route::Terminal => gitlab.authorize(user, job),
+            Route::Service(_) => gitlab.authorize_proxy(user, job, offered),
+        }
+    }
+
+    /// The runner's URL for it, from the session URL Rails gave.
+    fn url(&self, spec: &TerminalSpec) -> String {
+        let session = spec.url.replacen("https://", "wss://", 1);
+        match self {
+            Route::Terminal => format!("{session}/exec"),
+            Route::Service(target) => format!("{session}/proxy/{target}"),
+        }
+    }
+
+    /// What the channel carries, for the trace.
+    fn connection(&self) -> &'static str {
+        match self {
+            Route::Terminal => "the terminal",
+            Route::Service(_) => "the proxied connection",
+        }
+    }
+
+    /// What answers at the far end, for the trace.
+    fn peer(&self) -> &'static str {
+        match self {
+            Route::Terminal => "shell",
+            Route::Service(_) => "service",
+        }
+    }
+}
+
+/// `/-/jobs/<id>/...`: the terminal, or a Web IDE terminal's service proxy.
+async fn jobs<N: Net>(
+    request: Request<Incoming>,
     net: N,
     gitlab: Gitlab,
     recorder: Recorder,
 ) -> Response<Full<Bytes>> {
-    let path = request.uri().path();
-    let Some(job) = path
+    let Some((job, rest)) = request
+        .uri()
+        .path()
         .strip_prefix("/-/jobs/")
-        .and_then(|r| r.strip_suffix("/terminal.ws"))
-        .and_then(|id| id.parse::<u64>().ok())
+        .and_then(|r| r.split_once('/'))
+        .and_then(|(id, rest)| Some((id.parse::<u64>().ok()?, rest.to_string())))
     else {
         return reply(StatusCode::NOT_FOUND, b"not found".to_vec());
     };
+    let query = request.uri().query().unwrap_or("").to_string();
+    match rest.as_str() {
+        "terminal.ws" => channel(request, net, gitlab, recorder, job, Route::Terminal).await,
+        "proxy.ws" => {
+            let route = Route::Service(ProxyTarget::from_query(&query));
+            channel(request, net, gitlab, recorder, job, route).await
+        }
+        "proxy" => service_proxy::http(request, net, gitlab, recorder, job).await,
+        _ => reply(StatusCode::NOT_FOUND, b"not found".to_vec()),
+    }
+}
+
+/// WH-1/2, WI-3: authorize, dial the runner, then upgrade the browser.
+async fn channel<N: Net>(
+    mut request: Request<Incoming>,
+    net: N,
+    gitlab: Gitlab,
+    recorder: Recorder,
+    job: u64,
+    route: Route,
+) -> Response<Full<Bytes>> {
     let headers = request.headers();
     let Some(key) = headers
         .get("sec-websocket-key")
@@ -95,30 +170,28 @@ async fn terminal<N: Net>(
         })
         .map(|k| derive_accept_key(k.as_bytes()))
     else {
+        let route = match route {
+            Route::Terminal => "terminal.ws",
+            Route::Service(_) => "proxy.ws",
+        };
         return reply(
             StatusCode::BAD_REQUEST,
-            b"terminal.ws takes WebSocket upgrades only".to_vec(),
+            format!("{route} takes WebSocket upgrades only").into_bytes(),
         );
     };
-    let user = headers
-        .get(USER_HEADER)
-        .and_then(|u| u.to_str().ok())
-        .map(str::to_string);
-    let who = user.clone().unwrap_or_else(|| "(anonymous)".into());
-    let authorized = gitlab.authorize(user.as_deref(), job);
-    let verdict = match &authorized {
-        Ok(_) => "allowed".to_string(),
-        Err(denied) => format!("denied {} ({})", denied.status, denied.reason),
+    let user = user_of(headers);
+    let offered = ws::offered_protocols(headers);
+    let authorized = route.authorize(&gitlab, user.as_deref(), job, &offered);
+    let rule = match &route {
+        Route::Terminal if !gitlab.is_webide(job) => "AU-2",
+        // A Web IDE terminal's terminal is authorized as its services are.
+        Route::Terminal | Route::Service(_) => "WI-2",
     };
-    recorder.record(
-        "rails",
-        Some("AU-2"),
-        What::Authorize {
-            user: who,
-            job,
-            verdict,
-        },
-    );
+    let target = match &route {
+        Route::Terminal => String::new(),
+        Route::Service(target) => format!(" (service proxy to {target})"),
+    };
+    record_authorization(&recorder, rule, user.as_deref(), job, &authorized, &target);
     let spec = match authorized {
         Ok(spec) => spec,
         Err(denied) => {
@@ -126,35 +199,34 @@ async fn terminal<N: Net>(
             return reply(status, denied.reason.as_bytes().to_vec());
         }
     };
-    let offered = ws::offered_protocols(headers);
     let protocol = offered
         .iter()
         .find(|p| spec.subprotocols.contains(p))
         .cloned();
 
     // WH-2: the runner first; a failure is an HTTP error for the browser, not an upgrade.
-    let runner = match dial_runner(&net, &spec, protocol.as_deref()).await {
+    let runner = match dial_runner(&net, &route, &spec, protocol.as_deref()).await {
         Ok(runner) => runner,
         Err((event, rule)) => {
             recorder.record("workhorse", Some(rule), What::RunnerLink { job, event });
-            return reply(
-                StatusCode::BAD_GATEWAY,
-                b"cannot connect to the runner's terminal".to_vec(),
-            );
+            let what = match route {
+                Route::Terminal => "cannot connect to the runner's terminal",
+                Route::Service(_) => "cannot connect to the job's service through the runner",
+            };
+            return reply(StatusCode::BAD_GATEWAY, what.as_bytes().to_vec());
         }
     };
-    recorder.record(
-        "workhorse",
-        Some("WH-2"),
-        What::RunnerLink {
-            job,
-            event: "connected".into(),
-        },
-    );
+    let (rule, event) = match &route {
+        Route::Terminal => ("WH-2", "connected".to_string()),
+        Route::Service(target) => ("WI-3", format!("connected to the service proxy {target}")),
+    };
+    recorder.record("workhorse", Some(rule), What::RunnerLink { job, event });
     let on_upgrade = hyper::upgrade::on(&mut request);
     let channel = Channel {
         job,
         user,
+        route,
+        offered,
         spec,
         protocol: protocol.clone(),
         gitlab,
@@ -184,12 +256,45 @@ async fn terminal<N: Net>(
         .expect("valid response")
 }
 
+/// The signed-in user this world's login header names.
+pub(super) fn user_of(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get(USER_HEADER)
+        .and_then(|u| u.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Rails' verdict in the trace (`rule`: AU-2 or WI-2; `target`: what for).
+pub(super) fn record_authorization(
+    recorder: &Recorder,
+    rule: &str,
+    user: Option<&str>,
+    job: u64,
+    authorized: &Result<TerminalSpec, super::gitlab::Denied>,
+    target: &str,
+) {
+    let verdict = match authorized {
+        Ok(_) => format!("allowed{target}"),
+        Err(denied) => format!("denied {} ({}){target}", denied.status, denied.reason),
+    };
+    recorder.record(
+        "rails",
+        Some(rule),
+        What::Authorize {
+            user: user.unwrap_or("(anonymous)").to_string(),
+            job,
+            verdict,
+        },
+    );
+}
+
 async fn dial_runner<N: Net>(
     net: &N,
+    route: &Route,
     spec: &TerminalSpec,
     protocol: Option<&str>,
 ) -> Result<Ws, (String, &'static str)> {
-    let url = format!("{}/exec", spec.url.replacen("https://", "wss://", 1));
+    let url = route.url(spec);
     let headers = [("authorization", spec.authorization.clone())];
     let protocols: Vec<String> = protocol
         .map(|p| vec![p.to_string()])
@@ -206,7 +311,10 @@ async fn dial_runner<N: Net>(
         Dialed::Open { ws, .. } => Ok(ws),
         Dialed::Refused { status, body } => Err((
             format!("runner answered {status} {body}"),
-            status_rule(status),
+            match route {
+                Route::Terminal => status_rule(status),
+                Route::Service(_) => proxy_status_rule(status),
+            },
         )),
         Dialed::Failed(why) if why.starts_with("TLS") => Err((why, "TLS-2")),
         Dialed::Failed(why) => Err((why, "DP-1")),
@@ -226,10 +334,22 @@ fn status_rule(status: u16) -> &'static str {
     }
 }
 
-/// One open terminal channel.
+/// The SPEC rule that a runner's refusal of a proxy request shows.
+pub(super) fn proxy_status_rule(status: u16) -> &'static str {
+    match status {
+        401 => "EX-1",
+        404 => "RT-1",
+        _ => "WI-5",
+    }
+}
+
+/// One open channel: a terminal, or a service through the proxy.
 struct Channel {
     job: u64,
     user: Option<String>,
+    route: Route,
+    /// The browser's subprotocols, for re-authorization (WI-3).
+    offered: Vec<String>,
     spec: TerminalSpec,
     protocol: Option<String>,
     gitlab: Gitlab,
@@ -268,7 +388,7 @@ impl Channel {
                     return;
                 }
                 _ = reauthorize.tick() => {
-                    match self.gitlab.authorize(self.user.as_deref(), self.job) {
+                    match self.route.authorize(&self.gitlab, self.user.as_deref(), self.job, &self.offered) {
                         Ok(spec) if spec == self.spec => {}
                         outcome => {
                             let why = match outcome { Ok(_) => "the terminal spec changed".to_string(), Err(d) => format!("{} ({})", d.status, d.reason) };
@@ -310,10 +430,10 @@ impl Channel {
                         })
                         .await;
                         if !rest.is_empty() {
-                            self.note("WH-5", format!("the shell's last output: \"{}\"", crate::trace::preview(&rest)));
+                            self.note("WH-5", format!("the {}'s last output: \"{}\"", self.route.peer(), crate::trace::preview(&rest)));
                         }
                         match runner_closed {
-                            Some(how) => self.note("WS-7", format!("runner closed the terminal: {}", how.trim_end())),
+                            Some(how) => self.note("WS-7", format!("runner closed {}: {}", self.route.connection(), how.trim_end())),
                             None => drop(to_runner.send(close(CloseCode::Normal, "")).await),
                         }
                         return;
@@ -327,13 +447,15 @@ impl Channel {
                     Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(frame))) => {
                         let described = frame.as_ref().map(|f| format!("{} {}", u16::from(f.code), f.reason)).unwrap_or_else(|| "without a code".into());
-                        self.note("WS-6", format!("runner closed the terminal: {}{}", described.trim_end(), runner_pings.summary("from the runner")));
+                        self.note("WS-6", format!("runner closed {}: {}{}", self.route.connection(), described.trim_end(), runner_pings.summary("from the runner")));
                         let _ = to_browser.send(Message::Close(frame)).await;
                         return;
                     }
                     // The runner dropped the connection without a close frame: so does Workhorse.
                     Some(Err(_)) | None => {
-                        self.note("WS-6", format!("runner connection ended without a close frame{}", runner_pings.summary("from the runner")));
+                        // A service's connection is cut when the job's session ends (WI-6).
+                        let rule = match self.route { Route::Terminal => "WS-6", Route::Service(_) => "WI-6" };
+                        self.note(rule, format!("runner connection ended without a close frame{}", runner_pings.summary("from the runner")));
                         return;
                     }
                 },

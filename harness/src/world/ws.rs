@@ -166,6 +166,55 @@ pub async fn connect<N: Net>(
     }
 }
 
+/// `GET path` at `address` (`host:port`), plain or TLS as `tls` says, with
+/// `headers`: the answer's status and body (at most [`MAX_MESSAGE`] bytes),
+/// or why there was none. Bounded by [`DIAL_TIMEOUT`].
+pub async fn http_get<N: Net>(
+    net: &N,
+    address: &str,
+    tls: Option<Trust<'_>>,
+    path: &str,
+    headers: &[(&str, String)],
+) -> Result<(u16, Vec<u8>), String> {
+    let exchange = async {
+        let io = connect(net, address, tls).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+                .await
+                .map_err(|e| format!("HTTP handshake: {e}"))?;
+        let driver = tokio::spawn(connection);
+        let mut request = http::Request::get(path).header(http::header::HOST, address);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let request = request
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| format!("not a valid request for {path:?}: {e}"))?;
+        let answer = async {
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| format!("HTTP request: {e}"))?;
+            let status = response.status().as_u16();
+            let body = http_body_util::BodyExt::collect(http_body_util::Limited::new(
+                response.into_body(),
+                MAX_MESSAGE,
+            ))
+            .await
+            .map_err(|e| format!("reading the answer: {e}"))?
+            .to_bytes();
+            Ok((status, body.to_vec()))
+        }
+        .await;
+        driver.abort();
+        answer
+    };
+    match tokio::time::timeout(DIAL_TIMEOUT, exchange).await {
+        Ok(answer) => answer,
+        Err(_) => Err(format!("no answer within {}s", DIAL_TIMEOUT.as_secs())),
+    }
+}
+
 fn connect_error(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
@@ -281,6 +330,32 @@ pub fn payload(protocol: Option<&str>, message: &Message) -> Option<Vec<u8>> {
     }
 }
 
+/// What is wrong with a data message from the runner under `protocol`, and the
+/// rule it breaks: WS-3 sends base64 in text frames; WS-2 (and WS-1, no
+/// subprotocol) raw bytes in binary frames.
+pub fn frame_problem(protocol: Option<&str>, message: &Message) -> Option<(&'static str, String)> {
+    use base64::Engine as _;
+    match (protocol, message) {
+        (Some(p @ "base64.terminal.gitlab.com"), Message::Binary(_)) => {
+            Some(("WS-3", format!("a binary frame where {p} sends text")))
+        }
+        (Some("base64.terminal.gitlab.com"), Message::Text(t)) => {
+            base64::engine::general_purpose::STANDARD
+                .decode(t.as_str())
+                .err()
+                .map(|e| ("WS-3", format!("a text frame that is not base64 ({e})")))
+        }
+        (p, Message::Text(_)) => Some((
+            "WS-2",
+            format!(
+                "a text frame where {} sends binary",
+                p.unwrap_or("a terminal without a subprotocol")
+            ),
+        )),
+        _ => None,
+    }
+}
+
 /// A data message carrying `bytes` under `protocol`.
 pub fn data(protocol: Option<&str>, bytes: &[u8]) -> Message {
     use base64::Engine as _;
@@ -341,5 +416,22 @@ mod tests {
         assert!(!is_upgrade(&headers));
         headers.insert("upgrade", "WebSocket".parse().unwrap());
         assert!(is_upgrade(&headers));
+    }
+
+    #[test]
+    fn a_frame_of_the_wrong_type_for_the_subprotocol_is_named_by_its_rule() {
+        let base64 = Some("base64.terminal.gitlab.com");
+        let terminal = Some("terminal.gitlab.com");
+        assert_eq!(frame_problem(base64, &Message::text("aGk=")), None);
+        assert_eq!(
+            frame_problem(terminal, &Message::binary(b"hi".to_vec())),
+            None
+        );
+        assert_eq!(frame_problem(None, &Message::binary(b"hi".to_vec())), None);
+        let rule = |p, m: &Message| frame_problem(p, m).map(|(rule, _)| rule);
+        assert_eq!(rule(base64, &Message::binary(b"hi".to_vec())), Some("WS-3"));
+        assert_eq!(rule(base64, &Message::text("not base64!")), Some("WS-3"));
+        assert_eq!(rule(terminal, &Message::text("hi")), Some("WS-2"));
+        assert_eq!(rule(None, &Message::text("hi")), Some("WS-2"));
     }
 }

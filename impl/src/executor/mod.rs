@@ -211,7 +211,8 @@ impl Executor {
         }
         if let Some(service) = spec.services.first() {
             return Err(SetupFailed(format!(
-                "the job needs service {service:?}: this runner's docker executor does not                  run services; remove `services:` from the job, or run it on a GitLab Runner"
+                "the job needs service {service:?}: this runner's docker executor does not \
+                 run services; remove `services:` from the job, or run it on a GitLab Runner"
             )));
         }
         let image = spec

@@ -358,6 +358,7 @@ async fn hold_for_terminal(
 async fn finish(session: &Session, sessions: &Sessions, reason: CloseReason) {
     session.detach();
     session.end_terminal(reason, CLOSE_GRACE).await;
+    session.end();
     sessions.remove(&session.id);
 }
 

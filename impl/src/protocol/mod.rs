@@ -74,7 +74,7 @@ impl Subprotocol {
 
     fn encode(self, bytes: Bytes) -> Message {
         match self {
-            Subprotocol::Base64 => {
+            Subprotocol::Base64 if !faults::active(Fault::Base64AsBinary) => {
                 Message::text(base64::engine::general_purpose::STANDARD.encode(&bytes))
             }
             _ => Message::Binary(bytes),
@@ -85,10 +85,12 @@ impl Subprotocol {
     /// a text frame is taken as data, like the reference does.
     fn decode(self, payload: Bytes) -> Result<Bytes, CloseReason> {
         match self {
-            Subprotocol::Base64 => base64::engine::general_purpose::STANDARD
-                .decode(&payload)
-                .map(Bytes::from)
-                .map_err(|_| CloseReason::InvalidPayload("invalid base64")),
+            Subprotocol::Base64 if !faults::active(Fault::Base64InputRaw) => {
+                base64::engine::general_purpose::STANDARD
+                    .decode(&payload)
+                    .map(Bytes::from)
+                    .map_err(|_| CloseReason::InvalidPayload("invalid base64"))
+            }
             _ => Ok(payload),
         }
     }

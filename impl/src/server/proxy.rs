@@ -83,11 +83,14 @@ pub(super) async fn handle<N: Net>(
         let service_upgrade = hyper::upgrade::on(&mut response);
         tokio::spawn(async move {
             if let (Ok(client), Ok(service)) = tokio::join!(client_upgrade, service_upgrade) {
-                let _ = tokio::io::copy_bidirectional(
-                    &mut TokioIo::new(client),
-                    &mut TokioIo::new(service),
-                )
-                .await;
+                let (mut client, mut service) = (TokioIo::new(client), TokioIo::new(service));
+                // WI-6: the relay lives no longer than the job's session; a
+                // service that outlives the job must not keep it open.
+                tokio::select! {
+                    biased;
+                    _ = session.ended() => debug!("service proxy cut: the job's session ended"),
+                    _ = tokio::io::copy_bidirectional(&mut client, &mut service) => {}
+                }
             }
         });
     }

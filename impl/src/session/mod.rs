@@ -61,6 +61,9 @@ pub struct Session {
     /// an ending one sends its close frame); the job lifecycle waits on it (LC-1/2).
     connected: watch::Sender<usize>,
     next_connection: AtomicU64,
+    /// Set when the job's session ends: connections it proxies to the job's
+    /// services are cut then (WI-6).
+    ended: watch::Sender<bool>,
 }
 
 struct Connection {
@@ -79,6 +82,7 @@ impl Session {
             connection: Mutex::new(None),
             connected: watch::channel(0).0,
             next_connection: AtomicU64::new(0),
+            ended: watch::channel(false).0,
         }
     }
 
@@ -99,6 +103,19 @@ impl Session {
             .iter()
             .find(|s| s.name == name && s.port == port)
             .cloned()
+    }
+
+    /// WI-6: the session is over; proxied connections end and no service is
+    /// reachable through it any more.
+    pub fn end(&self) {
+        self.services.lock().expect("session lock poisoned").clear();
+        self.ended.send_replace(true);
+    }
+
+    /// Resolves once [`Session::end`] was called.
+    pub async fn ended(&self) {
+        let mut rx = self.ended.subscribe();
+        let _ = rx.wait_for(|&ended| ended).await;
     }
 
     /// EX-3: the job entered its running stage; terminals can be opened.

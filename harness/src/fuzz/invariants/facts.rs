@@ -8,6 +8,7 @@ use crate::scenario::{
     Action, ContainerStart, Executor, Open, Scenario, Step, StopMode, Token, Via,
 };
 use crate::trace::{Close, Event, What};
+use crate::world::plain::Shape;
 
 /// One job as the scenario sets it up and the trace shows it.
 pub struct JobFacts {
@@ -70,6 +71,8 @@ pub struct Request {
     pub job: u64,
     /// The step's token shape.
     pub token: Token,
+    /// The step's request shape when it is not an upgrade (EX-2, WS-8).
+    pub shape: Option<Shape>,
     pub opened: u64,
     /// When and with which status it was answered (0: no HTTP answer).
     pub answer: Option<(u64, u16)>,
@@ -252,6 +255,7 @@ fn requests(scenario: &Scenario, events: &[Event]) -> Vec<Request> {
                             Some(Via::Direct { token, .. }) => *token,
                             Some(Via::Gitlab) | None => Token::Own,
                         },
+                        shape: open.and_then(|o| o.request),
                         opened: e.at_ms,
                         answer: None,
                     });

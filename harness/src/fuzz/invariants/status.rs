@@ -8,6 +8,7 @@
 use super::facts::{Facts, Request};
 use super::{at, violation, Judge, SAME_MOMENT};
 use crate::trace::What;
+use crate::world::plain::Shape;
 
 pub fn check(facts: &Facts, found: &mut Judge) {
     for request in &facts.requests {
@@ -25,35 +26,73 @@ pub fn check(facts: &Facts, found: &mut Judge) {
 }
 
 /// EX-1 comes first (after RT-1): a wrong token is 401 while the session
-/// exists, 404 once it may be gone; the right token is never 401.
+/// exists, 404 once it may be gone; the right token is never 401. Then, for
+/// the right token, EX-2: a request that is not an upgrade gets 405; WS-8: an
+/// upgrade sent as HTTP/1.0 is refused with a client error, before any shell
+/// (the shell count is `no_shell_for_refused_requests`'s).
 fn token_decides(facts: &Facts, request: &Request, answered: u64, status: u16, found: &mut Judge) {
     found.ran("EX-1");
+    let after_the_token = match request.shape {
+        None => "EX-4..6",
+        Some(Shape::Http10Upgrade) => "WS-8",
+        Some(Shape::Get | Shape::Post) => "EX-2",
+    };
+    if request.own_token() && after_the_token != "EX-4..6" {
+        found.ran(after_the_token);
+    }
     let may_be_gone = facts.runner_obscured
         || facts
             .job(request.job)
             .is_none_or(|job| answered >= job.earliest_script_end() || facts.stopped_by(answered));
-    let expected = match (request.own_token(), status) {
-        (false, 401) | (true, 101 | 423 | 500 | 503) => true,
-        (_, 404) => may_be_gone,
+    let expected = match (request.own_token(), after_the_token, status) {
+        (false, _, 401)
+        | (true, "EX-4..6", 101 | 423 | 500 | 503)
+        | (true, "EX-2", 405)
+        | (true, "WS-8", 400 | 405 | 426 | 505) => true,
+        (_, _, 404) => may_be_gone,
         _ => false,
     };
     if !expected {
-        let shape = if request.own_token() {
+        let token = if request.own_token() {
             "the session's token".to_string()
         } else {
             format!("a token of shape `{}`", request.token)
         };
-        violation(
-            found,
-            "status-order",
-            "EX-1",
-            format!(
-                "{} sent {shape} directly at {} and got {status}: EX-1 decides first (401 for any token but the exact one{})",
-                request.browser,
-                at(request.opened),
-                if may_be_gone { ", or 404 once the session is gone" } else { ", and the session still existed" }
+        let what = match request.shape {
+            Some(shape) => format!("{} with {token}", shape.describe()),
+            None => token,
+        };
+        let gone = if may_be_gone {
+            ", or 404 once the session is gone"
+        } else {
+            ", and the session still existed"
+        };
+        let (rule, expected) = match (request.own_token(), after_the_token) {
+            (false, _) | (true, "EX-4..6") => (
+                "EX-1",
+                format!("EX-1 decides first (401 for any token but the exact one{gone})"),
             ),
+            (true, "EX-2") => (
+                "EX-2",
+                format!("a request that is not an upgrade gets 405{gone}"),
+            ),
+            (true, _) => (
+                "WS-8",
+                format!(
+                    "an HTTP/1.0 upgrade is refused with a client error before any shell{gone}"
+                ),
+            ),
+        };
+        let detail = format!(
+            "{} sent {what} directly at {} and got {status}: {expected}",
+            request.browser,
+            at(request.opened),
         );
+        match rule {
+            "EX-2" => violation(found, "status-order", "EX-2", detail),
+            "WS-8" => violation(found, "status-order", "WS-8", detail),
+            _ => violation(found, "status-order", "EX-1", detail),
+        }
     }
 }
 
@@ -105,6 +144,10 @@ fn locked_only_while_open(facts: &Facts, request: &Request, answered: u64, found
     }
 }
 
+/// Workhorse's grace for the runner's answer to an EOT (1 s), plus a frame's
+/// latency, in ms.
+const EOT_REPLY: u64 = 1_000 + SAME_MOMENT;
+
 /// The runner's read deadline (WS-4: 60 s) and the close's grace, in ms.
 const READ_DEADLINE: u64 = 90_000;
 
@@ -112,12 +155,25 @@ const READ_DEADLINE: u64 = 90_000;
 /// link's end (`None`: not seen to end). A refused dial ends at its answer.
 fn workhorse_links(facts: &Facts, job: u64) -> Vec<(u64, Option<u64>)> {
     let mut links: Vec<(u64, Option<u64>)> = Vec::new();
+    // When a browser leaves, Workhorse ends that link and may then note the
+    // runner's close reply within its EOT grace (WH-5): that close belongs to
+    // the link already ended, not to the next one. (Found by a 20,000-case
+    // run: it ended another tab's live link, and a right 423 was reported.)
+    let mut left_at = None;
     for e in facts.events {
         match &e.what {
             What::Authorize {
                 job: j, verdict, ..
             } if *j == job && verdict == "allowed" => links.push((e.at_ms, None)),
             What::RunnerLink { job: j, event } if *j == job => {
+                if event.starts_with("browser left") {
+                    left_at = Some(e.at_ms);
+                } else if event.starts_with("runner closed")
+                    && left_at.is_some_and(|left| e.at_ms <= left + EOT_REPLY)
+                {
+                    left_at = None;
+                    continue;
+                }
                 let end = if event.starts_with("runner answered") || super::ends_link(event) {
                     e.at_ms
                 } else if event == "connected" || event.starts_with("the shell's last output") {

@@ -16,6 +16,19 @@
 //! A job given an image (`JobDef::image`, conform's `--job-image`) is instead
 //! `job-<id>: {image: <image>, script: [...]}`: no services.
 //!
+//! A Web IDE terminal (`JobDef::webide`, WI-1) is the one job `terminal`, of
+//! stage `terminal`, of a pipeline whose source is `webide`, created from the
+//! branch's `.gitlab/.gitlab-webide.yml`:
+//!
+//! ```yaml
+//! terminal:
+//!   services:                    # the scenario's; the documentation's file sync:
+//!     - name: registry.gitlab.com/gitlab-org/webide-file-sync:latest
+//!       alias: webide-file-sync
+//!       ports: [{number: 3000}]  # GitLab adds protocol: http, name: default_port
+//!   script: [...]                # the scenario's (GitLab's default: sleep 60)
+//! ```
+//!
 //! The variables are GitLab's predefined set (`CI_SERVER_*`, `CI_PROJECT_*`,
 //! `CI_JOB_*`, `CI_PIPELINE_*`, `CI_COMMIT_*`, `CI_RUNNER_*`, `GITLAB_USER_*`),
 //! then the file's, then the scenario's. Those a runner computes itself
@@ -24,10 +37,11 @@
 
 use super::repository::{Repository, BRANCH, MESSAGE};
 use super::wire::{
-    Credentials, GitInfo, Image, JobFeatures, JobInfo, JobResponse, JobRunnerInfo, Service, Step,
-    Variable,
+    Credentials, GitInfo, Image, JobFeatures, JobInfo, JobResponse, JobRunnerInfo, Port, Service,
+    Step, Variable,
 };
 use super::JobDef;
+use crate::scenario::ServiceSpec;
 
 /// The GitLab the harness plays.
 pub const SERVER_VERSION: &str = "17.6.0";
@@ -90,7 +104,7 @@ pub fn job_response(def: &JobDef, server: &Server, session_url: Option<&str>) ->
         job_info: JobInfo {
             id: def.id,
             name: job_name(def),
-            stage: "test".into(),
+            stage: stage(def).into(),
             project_id: project.id,
             project_name: def.project.clone(),
             time_in_queue_seconds: 0.42,
@@ -135,9 +149,10 @@ pub fn job_response(def: &JobDef, server: &Server, session_url: Option<&str>) ->
             pull_policy: None,
             executor_opts: serde_json::json!({}),
         }),
-        services: match def.image {
-            Some(_) => Vec::new(),
-            None => vec![Service {
+        services: match (&def.image, &def.services) {
+            (Some(_), _) => Vec::new(),
+            (None, Some(services)) => services.iter().map(service).collect(),
+            (None, None) => vec![Service {
                 name: SERVICE.into(),
                 alias: None,
                 entrypoint: None,
@@ -184,7 +199,42 @@ pub fn repository(def: &JobDef) -> Repository {
 }
 
 fn job_name(def: &JobDef) -> String {
-    format!("job-{}", def.id)
+    if def.webide {
+        "terminal".into()
+    } else {
+        format!("job-{}", def.id)
+    }
+}
+
+/// A Web IDE terminal's stage is `terminal` (WI-1).
+fn stage(def: &JobDef) -> &'static str {
+    if def.webide {
+        "terminal"
+    } else {
+        "test"
+    }
+}
+
+/// A declared service as GitLab sends it: the port's protocol and name filled
+/// in with `http` and `default_port` (`Gitlab::Ci::Build::Port`, WI-1).
+fn service(spec: &ServiceSpec) -> Service {
+    Service {
+        name: spec.name.clone(),
+        alias: spec.alias.clone(),
+        entrypoint: None,
+        command: None,
+        ports: spec
+            .ports
+            .iter()
+            .map(|number| Port {
+                number: *number,
+                protocol: Some("http".into()),
+                name: Some("default_port".into()),
+            })
+            .collect(),
+        variables: Vec::new(),
+        pull_policy: None,
+    }
 }
 
 struct Project {
@@ -265,7 +315,7 @@ fn variables(
         },
         predefined("CI_JOB_NAME", job_name(def)),
         predefined("CI_JOB_NAME_SLUG", job_name(def)),
-        predefined("CI_JOB_STAGE", "test".into()),
+        predefined("CI_JOB_STAGE", stage(def).into()),
         predefined("CI_NODE_TOTAL", "1".into()),
         predefined("GITLAB_USER_ID", (100 + def.id).to_string()),
         predefined("GITLAB_USER_EMAIL", format!("{}@example.com", def.owner)),
@@ -297,7 +347,10 @@ fn variables(
         predefined("CI_CONFIG_PATH", ".gitlab-ci.yml".into()),
         predefined("CI_API_V4_URL", format!("{url}/api/v4")),
         predefined("CI_PIPELINE_IID", def.id.to_string()),
-        predefined("CI_PIPELINE_SOURCE", "push".into()),
+        predefined(
+            "CI_PIPELINE_SOURCE",
+            if def.webide { "webide" } else { "push" }.into(),
+        ),
         predefined("CI_PIPELINE_CREATED_AT", CREATED_AT.into()),
         predefined("CI_COMMIT_SHA", commit.clone()),
         predefined("CI_COMMIT_SHORT_SHA", commit[..8].to_string()),
@@ -328,4 +381,76 @@ fn variables(
         ..predefined(k, v.clone())
     }));
     variables
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn webide_job() -> JobDef {
+        JobDef {
+            id: 4,
+            owner: "alice".into(),
+            project: "demo".into(),
+            script: vec!["sleep 60".into()],
+            timeout: std::time::Duration::from_secs(3600),
+            variables: Vec::new(),
+            image: None,
+            webide: true,
+            services: Some(vec![ServiceSpec {
+                name: "registry.gitlab.com/gitlab-org/webide-file-sync:latest".into(),
+                alias: Some("webide-file-sync".into()),
+                ports: vec![3000],
+                closed_ports: Vec::new(),
+            }]),
+        }
+    }
+
+    /// WI-1: the `terminal` job of a `webide` pipeline, its service's ports
+    /// with GitLab's defaults filled in.
+    #[test]
+    fn a_web_ide_terminal_is_gitlabs_terminal_job_of_a_webide_pipeline() {
+        let server = Server::from_host_header("gitlab");
+        let job = serde_json::to_value(job_response(&webide_job(), &server, None)).unwrap();
+        assert_eq!(job["job_info"]["name"], "terminal");
+        assert_eq!(job["job_info"]["stage"], "terminal");
+        let variable = |key: &str| {
+            job["variables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["key"] == key)
+                .map(|v| v["value"].clone())
+        };
+        assert_eq!(variable("CI_PIPELINE_SOURCE"), Some("webide".into()));
+        assert_eq!(variable("CI_JOB_NAME"), Some("terminal".into()));
+        let service = &job["services"][0];
+        assert_eq!(service["alias"], "webide-file-sync");
+        assert_eq!(
+            service["ports"],
+            serde_json::json!([{"number": 3000, "protocol": "http", "name": "default_port"}])
+        );
+        assert!(
+            service["command"].is_null(),
+            "GitLab writes null: {service}"
+        );
+    }
+
+    #[test]
+    fn an_ordinary_job_keeps_the_pipelines_default_service() {
+        let def = JobDef {
+            webide: false,
+            services: None,
+            ..webide_job()
+        };
+        let job = serde_json::to_value(job_response(
+            &def,
+            &Server::from_host_header("gitlab"),
+            None,
+        ))
+        .unwrap();
+        assert_eq!(job["job_info"]["name"], "job-4");
+        assert_eq!(job["services"][0]["name"], SERVICE);
+        assert!(job["services"][0]["alias"].is_null());
+    }
 }
