@@ -340,9 +340,7 @@ fn act(step: &Step, stage: &Stage<'_>) {
         | Action::Fetch { .. }
         | Action::Type { .. }
         | Action::Close { .. }
-        | Action::Vanish { .. } => {
-            return
-        }
+        | Action::Vanish { .. } => return,
     };
     let spec = (!spec.is_empty()).then_some(spec);
     stage

@@ -381,7 +381,7 @@ job = 1
                 "do = \"opne\"",
                 13,
                 "step 1 (do = \"opne\"): do",
-                "`open`, `type`",
+                "`open`, `fetch`, `type`",
             ),
             (
                 "job = 1\n",

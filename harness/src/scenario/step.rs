@@ -309,7 +309,9 @@ impl TryFrom<OpenKeys> for Open {
             Route::Gitlab => Via::Gitlab,
         };
         if keys.proxy.is_some() && matches!(via, Via::Direct { .. }) {
-            return Err("proxy = \"...\" opens a service through GitLab: drop via = \"direct\"".into());
+            return Err(
+                "proxy = \"...\" opens a service through GitLab: drop via = \"direct\"".into(),
+            );
         }
         Ok(Open {
             browser: keys.browser,
@@ -394,6 +396,9 @@ impl<'de> Deserialize<'de> for ProxyTarget {
 
 impl Serialize for ProxyTarget {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("{}/{}/{}", self.service, self.port, self.path))
+        s.collect_str(&format_args!(
+            "{}/{}/{}",
+            self.service, self.port, self.path
+        ))
     }
 }

@@ -467,9 +467,7 @@ fn apply(
         | Action::Fetch { .. }
         | Action::Type { .. }
         | Action::Close { .. }
-        | Action::Vanish { .. } => {
-            return
-        }
+        | Action::Vanish { .. } => return,
     };
     let spec = (!spec.is_empty()).then_some(spec);
     recorder.record_at(at, "scenario", spec, What::Injected { description });
