@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::scenario::{BrowserExpect, Dur, JobExpect, Scenario};
+use crate::duration::{go_durations, Dur};
+use crate::scenario::{BrowserExpect, JobExpect, JobState, Scenario};
 use crate::trace::{Close, Event, What};
 
 /// How far an observed time may be from an expected one, unless a scenario says.
@@ -51,14 +52,6 @@ pub struct Judging {
     /// time needs it: a wait capped by a deadline is not a whole number there,
     /// and the reference writes it to the nanosecond.
     pub text_durations: Option<Duration>,
-}
-
-pub fn check(scenario: &Scenario, events: &[Event], strictness: Strictness) -> Verdict {
-    let judging = Judging {
-        strictness,
-        text_durations: None,
-    };
-    check_with(scenario, events, judging)
 }
 
 pub fn check_with(scenario: &Scenario, events: &[Event], judging: Judging) -> Verdict {
@@ -271,13 +264,12 @@ fn check_job(id: u64, expect: &JobExpect, events: &[Event], texts: Texts, verdic
         } if *job == id => Some((e.at_ms, state.clone(), failure_reason.clone())),
         _ => None,
     });
-    if let Some(want) = &expect.state {
+    if let Some(want) = expect.state {
         let got = state
             .as_ref()
-            .map(|(_, s, _)| s.clone())
-            .unwrap_or_else(|| "running".into());
-        if *want != got {
-            fail(verdict, format!("{who}: state"), want.clone(), got);
+            .map_or(JobState::Running.as_str(), |(_, s, _)| s.as_str());
+        if want.as_str() != got {
+            fail(verdict, format!("{who}: state"), want.as_str(), got);
         }
     }
     if let Some(want) = &expect.failure_reason {
@@ -406,76 +398,9 @@ fn within(wanted: &[Duration], found: &[Duration], tolerance: Duration) -> bool 
             .all(|(w, f)| w.abs_diff(*f) <= tolerance)
 }
 
-/// The Go durations in `text` (`30m0s`, `1.5s`, `250ms`, `1h0m0s`), as whole
-/// words, with where they are.
-pub fn go_durations(text: &str) -> Vec<(std::ops::Range<usize>, Duration)> {
-    let bytes = text.as_bytes();
-    let mut found = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        let starts_word = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'.');
-        if bytes[i].is_ascii_digit() && starts_word {
-            if let Some((end, duration)) = go_duration_at(text, i) {
-                found.push((i..end, duration));
-                i = end;
-                continue;
-            }
-        }
-        i += 1;
-    }
-    found
-}
-
-/// A Go duration starting at byte `start` that ends a word: its end and value.
-fn go_duration_at(text: &str, start: usize) -> Option<(usize, Duration)> {
-    const UNITS: [(&str, f64); 7] = [
-        ("ns", 1e-9),
-        ("us", 1e-6),
-        ("µs", 1e-6),
-        ("ms", 1e-3),
-        ("h", 3600.0),
-        ("m", 60.0),
-        ("s", 1.0),
-    ];
-    let bytes = text.as_bytes();
-    let (mut i, mut seconds, mut parts) = (start, 0.0, 0);
-    while i < bytes.len() && bytes[i].is_ascii_digit() {
-        let number_start = i;
-        while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
-            i += 1;
-        }
-        let value: f64 = text[number_start..i].parse().ok()?;
-        let Some((unit, scale)) = UNITS.iter().find(|(u, _)| text[i..].starts_with(u)) else {
-            i = number_start;
-            break;
-        };
-        seconds += value * scale;
-        i += unit.len();
-        parts += 1;
-    }
-    let ends_word = i == bytes.len() || !bytes[i].is_ascii_alphanumeric();
-    (parts > 0 && ends_word).then(|| (i, Duration::from_secs_f64(seconds)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_go_durations_as_whole_words() {
-        let found =
-            |t: &str| -> Vec<Duration> { go_durations(t).into_iter().map(|(_, d)| d).collect() };
-        assert_eq!(
-            found("will time out in 30m0s..."),
-            [Duration::from_secs(1800)]
-        );
-        assert_eq!(found("allowed - 1.2s)"), [Duration::from_millis(1200)]);
-        assert_eq!(
-            found("1h0m0s and 250ms"),
-            [Duration::from_secs(3600), Duration::from_millis(250)]
-        );
-        assert!(found("1001 terminal, exit code 1, v0.1.0, 5min, 2m0").is_empty());
-    }
 
     #[test]
     fn durations_in_texts_may_differ_by_the_tolerance() {

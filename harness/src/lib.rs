@@ -5,8 +5,11 @@
 //! - [`scenario`]: scenario files: the world, a timeline of steps, expectations.
 //! - [`world`]: the simulated world on turmoil: GitLab (coordinator, Rails,
 //!   Workhorse), the runner under test, browsers, middleboxes, faults.
+//! - [`duration`]: durations read and written one way (Go's notation).
 //! - [`trace`]: what was observed, in canonical order; rendered, it is the snapshot.
 //! - [`expect`]: verdicts of expectations against a trace.
+//! - [`judge`]: the one verdict of a scenario's run (expectations, and SPEC's
+//!   invariants where a scenario asks), for `run`, `cargo test` and `conform`.
 //! - [`run`], [`catalogue`], [`report`]: running the catalogue, snapshots on
 //!   disk, human/JSON/JUnit reports.
 //! - [`fuzz`]: generated session lifecycles checked against SPEC's invariants,
@@ -27,8 +30,10 @@ pub mod catalogue;
 pub mod chromium;
 pub mod conform;
 pub mod coverage;
+pub mod duration;
 pub mod expect;
 pub mod fuzz;
+pub mod judge;
 pub mod merge;
 pub mod report;
 pub mod run;

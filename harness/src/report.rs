@@ -1,9 +1,6 @@
 //! Reports: a line per scenario for people, JSON and JUnit for machines.
 
 use std::fmt::Write as _;
-use std::time::Duration;
-
-use serde::Deserialize;
 
 use crate::expect::Verdict;
 use crate::run::{CaseResult, Snapshot};
@@ -162,21 +159,6 @@ pub fn junit_suite(suite: &str, cases: &[JunitCase]) -> String {
     }
     out.push_str("</testsuite>\n");
     out
-}
-
-/// A duration written as seconds (`1.234`), read back (JSON reports merge).
-pub(crate) fn from_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let seconds = f64::deserialize(d)?;
-    Duration::try_from_secs_f64(seconds).map_err(serde::de::Error::custom)
-}
-
-/// [`from_secs`] for an optional duration (`null`: none).
-pub(crate) fn from_secs_opt<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Duration>, D::Error> {
-    Option::<f64>::deserialize(d)?
-        .map(|s| Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom))
-        .transpose()
 }
 
 fn xml(text: &str) -> String {

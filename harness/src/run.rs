@@ -6,9 +6,16 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::catalogue;
-use crate::expect::{self, Strictness, Verdict};
+use crate::expect::{Judging, Strictness, Verdict};
+use crate::judge::{self, Observed};
 use crate::scenario::Scenario;
 use crate::world;
+
+/// Simulated time is exact: closes as the project sends them, texts as written.
+pub const STRICT: Judging = Judging {
+    strictness: Strictness::Strict,
+    text_durations: None,
+};
 
 /// How a trace compares with the stored snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,16 +44,12 @@ pub struct CaseResult {
     pub snapshot: Snapshot,
     /// The run itself failed (the world could not be built or simulated).
     pub error: Option<String>,
-    #[serde(serialize_with = "secs", deserialize_with = "crate::report::from_secs")]
+    #[serde(with = "crate::duration::seconds")]
     pub wall: Duration,
-    #[serde(serialize_with = "secs", deserialize_with = "crate::report::from_secs")]
+    #[serde(with = "crate::duration::seconds")]
     pub simulated: Duration,
     #[serde(skip)]
     pub trace: String,
-}
-
-fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
 }
 
 impl CaseResult {
@@ -78,16 +81,7 @@ pub fn run(root: &Path, scenario: &Scenario, seed: Option<u64>, update: bool) ->
     };
     match world::simulate(scenario, seed) {
         Ok(run) => {
-            result.verdict = expect::check(scenario, &run.events, Strictness::Strict);
-            if scenario.invariants {
-                for v in crate::fuzz::invariants::check(scenario, &run) {
-                    result.verdict.failures.push(crate::expect::Failure {
-                        check: format!("invariant {} [{}]", v.invariant, v.spec),
-                        expected: "holds".into(),
-                        observed: v.detail,
-                    });
-                }
-            }
+            result.verdict = judge::verdict(scenario, Observed::Simulated(&run), STRICT);
             result.trace = catalogue::trace_text(scenario, &run.events);
             result.simulated = run.simulated;
             if own_seed {

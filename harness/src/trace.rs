@@ -222,7 +222,7 @@ pub fn render(events: &[Event]) -> String {
         }
     }
     for event in &folded {
-        let at = format!("{}.{:03}s", event.at_ms / 1000, event.at_ms % 1000);
+        let at = crate::duration::clock(event.at_ms);
         let spec = event
             .spec
             .as_deref()

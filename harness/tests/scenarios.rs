@@ -4,9 +4,10 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use session_harness::expect::{self, Strictness};
+use session_harness::expect;
+use session_harness::judge::{self, Observed};
 use session_harness::scenario::Scenario;
-use session_harness::{catalogue, world};
+use session_harness::{catalogue, run, world};
 
 fn catalogue() -> Vec<Scenario> {
     let root = catalogue::root();
@@ -26,7 +27,7 @@ fn trace(scenario: &Scenario, seed: u64) -> (String, expect::Verdict) {
     let run = world::simulate(scenario, seed).unwrap_or_else(|e| panic!("{}: {e:#}", scenario.id));
     (
         catalogue::trace_text(scenario, &run.events),
-        expect::check(scenario, &run.events, Strictness::Strict),
+        judge::verdict(scenario, Observed::Simulated(&run), run::STRICT),
     )
 }
 

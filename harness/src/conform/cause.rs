@@ -5,7 +5,7 @@
 //! reason read as one reason.
 
 use super::profile::Profile;
-use crate::scenario::Scenario;
+use crate::scenario::{Action, JobState, Scenario};
 use crate::trace::{Event, What};
 
 /// The established cause of `scenario`'s failure, from what it observed.
@@ -16,13 +16,19 @@ pub fn of_scenario(
     exited: Option<&str>,
     profile: Option<&Profile>,
 ) -> Option<String> {
-    let signalled = scenario.steps.iter().any(|s| s.action == "signal");
+    let signalled = scenario
+        .steps
+        .iter()
+        .any(|s| matches!(s.action, Action::Signal { .. }));
     if let (Some(status), false) = (exited, signalled) {
         return Some(format!(
             "the runner exited by itself during the case ({status})"
         ));
     }
-    let opens = scenario.steps.iter().any(|s| s.action == "open");
+    let opens = scenario
+        .steps
+        .iter()
+        .any(|s| matches!(s.action, Action::Open(_)));
     let sessionless = events.iter().find_map(|e| match &e.what {
         What::JobTaken {
             job,
@@ -63,8 +69,8 @@ fn failed_job(scenario: &Scenario, events: &[Event]) -> Option<String> {
         else {
             return None;
         };
-        let expected = scenario.expect.job.get(&job.to_string())?.state.as_deref();
-        if state != "failed" || expected != Some("success") {
+        let expected = scenario.expect.job.get(&job.to_string())?.state;
+        if state != "failed" || expected != Some(JobState::Success) {
             return None;
         }
         let reason = failure_reason.as_deref().unwrap_or("no failure_reason");

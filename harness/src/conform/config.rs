@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::scenario::RunnerSpec;
+use crate::scenario::{Executor, RunnerSpec};
 use crate::world::RUNNER_TOKEN;
 
 /// Where the runner's session server listens, and what it tells GitLab (CFG-2).
@@ -68,7 +68,7 @@ pub fn config_toml(
         "[[runners]]\n  name = \"session-harness-conform\"\n  url = \"{coordinator}\"\n  token = \"{RUNNER_TOKEN}\"\n  executor = \"{}\"\n",
         runner.executor
     );
-    if let (Some(image), "docker") = (job_image, runner.executor.as_str()) {
+    if let (Some(image), Executor::Docker) = (job_image, runner.executor) {
         let _ = write!(
             toml,
             "  [runners.docker]\n    image = \"{image}\"\n    pull_policy = \"if-not-present\"\n"
@@ -118,7 +118,7 @@ mod tests {
             advertise: "127.0.0.1:8093".into(),
         };
         let docker = RunnerSpec {
-            executor: "docker".into(),
+            executor: Executor::Docker,
             ..RunnerSpec::default()
         };
         let toml = config_toml(

@@ -15,11 +15,11 @@ use tokio::time::Instant;
 
 use super::page::{self, PageBrowser, Pages};
 use super::process::{RunnerProcess, Signal};
-use crate::scenario::{browser_names, Scenario, Step};
+use crate::scenario::{browser_names, Action, Open, Scenario, Step, StopMode};
 use crate::trace::{Event, Recorder, What};
 use crate::world;
 use crate::world::browser::Browser;
-use crate::world::gitlab::{Gitlab, JobStatus, Role};
+use crate::world::gitlab::{Gitlab, JobStatus};
 
 /// How often the driver looks at GitLab's state.
 const LOOK: Duration = Duration::from_millis(20);
@@ -65,7 +65,7 @@ pub async fn drive(scenario: &Scenario, stage: &Stage<'_>) -> Result<Vec<Event>,
         let steps: Vec<Step> = scenario
             .steps
             .iter()
-            .filter(|s| s.browser.as_deref() == Some(&name))
+            .filter(|s| s.browser() == Some(name.as_str()))
             .cloned()
             .collect();
         busy.fetch_add(1, Ordering::SeqCst);
@@ -102,14 +102,14 @@ pub async fn drive(scenario: &Scenario, stage: &Stage<'_>) -> Result<Vec<Event>,
     let mut operator: Vec<&Step> = scenario
         .steps
         .iter()
-        .filter(|s| s.browser.is_none())
+        .filter(|s| s.browser().is_none())
         .collect();
     operator.reverse();
     let mut signalled = false;
     let outcome = loop {
         let now = Instant::now();
         while let Some(step) = operator.last().filter(|s| start + s.at.0 <= now) {
-            signalled |= step.action == "signal";
+            signalled |= matches!(step.action, Action::Signal { .. });
             act(step, stage);
             operator.pop();
         }
@@ -210,7 +210,7 @@ impl Timeline {
         }
         let step = self.steps.remove(0);
         tokio::time::sleep_until(self.start + step.at.0 + self.shift).await;
-        if step.action == "type" {
+        if matches!(step.action, Action::Type { .. }) {
             let waited = Instant::now();
             shell_started(name, &self.recorder).await;
             self.shift += waited.elapsed();
@@ -237,22 +237,26 @@ async fn browse(mut browser: Browser<TokioNet>, mut timeline: Timeline) {
     timeline.finish(browser.closed()).await;
 }
 
-/// The same with a page of real Chromium.
+/// The same with a page of real Chromium; [`page::can_play`] let through
+/// only the steps a page takes (opens through GitLab, typing, closing).
 async fn browse_page(mut browser: PageBrowser, mut timeline: Timeline) {
     while let Some(step) = timeline.next(&browser.name.clone()).await {
-        match step.action.as_str() {
-            "open" => {
-                let job = step.job.expect("checked by the loader");
-                browser.open(job, &timeline.entry).await;
-            }
-            "type" => {
-                let text = step.text.as_deref().unwrap_or_default();
-                browser
-                    .type_text(&text.repeat(step.repeat.unwrap_or(1)))
-                    .await;
-            }
-            "close" => browser.close().await,
-            other => unreachable!("page::can_play refuses browser action {other}"),
+        match &step.action {
+            Action::Open(Open { job, .. }) => browser.open(*job, &timeline.entry).await,
+            Action::Type { text, repeat, .. } => browser.type_text(&text.repeat(*repeat)).await,
+            Action::Close { .. } => browser.close().await,
+            Action::Fetch { .. }
+            | Action::Vanish { .. }
+            | Action::Cancel { .. }
+            | Action::Signal { .. }
+            | Action::Revoke { .. }
+            | Action::Archive { .. }
+            | Action::Partition(_)
+            | Action::Repair(_)
+            | Action::Hold(_)
+            | Action::Release(_)
+            | Action::Crash { .. }
+            | Action::Bounce { .. } => {}
         }
     }
     timeline.finish(browser.closed()).await;
@@ -294,14 +298,16 @@ async fn shell_started(name: &str, recorder: &Recorder) {
     }
 }
 
-/// An operator's or GitLab's step. Faults never get here (see `skip`).
+/// An operator's or GitLab's step. Faults never get here (see `skip`), and
+/// a browser's steps are its own.
 fn act(step: &Step, stage: &Stage<'_>) {
-    let (spec, description) = match step.action.as_str() {
-        "signal" => {
-            let (signal, name) = match step.mode.as_deref() {
-                Some("graceful") => (Signal::Quit, "SIGQUIT"),
-                _ => (Signal::Term, "SIGTERM"),
+    let (spec, description) = match &step.action {
+        Action::Signal { mode } => {
+            let signal = match mode {
+                StopMode::Graceful => Signal::Quit,
+                StopMode::Abort => Signal::Term,
             };
+            let name = mode.signal();
             match stage.runner {
                 Some(runner) => runner.signal(signal),
                 // skip::reason_attached keeps such scenarios away.
@@ -309,23 +315,32 @@ fn act(step: &Step, stage: &Stage<'_>) {
             }
             ("LC-4", format!("the runner receives {name}"))
         }
-        "cancel" => {
-            let job = step.job.expect("checked by the loader");
-            stage.gitlab.cancel(job);
+        Action::Cancel { job } => {
+            stage.gitlab.cancel(*job);
             ("LC-4", format!("job {job} is cancelled in GitLab"))
         }
-        "revoke" => {
-            let user = step.user.clone().unwrap_or_default();
-            let role = step.role.unwrap_or(Role::Reporter);
-            stage.gitlab.add_user(&user, role);
+        Action::Revoke { user, role } => {
+            stage.gitlab.add_user(user, *role);
             ("AU-2", format!("{user}'s role becomes {role:?}"))
         }
-        "archive" => {
-            let project = step.project.clone().unwrap_or_default();
-            stage.gitlab.set_archived(&project, true);
+        Action::Archive { project } => {
+            stage.gitlab.set_archived(project, true);
             ("AU-2", format!("project {project} is archived"))
         }
-        other => ("", format!("cannot {other} for real: ignored")),
+        Action::Partition(_)
+        | Action::Repair(_)
+        | Action::Hold(_)
+        | Action::Release(_)
+        | Action::Crash { .. }
+        | Action::Bounce { .. } => (
+            "",
+            format!("cannot {} for real: ignored", step.action.name()),
+        ),
+        Action::Open(_)
+        | Action::Fetch { .. }
+        | Action::Type { .. }
+        | Action::Close { .. }
+        | Action::Vanish { .. } => return,
     };
     let spec = (!spec.is_empty()).then_some(spec);
     stage

@@ -22,7 +22,7 @@ use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
 use crate::chromium::Chromium;
-use crate::scenario::{browser_names, Scenario};
+use crate::scenario::{browser_names, Action, Open, Scenario, Via};
 use crate::serve::USER_COOKIE;
 use crate::trace::{preview, Close, Recorder, What};
 
@@ -37,29 +37,35 @@ const PROTOCOL: &str = "terminal.gitlab.com";
 /// through GitLab with the frontend's subprotocol, typing, closing; answers
 /// that are all 101 (a page cannot see a refusal's status).
 pub fn can_play(s: &Scenario) -> bool {
-    let steps =
-        s.steps
-            .iter()
-            .filter(|st| st.browser.is_some())
-            .all(|st| match st.action.as_str() {
-                // The terminal page opens a terminal, never a job's service.
-                "open" => {
-                    st.via.as_deref().unwrap_or("gitlab") == "gitlab"
-                        && st.proxy.is_none()
-                        && st
-                            .protocols
-                            .as_ref()
-                            .is_none_or(|p| p.iter().map(String::as_str).eq([PROTOCOL]))
-                }
-                "type" | "close" => true,
-                _ => false,
-            });
+    let steps = s
+        .steps
+        .iter()
+        .filter(|st| st.browser().is_some())
+        .all(|st| match &st.action {
+            // The terminal page opens a terminal, never a job's service.
+            Action::Open(Open {
+                via,
+                protocols,
+                proxy,
+                request,
+                ..
+            }) => {
+                *via == Via::Gitlab
+                    && proxy.is_none()
+                    && request.is_none()
+                    && protocols
+                        .as_ref()
+                        .is_none_or(|p| p.iter().map(String::as_str).eq([PROTOCOL]))
+            }
+            Action::Type { .. } | Action::Close { .. } => true,
+            _ => false,
+        });
     let answers = s.expect.browser.values().all(|b| {
         b.answers
             .as_ref()
             .is_none_or(|answers| answers.iter().all(|a| *a == 101))
     });
-    steps && answers && s.steps.iter().any(|st| st.browser.is_some())
+    steps && answers && s.steps.iter().any(|st| st.browser().is_some())
 }
 
 /// The one Chromium of a conformance run, with a tab per browser name (kept

@@ -9,9 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::profile::Profile;
 use crate::expect::Verdict;
-use crate::report::{
-    from_secs, from_secs_opt, junit_suite, verdict_lines, JunitCase, JunitOutcome,
-};
+use crate::report::{junit_suite, verdict_lines, JunitCase, JunitOutcome};
 
 /// How many lines of the runner's output a failure shows.
 pub const OUTPUT_LINES: usize = 40;
@@ -50,8 +48,7 @@ pub struct CaseReport {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        serialize_with = "secs_opt",
-        deserialize_with = "from_secs_opt"
+        with = "crate::duration::seconds_opt"
     )]
     pub waited: Option<Duration>,
     /// How it ran (e.g. how the scenario was scaled).
@@ -60,19 +57,8 @@ pub struct CaseReport {
     /// The end of the runner's output, for a failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runner_output: Option<String>,
-    #[serde(serialize_with = "secs", deserialize_with = "from_secs")]
+    #[serde(with = "crate::duration::seconds")]
     pub wall: Duration,
-}
-
-fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
-}
-
-fn secs_opt<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-    match d {
-        Some(d) => secs(d, s),
-        None => s.serialize_none(),
-    }
 }
 
 impl CaseReport {
@@ -132,7 +118,7 @@ pub struct Report {
     pub profile: Option<Profile>,
     pub scale: f64,
     pub cases: Vec<CaseReport>,
-    #[serde(serialize_with = "secs", deserialize_with = "from_secs")]
+    #[serde(with = "crate::duration::seconds")]
     pub wall: Duration,
 }
 

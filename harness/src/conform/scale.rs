@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use session_server::config::DEFAULT_SESSION_TIMEOUT;
 
-use crate::expect::{go_durations, BROWSER_TOLERANCE, JOB_TOLERANCE};
-use crate::scenario::{Dur, Scenario};
+use crate::duration::{go_durations, go_string, trimmed};
+use crate::expect::{BROWSER_TOLERANCE, JOB_TOLERANCE};
+use crate::scenario::{ContainerStart, Dur, Scenario};
 
 /// A scenario rewritten into real time.
 #[derive(Clone, Debug)]
@@ -32,7 +33,7 @@ impl Scaled {
     pub fn describe(&self) -> String {
         format!(
             "scaled ×{}: session_timeout {} s",
-            trim(self.factor),
+            trimmed(self.factor),
             self.session_timeout
         )
     }
@@ -90,9 +91,8 @@ pub fn scale(s: &Scenario, requested: f64, slack: Duration) -> Result<Scaled, St
         }
         job.timeout = Some(Dur(whole));
         job.script = job.script.iter().map(|l| scale_sleeps(l, factor)).collect();
-        if let Some(start) = job.container_start.as_mut().filter(|s| *s != "never") {
-            let start_at = Dur::parse(start).map(|d| d.0).unwrap_or_default();
-            *start = seconds(by(start_at).as_secs_f64());
+        if let Some(ContainerStart::After(start)) = job.container_start.as_mut() {
+            *start = Dur(by(start.0));
         }
     }
     for expect in out.expect.browser.values_mut() {
@@ -150,32 +150,9 @@ fn scale_text(text: &str, factor: f64) -> String {
     out
 }
 
-/// Go's `Duration.String()` to the millisecond: `18s`, `1.2s`, `2m0s`, `1h0m0s`, `500ms`.
-pub fn go_string(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 {
-        return "0s".into();
-    }
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let (h, m) = (ms / 3_600_000, ms / 60_000 % 60);
-    let s = seconds((ms % 60_000) as f64 / 1000.0);
-    match (h, m) {
-        (0, 0) => format!("{s}s"),
-        (0, _) => format!("{m}m{s}s"),
-        _ => format!("{h}h{m}m{s}s"),
-    }
-}
-
 /// Seconds to the millisecond, without trailing zeros: `0.6`, `18`.
 fn seconds(s: f64) -> String {
-    trim((s * 1000.0).round() / 1000.0)
-}
-
-fn trim(x: f64) -> String {
-    let text = format!("{x:.3}");
-    text.trim_end_matches('0').trim_end_matches('.').to_string()
+    trimmed((s * 1000.0).round() / 1000.0)
 }
 
 #[cfg(test)]
@@ -259,12 +236,7 @@ finished_at = "3m"
     }
 
     #[test]
-    fn go_strings() {
-        assert_eq!(go_string(Duration::from_secs(18)), "18s");
-        assert_eq!(go_string(Duration::from_millis(1200)), "1.2s");
-        assert_eq!(go_string(Duration::from_secs(120)), "2m0s");
-        assert_eq!(go_string(Duration::from_secs(3600)), "1h0m0s");
-        assert_eq!(go_string(Duration::from_millis(250)), "250ms");
+    fn sleeps_scale() {
         assert_eq!(
             scale_sleeps("sleep 20 && sleep x", 0.01),
             "sleep 0.2 && sleep x"

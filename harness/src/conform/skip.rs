@@ -4,24 +4,17 @@
 //! need that the harness cannot give it.
 
 use super::Options;
-use crate::scenario::Scenario;
-
-/// Network faults only the simulator can inject.
-const FAULTS: [&str; 6] = ["partition", "repair", "hold", "release", "crash", "bounce"];
+use crate::scenario::{Action, ContainerStart, Executor, Scenario};
 
 /// Why `s` cannot run for real, whoever runs the runner; `None`: it can.
 pub fn reason(s: &Scenario) -> Option<String> {
     if let Some(why) = &s.conformance_skip {
         return Some(why.clone());
     }
-    if let Some(step) = s
-        .steps
-        .iter()
-        .find(|st| FAULTS.contains(&st.action.as_str()))
-    {
+    if let Some(step) = s.steps.iter().find(|st| st.action.is_network_fault()) {
         return Some(format!(
             "needs a simulated network fault (do = \"{}\")",
-            step.action
+            step.action.name()
         ));
     }
     let only_simulated = |what: &str| Some(format!("{what}, which only the simulation builds"));
@@ -41,7 +34,10 @@ pub fn reason(s: &Scenario) -> Option<String> {
     if n.unreachable_advertise {
         return only_simulated("DP-1: needs an advertise_address that GitLab cannot reach");
     }
-    if s.steps.iter().any(|st| st.action == "revoke") {
+    if s.steps
+        .iter()
+        .any(|st| matches!(st.action, Action::Revoke { .. }))
+    {
         return Some(
             "WH-3: ends at Workhorse's re-authorization, every 5 minutes (fixed): 5 real minutes"
                 .into(),
@@ -74,7 +70,7 @@ pub fn reason(s: &Scenario) -> Option<String> {
 /// (`container_start`) needs an engine that holds starts
 /// (`--engine-holds-starts`). `None`: it can run.
 pub fn reason_docker(s: &Scenario, options: &Options) -> Option<String> {
-    if s.runner.executor == "docker" && options.job_image.is_none() {
+    if s.runner.executor == Executor::Docker && options.job_image.is_none() {
         return Some(
             "docker executor: its jobs need an image the runner's Docker Engine has; pass \
              --job-image <image> (the default job's service redis:7-alpine cannot be pulled \
@@ -85,7 +81,7 @@ pub fn reason_docker(s: &Scenario, options: &Options) -> Option<String> {
     if let Some(never) = s
         .jobs
         .iter()
-        .find(|j| j.container_start.as_deref() == Some("never"))
+        .find(|j| j.container_start == Some(ContainerStart::Never))
     {
         return Some(format!(
             "DK-1: job {}'s build container never runs: on a real engine that is a start held \
@@ -113,7 +109,10 @@ pub fn reason_docker(s: &Scenario, options: &Options) -> Option<String> {
 pub fn reason_attached(s: &Scenario, session_timeout: u64) -> Option<String> {
     const HINT: &str = "use --runner-cmd, and the harness configures the runner for each scenario";
     let r = &s.runner;
-    if s.steps.iter().any(|st| st.action == "signal") {
+    if s.steps
+        .iter()
+        .any(|st| matches!(st.action, Action::Signal { .. }))
+    {
         return Some(format!("LC-4: signals the runner process: {HINT}"));
     }
     if !r.session_server {
@@ -121,7 +120,7 @@ pub fn reason_attached(s: &Scenario, session_timeout: u64) -> Option<String> {
             "CFG-1: needs a runner without a session server: {HINT}"
         ));
     }
-    if r.executor != "shell" {
+    if r.executor != Executor::Shell {
         return Some(format!(
             "needs executor = \"{}\" (the printed config has \"shell\"): {HINT}",
             r.executor

@@ -20,8 +20,9 @@ use super::skip;
 use super::{Options, Progress, Runner, Sink};
 use anyhow::Context as _;
 
-use crate::expect::{self, Failure, Judging, Strictness, Verdict};
-use crate::scenario::{load_str, Dur, RunnerSpec, Scenario};
+use crate::expect::{Failure, Judging, Strictness, Verdict};
+use crate::judge::{self, Observed};
+use crate::scenario::{load_str, ContainerStart, Dur, Executor, RunnerSpec, Scenario};
 use crate::trace::Recorder;
 use crate::world::gitlab::{Gitlab, JobStatus};
 use crate::world::{gitlab_of, RUNNER_TOKEN};
@@ -302,7 +303,8 @@ impl<'a, 'p> Suite<'a, 'p> {
                     strictness: Strictness::AllowReferenceCloses,
                     text_durations: Some(scaled.text_tolerance),
                 };
-                (expect::check_with(&scaled.scenario, &events, judging), None)
+                let observed = Observed::Real(&events);
+                (judge::verdict(&scaled.scenario, observed, judging), None)
             }
             Err(e) => {
                 if self.attached.is_some() && taken_none {
@@ -501,17 +503,16 @@ fn job_ids(scenario: &Scenario) -> Vec<u64> {
 /// and tell an engine that holds starts how long to hold theirs.
 fn gitlab_for(scenario: &Scenario, recorder: &Recorder, options: &Options) -> Gitlab {
     let gitlab = gitlab_of(scenario, recorder);
-    let docker = scenario.runner.executor == "docker";
+    let docker = scenario.runner.executor == Executor::Docker;
     let image = options.job_image.as_deref().filter(|_| docker);
     for job in &scenario.jobs {
         gitlab.add_variable(job.id, "GIT_STRATEGY", "none");
         if let Some(image) = image {
             gitlab.set_image(job.id, image);
         }
-        if let Some(hold) = job
-            .container_start
-            .as_deref()
-            .filter(|_| options.engine_holds_starts)
+        // A container that never runs is skipped (skip::reason_docker).
+        if let Some(ContainerStart::After(hold)) =
+            job.container_start.filter(|_| options.engine_holds_starts)
         {
             gitlab.add_variable(job.id, HOLD_VARIABLE, &engine_hold(hold));
         }
@@ -524,9 +525,8 @@ const HOLD_VARIABLE: &str = "SESSION_HARNESS_CONTAINER_START";
 
 /// The variable's value for a (scaled) `container_start`: seconds. (`never`
 /// does not run: see `skip::reason_docker`.)
-fn engine_hold(container_start: &str) -> String {
-    let start = Dur::parse(container_start).map(|d| d.0).unwrap_or_default();
-    format!("{:.3}", start.as_secs_f64())
+fn engine_hold(container_start: Dur) -> String {
+    format!("{:.3}", container_start.0.as_secs_f64())
 }
 
 /// Where the runner's config is written: the given path, or a temporary file

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use facts::Facts;
 
-use crate::scenario::{Scenario, Step};
+use crate::scenario::{Action, ContainerStart, Executor, Open, Scenario, Step, Token, Via};
 use crate::trace::{Event, What};
 use crate::world::session_probe::Probe;
 use crate::world::Run;
@@ -311,7 +311,7 @@ fn violation(found: &mut Judge, invariant: &'static str, spec: &'static str, det
 }
 
 fn at(ms: u64) -> String {
-    format!("{}.{:03}s", ms / 1000, ms % 1000)
+    crate::duration::clock(ms)
 }
 
 /// EX-4: the runner never holds two terminals of one session. A runner-side
@@ -328,7 +328,7 @@ fn single_terminal(events: &[Event], scenario: &Scenario, found: &mut Judge) {
     let cut: Vec<u64> = scenario
         .steps
         .iter()
-        .filter(|s| matches!(s.action.as_str(), "partition" | "hold") && involves_link(s))
+        .filter(|s| cuts_workhorse_link(s))
         .map(|s| millis(s.at.0))
         .collect();
     let mut terminals: Vec<Terminal> = Vec::new();
@@ -428,12 +428,12 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn involves_link(step: &Step) -> bool {
-    let pair = [
-        step.a.as_deref().unwrap_or(""),
-        step.b.as_deref().unwrap_or(""),
-    ];
-    pair.contains(&"gitlab") && pair.iter().any(|h| h.starts_with("runner"))
+/// A partition or hold of the link between GitLab and a runner.
+fn cuts_workhorse_link(step: &Step) -> bool {
+    match &step.action {
+        Action::Partition(link) | Action::Hold(link) => link.is_gitlab_to_runner(),
+        _ => false,
+    }
 }
 
 fn direct_target(target: &str) -> Option<u64> {
@@ -461,10 +461,13 @@ fn ends_link(event: &str) -> bool {
 /// refused follows from the scenario: who the browser is, which token it sends.
 fn no_unauthorized_upgrade(scenario: &Scenario, events: &[Event], found: &mut Judge) {
     for name in crate::scenario::browser_names(scenario) {
-        let opens: Vec<&Step> = scenario
+        let opens: Vec<(&Step, &Open)> = scenario
             .steps
             .iter()
-            .filter(|s| s.browser.as_deref() == Some(&name) && s.action == "open")
+            .filter_map(|s| match &s.action {
+                Action::Open(open) if open.browser == name => Some((s, open)),
+                _ => None,
+            })
             .collect();
         let answers: Vec<(u64, u16)> = events
             .iter()
@@ -475,13 +478,12 @@ fn no_unauthorized_upgrade(scenario: &Scenario, events: &[Event], found: &mut Ju
                 _ => None,
             })
             .collect();
-        for (step, (when, status)) in opens.iter().zip(&answers) {
-            found.ran(if step.via.as_deref() == Some("direct") {
-                "EX-1"
-            } else {
-                "AU-2"
+        for ((step, open), (when, status)) in opens.iter().zip(&answers) {
+            found.ran(match open.via {
+                Via::Direct { .. } => "EX-1",
+                Via::Gitlab => "AU-2",
             });
-            if *status == 101 && !may_open(scenario, &name, step) {
+            if *status == 101 && !may_open(scenario, &name, step, open) {
                 violation(
                     found,
                     "no-unauthorized-upgrade",
@@ -489,7 +491,7 @@ fn no_unauthorized_upgrade(scenario: &Scenario, events: &[Event], found: &mut Ju
                     format!(
                         "{name} got 101 at {} without the right to open job {}",
                         at(*when),
-                        step.job.unwrap_or(0)
+                        open.job
                     ),
                 );
             }
@@ -498,15 +500,15 @@ fn no_unauthorized_upgrade(scenario: &Scenario, events: &[Event], found: &mut Ju
 }
 
 /// Whether `browser`'s open `step` is one that must be allowed by authorization.
-fn may_open(scenario: &Scenario, browser: &str, step: &Step) -> bool {
+fn may_open(scenario: &Scenario, browser: &str, step: &Step, open: &Open) -> bool {
     let user = match scenario.browsers.get(browser) {
         Some(b) => b.user.clone(),
         None => Some(browser.to_string()),
     };
-    if step.via.as_deref() == Some("direct") {
-        return matches!(step.token.as_deref(), None | Some("own"));
+    if let Via::Direct { token, .. } = open.via {
+        return token == Token::Own;
     }
-    let Some(job) = scenario.jobs.iter().find(|j| Some(j.id) == step.job) else {
+    let Some(job) = scenario.jobs.iter().find(|j| j.id == open.job) else {
         return false;
     };
     // Roles and archiving as they stand when the browser opens.
@@ -517,8 +519,10 @@ fn may_open(scenario: &Scenario, browser: &str, step: &Step) -> bool {
             .iter()
             .rev()
             .filter(before)
-            .filter(|s| s.action == "revoke" && s.user.as_deref() == Some(u))
-            .find_map(|s| s.role);
+            .find_map(|s| match &s.action {
+                Action::Revoke { user, role } if user == u => Some(*role),
+                _ => None,
+            });
         demoted.or_else(|| scenario.users.get(u).map(|u| u.role))
     };
     let archived =
@@ -526,9 +530,9 @@ fn may_open(scenario: &Scenario, browser: &str, step: &Step) -> bool {
             .projects
             .get(&job.project)
             .is_some_and(|p| p.archived)
-            || scenario.steps.iter().filter(before).any(|s| {
-                s.action == "archive" && s.project.as_deref() == Some(job.project.as_str())
-            });
+            || scenario.steps.iter().filter(before).any(
+                |s| matches!(&s.action, Action::Archive { project } if *project == job.project),
+            );
     let developer = |u: &str| role(u).is_some_and(|r| r >= crate::world::gitlab::Role::Developer);
     user.is_some_and(|u| u == job.owner && developer(&u)) && !archived
 }
@@ -764,15 +768,12 @@ fn job_invariants(scenario: &Scenario, run: &Run, found: &mut Judge) {
     let lost_runner = scenario
         .steps
         .iter()
-        .any(|s| matches!(s.action.as_str(), "crash" | "bounce"));
-    let reporting_delayed = scenario
-        .steps
-        .iter()
-        .any(|s| matches!(s.action.as_str(), "partition" | "hold") && involves_link(s));
+        .any(|s| matches!(s.action, Action::Crash { .. } | Action::Bounce { .. }));
+    let reporting_delayed = scenario.steps.iter().any(cuts_workhorse_link);
     let stopped = scenario
         .steps
         .iter()
-        .any(|s| s.action == "signal" || s.action == "cancel");
+        .any(|s| matches!(s.action, Action::Signal { .. } | Action::Cancel { .. }));
     let mut all_done = true;
     for job in &scenario.jobs {
         let taken = events.iter().find_map(|e| match &e.what {
@@ -805,17 +806,15 @@ fn job_invariants(scenario: &Scenario, run: &Run, found: &mut Judge) {
             Some(s) if s > 0 => Duration::from_secs(s as u64),
             _ => Duration::from_secs(1800),
         };
-        let start = match &job.container_start {
-            Some(s) if s == "never" => timeout,
-            Some(s) => crate::scenario::Dur::parse(s)
-                .map(|d| d.0)
-                .unwrap_or_default(),
+        let start = match job.container_start {
+            Some(ContainerStart::Never) => timeout,
+            Some(ContainerStart::After(start)) => start.0,
             None => Duration::ZERO,
         };
         let prepare = job.prepare.map(|d| d.0).unwrap_or_default();
         let script_end = prepare + start + script.seconds;
         let deadline = timeout;
-        let held = if scenario.runner.executor == "docker" {
+        let held = if scenario.runner.executor == Executor::Docker {
             Duration::ZERO
         } else {
             session_timeout.min(deadline.saturating_sub(script_end))

@@ -9,8 +9,12 @@ use std::time::Duration;
 use proptest::prelude::*;
 use serde::Serialize;
 
-use crate::scenario::{BrowserSpec, Dur, Expect, JobSpec, RunnerSpec, Scenario, Step, UserSpec};
+use crate::scenario::{
+    self, Action, BrowserSpec, ContainerStart, Dur, Executor, Expect, JobSpec, Link, Open,
+    RunnerSpec, Scenario, Step, StopMode, UserSpec, Via,
+};
 use crate::world::gitlab::Role;
+use crate::world::plain::Shape;
 
 /// Bytes of a paste: more than the reference's 32 KiB cut (WS-5).
 pub const PASTE: usize = 40 * 1024;
@@ -132,36 +136,17 @@ pub enum Token {
 }
 
 impl Token {
-    /// The scenario's name for it (`token = "..."`).
-    pub fn name(self) -> &'static str {
+    /// The scenario's token of this shape (`token = "..."`).
+    pub fn as_step(self) -> scenario::Token {
         match self {
-            Token::Own => "own",
-            Token::Missing => "none",
-            Token::Empty => "empty",
-            Token::Bearer => "bearer",
-            Token::Wrong => "wrong",
-            Token::Prefix => "prefix",
-            Token::Appended => "appended",
-            Token::OtherCase => "other-case",
-        }
-    }
-}
-
-/// A request that is not an ordinary upgrade (EX-2, WS-8).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum Shape {
-    Get,
-    Post,
-    Http10Upgrade,
-}
-
-impl Shape {
-    /// The scenario's name for it (`request = "..."`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Shape::Get => "get",
-            Shape::Post => "post",
-            Shape::Http10Upgrade => "http10-upgrade",
+            Token::Own => scenario::Token::Own,
+            Token::Missing => scenario::Token::None,
+            Token::Empty => scenario::Token::Empty,
+            Token::Bearer => scenario::Token::Bearer,
+            Token::Wrong => scenario::Token::Wrong,
+            Token::Prefix => scenario::Token::Prefix,
+            Token::Appended => scenario::Token::Appended,
+            Token::OtherCase => scenario::Token::OtherCase,
         }
     }
 }
@@ -366,25 +351,21 @@ impl Lifecycle {
             steps.extend(steps_of(&timed.op, i, t));
         }
         // LC-7: once the job has surely ended, its session must answer 404.
-        let mut probe = steps_of(
-            &Op::Open {
-                who: Who::Alice,
-                direct: true,
-                protocols: Protocols::Terminal,
-            },
-            usize::MAX,
-            self.surely_ended(),
-        );
-        probe[0].browser = Some(PROBE.into());
-        if self.probe_token != Token::Own {
-            probe[0].token = Some(self.probe_token.name().into());
-        }
-        steps.extend(probe);
+        steps.push(Step {
+            at: Dur(self.surely_ended()),
+            action: Action::Open(open(PROBE, Some(self.probe_token), Protocols::Terminal)),
+        });
         // A partition of a browser that does nothing else has no host to cut.
-        let acting: BTreeSet<String> = steps.iter().filter_map(|s| s.browser.clone()).collect();
-        steps.retain(|s| {
-            s.a.as_ref()
-                .is_none_or(|a| a == "gitlab" || acting.contains(a))
+        let acting: BTreeSet<String> = steps
+            .iter()
+            .filter_map(|s| s.browser().map(str::to_string))
+            .collect();
+        steps.retain(|s| match &s.action {
+            Action::Partition(Link { a, .. })
+            | Action::Repair(Link { a, .. })
+            | Action::Hold(Link { a, .. })
+            | Action::Release(Link { a, .. }) => a == "gitlab" || acting.contains(a),
+            _ => true,
         });
         steps.sort_by_key(|s| s.at);
         let last = steps.iter().map(|s| s.at.0).max().unwrap_or_default();
@@ -436,7 +417,11 @@ impl Lifecycle {
             invariants: true,
             conformance_skip: Some("a generated lifecycle with simulated faults".into()),
             runner: RunnerSpec {
-                executor: if self.docker { "docker" } else { "shell" }.into(),
+                executor: if self.docker {
+                    Executor::Docker
+                } else {
+                    Executor::Shell
+                },
                 session_timeout: Some(self.session_timeout),
                 ..RunnerSpec::default()
             },
@@ -451,7 +436,9 @@ impl Lifecycle {
                 script,
                 timeout: Some(Dur(Duration::from_secs(self.job_timeout))),
                 prepare: (self.prepare > 0).then(|| Dur(Duration::from_secs(self.prepare))),
-                container_start: self.docker.then(|| format!("{}s", self.container_start)),
+                container_start: self
+                    .docker
+                    .then(|| ContainerStart::After(Dur(Duration::from_secs(self.container_start)))),
                 webide: false,
                 services: None,
             }],
@@ -511,40 +498,26 @@ impl Lifecycle {
 }
 
 fn steps_of(op: &Op, index: usize, at: Duration) -> Vec<Step> {
-    let step = |action: &str| Step {
+    let step = |action: Action| Step {
         at: Dur(at),
-        action: action.into(),
-        browser: None,
-        job: None,
-        text: None,
-        repeat: None,
-        via: None,
-        token: None,
-        protocols: None,
-        insecure: false,
-        mode: None,
-        user: None,
-        role: None,
-        project: None,
-        a: None,
-        b: None,
-        host: None,
-        request: None,
-        proxy: None,
+        action,
     };
-    let heal = |action: &str, a: &str, b: &str, seconds: u64| {
-        let mut start = step(action);
-        start.a = Some(a.into());
-        start.b = Some(b.into());
-        let mut end = start.clone();
-        end.action = if action == "hold" {
-            "release"
-        } else {
-            "repair"
-        }
-        .into();
-        end.at = Dur(at + Duration::from_secs(seconds));
-        vec![start, end]
+    // A fault between `a` and `b` at `at`, healed `seconds` later.
+    let healed = |fault: fn(Link) -> Action,
+                  heal: fn(Link) -> Action,
+                  (a, b): (&str, &str),
+                  seconds: u64| {
+        let link = Link {
+            a: a.into(),
+            b: b.into(),
+        };
+        vec![
+            step(fault(link.clone())),
+            Step {
+                at: Dur(at + Duration::from_secs(seconds)),
+                action: heal(link),
+            },
+        ]
     };
     match op {
         Op::Open {
@@ -552,82 +525,94 @@ fn steps_of(op: &Op, index: usize, at: Duration) -> Vec<Step> {
             direct,
             protocols,
         } => {
-            let mut s = step("open");
-            s.browser = Some(who.name().into());
-            s.job = Some(1);
-            if *direct {
-                s.via = Some("direct".into());
-            }
-            s.protocols = match protocols {
-                Protocols::Terminal => None,
-                Protocols::Base64 => Some(vec![BASE64.into()]),
-                Protocols::Both => Some(vec![BASE64.into(), TERMINAL.into()]),
-                Protocols::Neither => Some(Vec::new()),
-            };
-            vec![s]
+            let token = direct.then_some(Token::Own);
+            vec![step(Action::Open(open(who.name(), token, *protocols)))]
         }
         Op::Intrude { how } => {
-            let mut s = step("open");
-            s.job = Some(1);
-            match how {
-                Intruder::Mallory => s.browser = Some("mallory".into()),
+            let open = match how {
+                Intruder::Mallory => open("mallory", None, Protocols::Terminal),
                 Intruder::Direct(token) => {
-                    s.browser = Some(
-                        if *token == Token::Missing {
-                            "anon"
-                        } else {
-                            "intruder"
-                        }
-                        .into(),
-                    );
-                    s.via = Some("direct".into());
-                    s.token = Some(token.name().into());
+                    let browser = if *token == Token::Missing {
+                        "anon"
+                    } else {
+                        "intruder"
+                    };
+                    open(browser, Some(*token), Protocols::Terminal)
                 }
-            }
-            vec![s]
+            };
+            vec![step(Action::Open(open))]
         }
         Op::Request { shape, token } => {
-            let mut s = step("open");
-            s.browser = Some(CURL.into());
-            s.job = Some(1);
-            s.via = Some("direct".into());
-            s.token = Some(token.name().into());
-            s.request = Some(shape.name().into());
-            vec![s]
+            let mut open = open(CURL, Some(*token), Protocols::Terminal);
+            open.request = Some(*shape);
+            vec![step(Action::Open(open))]
         }
-        Op::Type { who, input } => {
-            let mut s = step("type");
-            s.browser = Some(who.name().into());
-            s.text = Some(match input {
+        Op::Type { who, input } => vec![step(Action::Type {
+            browser: who.name().into(),
+            text: match input {
                 Input::Echo => format!("echo k{index}z\r"),
                 Input::Paste => format!("echo k{index}z{}\r", "a".repeat(PASTE)),
                 Input::Busy => "sleep 5\r".into(),
                 Input::Background => "sleep 100 &\r".into(),
                 Input::Exit => "exit\r".into(),
-            });
-            vec![s]
-        }
-        Op::Close { who } | Op::Vanish { who } => {
-            let mut s = step(if matches!(op, Op::Close { .. }) {
-                "close"
+            },
+            repeat: 1,
+        })],
+        Op::Close { who } => vec![step(Action::Close {
+            browser: who.name().into(),
+        })],
+        Op::Vanish { who } => vec![step(Action::Vanish {
+            browser: who.name().into(),
+        })],
+        Op::Cancel => vec![step(Action::Cancel { job: 1 })],
+        Op::Signal { graceful } => vec![step(Action::Signal {
+            mode: if *graceful {
+                StopMode::Graceful
             } else {
-                "vanish"
-            });
-            s.browser = Some(who.name().into());
-            vec![s]
-        }
-        Op::Cancel => {
-            let mut s = step("cancel");
-            s.job = Some(1);
-            vec![s]
-        }
-        Op::Signal { graceful } => {
-            let mut s = step("signal");
-            s.mode = Some(if *graceful { "graceful" } else { "abort" }.into());
-            vec![s]
-        }
-        Op::PartitionBrowser { who, seconds } => heal("partition", who.name(), "gitlab", *seconds),
-        Op::HoldRunnerLink { seconds } => heal("hold", "gitlab", "runner", *seconds),
-        Op::PartitionRunnerLink { seconds } => heal("partition", "gitlab", "runner", *seconds),
+                StopMode::Abort
+            },
+        })],
+        Op::PartitionBrowser { who, seconds } => healed(
+            Action::Partition,
+            Action::Repair,
+            (who.name(), "gitlab"),
+            *seconds,
+        ),
+        Op::HoldRunnerLink { seconds } => healed(
+            Action::Hold,
+            Action::Release,
+            ("gitlab", "runner"),
+            *seconds,
+        ),
+        Op::PartitionRunnerLink { seconds } => healed(
+            Action::Partition,
+            Action::Repair,
+            ("gitlab", "runner"),
+            *seconds,
+        ),
+    }
+}
+
+/// `browser` opening job 1: through GitLab, or straight at the runner with
+/// a token of shape `direct`.
+fn open(browser: &str, direct: Option<Token>, protocols: Protocols) -> Open {
+    Open {
+        browser: browser.into(),
+        job: 1,
+        via: match direct {
+            Some(token) => Via::Direct {
+                token: token.as_step(),
+                insecure: false,
+            },
+            None => Via::Gitlab,
+        },
+        protocols: match protocols {
+            Protocols::Terminal => None,
+            Protocols::Base64 => Some(vec![BASE64.into()]),
+            Protocols::Both => Some(vec![BASE64.into(), TERMINAL.into()]),
+            Protocols::Neither => Some(Vec::new()),
+        },
+        request: None,
+        proxy: None,
     }
 }

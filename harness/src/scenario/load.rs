@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::{Dur, Scenario, Step};
+use super::{Action, Open, Scenario, Step};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadError {
@@ -55,7 +55,8 @@ pub fn load_str(text: &str, path: &Path, id: &str) -> Result<Scenario, LoadError
     };
     let mut scenario: Scenario = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| line_of(text, s.start));
-        err(line, "", e.message().trim().to_string())
+        let (line, field) = refused_key(text, line, e.message());
+        err(line, &field, e.message().trim().to_string())
     })?;
     scenario.path = path.to_path_buf();
     scenario.id = id.to_string();
@@ -64,23 +65,56 @@ pub fn load_str(text: &str, path: &Path, id: &str) -> Result<Scenario, LoadError
     Ok(scenario)
 }
 
-/// The token shapes of a direct `open` (EX-1, EX-7), besides `job:N`.
-/// The request shapes of an `open`: a WebSocket upgrade, or one that is not.
-const REQUESTS: [&str; 4] = ["upgrade", "get", "post", "http10-upgrade"];
-
-const TOKENS: [&str; 8] = [
-    "own",
-    "none",
-    "empty",
-    "wrong",
-    "bearer",
-    "prefix",
-    "appended",
-    "other-case",
-];
-
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Where the key serde refused is, and its name: serde reports a refusal
+/// inside a step (a tagged enum, read whole first) at the step's `[[step]]`
+/// header, so the key is looked up in that table. Its words name the key
+/// (`unknown field `mode``, `missing field `job``) or the value
+/// (`unknown variant `opne``); the field is then `step N (do = "..."): key`.
+fn refused_key(text: &str, line: Option<usize>, message: &str) -> (Option<usize>, String) {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(header) = line.filter(|n| {
+        lines
+            .get(n.wrapping_sub(1))
+            .is_some_and(|l| l.trim_start().starts_with('['))
+    }) else {
+        return (line, String::new());
+    };
+    let quoted = message.split('`').nth(1).unwrap_or_default();
+    let table: Vec<(usize, &str, &str)> = lines
+        .iter()
+        .enumerate()
+        .skip(header)
+        .take_while(|(_, l)| !l.trim_start().starts_with('['))
+        .filter_map(|(i, l)| {
+            let (key, value) = l.split_once('=')?;
+            Some((i + 1, key.trim(), value.trim().trim_matches('"')))
+        })
+        .collect();
+    let found = if message.starts_with("unknown variant") {
+        table.iter().find(|(_, _, value)| *value == quoted)
+    } else {
+        table.iter().find(|(_, key, _)| *key == quoted)
+    };
+    let key = found.map_or(quoted, |(_, key, _)| key);
+    let field = match lines[header - 1].trim() {
+        "[[step]]" => {
+            let n = lines[..header]
+                .iter()
+                .filter(|l| l.trim() == "[[step]]")
+                .count();
+            let action = table
+                .iter()
+                .find(|(_, key, _)| *key == "do")
+                .map_or("", |(_, _, value)| value);
+            format!("step {n} (do = {action:?}): {key}")
+        }
+        _ => key.to_string(),
+    };
+    (found.map_or(line, |(n, _, _)| Some(*n)), field)
 }
 
 /// The line of the `n`-th (0-based) line that starts with `header`.
@@ -116,22 +150,8 @@ fn check(s: &Scenario, text: &str) -> Result<(), Problem> {
             ));
         }
     }
-    if !["shell", "docker", "custom"].contains(&s.runner.executor.as_str()) {
-        return Err(top(
-            "executor",
-            format!("{:?}: use shell, docker or custom", s.runner.executor),
-        ));
-    }
     if s.runner.replicas == 0 {
         return Err(top("replicas", "at least 1".into()));
-    }
-    if let Some(mode) = &s.network.front_proxy {
-        if mode != "pass" && mode != "strip-upgrade" {
-            return Err(top(
-                "front_proxy",
-                format!("{mode:?}: use \"pass\" or \"strip-upgrade\""),
-            ));
-        }
     }
     for (i, job) in s.jobs.iter().enumerate() {
         let at = nth_header(text, "[[job]]", i);
@@ -149,15 +169,6 @@ fn check(s: &Scenario, text: &str) -> Result<(), Problem> {
                 format!("{:?} is not a user: add [users.{}]", job.owner, job.owner),
             ));
         }
-        if let Some(start) = &job.container_start {
-            if start != "never" && Dur::parse(start).is_err() {
-                return Err((
-                    at,
-                    format!("job {}: container_start", job.id),
-                    format!("{start:?}: a duration or \"never\""),
-                ));
-            }
-        }
     }
     for (name, browser) in &s.browsers {
         if let Some(user) = browser.user.as_ref().filter(|u| !s.users.contains_key(*u)) {
@@ -170,7 +181,7 @@ fn check(s: &Scenario, text: &str) -> Result<(), Problem> {
     let hosts = hosts(s);
     for (i, step) in s.steps.iter().enumerate() {
         let at = nth_header(text, "[[step]]", i);
-        let field = format!("step {} (do = {:?})", i + 1, step.action);
+        let field = format!("step {} (do = {:?})", i + 1, step.action.name());
         check_step(s, step, &hosts).map_err(|message| (at, field, message))?;
     }
     for name in s.expect.browser.keys() {
@@ -220,108 +231,89 @@ pub fn hosts(s: &Scenario) -> Vec<String> {
 
 /// Every browser a scenario uses, in name order.
 pub fn browser_names(s: &Scenario) -> Vec<String> {
-    let mut names: Vec<String> = s.steps.iter().filter_map(|st| st.browser.clone()).collect();
+    let mut names: Vec<String> = s
+        .steps
+        .iter()
+        .filter_map(|st| st.browser().map(str::to_string))
+        .collect();
     names.sort();
     names.dedup();
     names
 }
 
-/// `proxy = "<service>/<port>/<path>"` of a step that reaches a job's service.
-fn need_proxy(step: &Step) -> Result<(), String> {
-    match step.proxy.as_deref() {
-        Some(p) if crate::world::gitlab::ProxyTarget::parse(p).is_some() => Ok(()),
-        Some(p) => Err(format!(
-            "proxy = {p:?}: use \"<service>/<port>/<path>\", e.g. \"webide-file-sync/3000/\""
-        )),
-        None => Err("needs proxy = \"<service>/<port>/<path>\"".into()),
-    }
-}
-
 fn check_step(s: &Scenario, step: &Step, hosts: &[String]) -> Result<(), String> {
-    let need_browser = || match &step.browser {
-        Some(b) if is_browser(s, b) => Ok(()),
-        Some(b) => Err(format!("browser {b:?} is not a user or a declared browser")),
-        None => Err("needs browser = \"...\"".into()),
-    };
-    let need_job = || match step.job {
-        Some(id) if s.jobs.iter().any(|j| j.id == id) => Ok(()),
-        Some(id) => Err(format!("job {id} is not defined by a [[job]]")),
-        None => Err("needs job = N".into()),
-    };
-    let need_host = |key: &str, value: &Option<String>| match value {
-        Some(h) if hosts.contains(h) => Ok(()),
-        Some(h) => Err(format!(
-            "{key} = {h:?} is not a host of this world ({})",
-            hosts.join(", ")
-        )),
-        None => Err(format!("needs {key} = \"host\"")),
-    };
-    match step.action.as_str() {
-        "open" => {
-            need_browser()?;
-            need_job()?;
-            match step.via.as_deref().unwrap_or("gitlab") {
-                "gitlab" | "direct" => {}
-                other => return Err(format!("via = {other:?}: use \"gitlab\" or \"direct\"")),
-            }
-            if let Some(token) = &step.token {
-                let ok = TOKENS.contains(&token.as_str())
-                    || token.strip_prefix("job:").is_some_and(|n| n.parse::<u64>().is_ok());
-                if !ok {
-                    return Err(format!("token = {token:?}: use one of {} or job:N", TOKENS.join(", ")));
-                }
-            }
-            match step.request.as_deref() {
-                None | Some("upgrade") => {}
-                Some(shape) if !REQUESTS.contains(&shape) => {
-                    return Err(format!("request = {shape:?}: use one of {}", REQUESTS.join(", ")))
-                }
-                Some(shape) if step.via.as_deref() != Some("direct") => {
-                    return Err(format!(
-                        "request = {shape:?} is sent straight to the runner: add via = \"direct\""
-                    ))
-                }
-                Some(_) => {}
-            }
-            if step.proxy.is_some() {
-                if step.via.as_deref() == Some("direct") {
-                    return Err("proxy = \"...\" opens a service through GitLab: drop via = \"direct\"".into());
-                }
-                need_proxy(step)?;
-            }
+    let browser = |name: &str| {
+        if is_browser(s, name) {
             Ok(())
+        } else {
+            Err(format!(
+                "browser {name:?} is not a user or a declared browser"
+            ))
         }
-        "fetch" => {
-            need_browser()?;
-            need_job()?;
-            need_proxy(step)
+    };
+    let job = |id: u64| {
+        if s.jobs.iter().any(|j| j.id == id) {
+            Ok(())
+        } else {
+            Err(format!("job {id} is not defined by a [[job]]"))
         }
-        "type" => {
-            need_browser()?;
-            if step.repeat == Some(0) {
+    };
+    let host = |key: &str, name: &str| {
+        if hosts.iter().any(|h| h == name) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{key} = {name:?} is not a host of this world ({})",
+                hosts.join(", ")
+            ))
+        }
+    };
+    match &step.action {
+        Action::Open(Open {
+            browser: name,
+            job: id,
+            ..
+        }) => {
+            browser(name)?;
+            job(*id)
+        }
+        Action::Fetch {
+            browser: name,
+            job: id,
+            ..
+        } => {
+            browser(name)?;
+            job(*id)
+        }
+        Action::Type {
+            browser: name,
+            repeat,
+            ..
+        } => {
+            if *repeat == 0 {
                 return Err("repeat = 0 types nothing: use 1 or more".into());
             }
-            step.text.as_ref().map(|_| ()).ok_or_else(|| "needs text = \"...\"".to_string())
+            browser(name)
         }
-        "close" | "vanish" => need_browser(),
-        "cancel" => need_job(),
-        "signal" => match step.mode.as_deref() {
-            Some("abort" | "graceful") => Ok(()),
-            _ => Err("needs mode = \"abort\" (SIGTERM) or \"graceful\" (SIGQUIT)".into()),
-        },
-        "revoke" => match (&step.user, step.role) {
-            (Some(u), Some(_)) if s.users.contains_key(u) => Ok(()),
-            _ => Err("needs user = \"<a user>\" and role = \"reporter\" (the new role)".into()),
-        },
-        "archive" => step.project.as_ref().map(|_| ()).ok_or_else(|| "needs project = \"...\"".to_string()),
-        "partition" | "repair" | "hold" | "release" => {
-            need_host("a", &step.a)?;
-            need_host("b", &step.b)
+        Action::Close { browser: name } | Action::Vanish { browser: name } => browser(name),
+        Action::Cancel { job: id } => job(*id),
+        Action::Signal { .. } => Ok(()),
+        Action::Revoke { user, .. } => {
+            if s.users.contains_key(user) {
+                Ok(())
+            } else {
+                Err(format!("user = {user:?} is not a user: add [users.{user}]"))
+            }
         }
-        "crash" | "bounce" => need_host("host", &step.host),
-        other => Err(format!(
-            "unknown action {other:?}: use open, fetch, type, close, vanish, cancel, signal, revoke, archive, partition, repair, hold, release, crash or bounce"
-        )),
+        Action::Archive { .. } => Ok(()),
+        Action::Partition(link)
+        | Action::Repair(link)
+        | Action::Hold(link)
+        | Action::Release(link) => {
+            host("a", &link.a)?;
+            host("b", &link.b)
+        }
+        Action::Crash { host: name } | Action::Bounce { host: name } => host("host", name),
     }
 }
 
@@ -381,18 +373,90 @@ job = 1
     }
 
     #[test]
+    fn bad_steps_name_their_line_and_field() {
+        // (change, line, field, words that say what to write instead)
+        for (from, to, line, field, words) in [
+            (
+                "do = \"open\"",
+                "do = \"opne\"",
+                13,
+                "step 1 (do = \"opne\"): do",
+                "`open`, `fetch`, `type`",
+            ),
+            (
+                "job = 1\n",
+                "job = 1\nmode = \"abort\"\n",
+                16,
+                "step 1 (do = \"open\"): mode",
+                "`browser`, `job`, `via`",
+            ),
+            (
+                "job = 1\n",
+                "job = 1\nvia = \"dirct\"\n",
+                16,
+                "step 1 (do = \"open\"): via",
+                "`gitlab` or `direct`",
+            ),
+            (
+                "job = 1\n",
+                "",
+                11,
+                "step 1 (do = \"open\"): job",
+                "missing field `job`",
+            ),
+        ] {
+            let err = load(&GOOD.replace(from, to)).unwrap_err();
+            assert_eq!((err.line, err.field.as_str()), (Some(line), field), "{err}");
+            assert!(err.message.contains(words), "{err}");
+        }
+        let err = load(&GOOD.replace("job = 1\n", "job = 1\ntoken = \"wrong\"\n")).unwrap_err();
+        assert_eq!(err.line, Some(11), "{err}");
+        assert!(err.message.contains("add via = \"direct\""), "{err}");
+        let err = load(&GOOD.replace("job = 1\n", "job = 1\nvia = \"direct\"\ntoken = \"mine\"\n"))
+            .unwrap_err();
+        assert!(err.message.contains("own, none, empty"), "{err}");
+    }
+
+    #[test]
+    fn bad_choices_outside_steps_name_their_line() {
+        for (to, line, words) in [
+            (
+                "[runner]\nexecutor = \"k8s\"\n",
+                6,
+                "`shell`, `docker`, `custom`",
+            ),
+            (
+                "[network]\nfront_proxy = \"strip\"\n",
+                6,
+                "`pass` or `strip-upgrade`",
+            ),
+        ] {
+            let err = load(&GOOD.replace("[users.alice]\n", &format!("{to}[users.alice]\n")))
+                .unwrap_err();
+            assert_eq!(err.line, Some(line), "{err}");
+            assert!(err.message.contains(words), "{err}");
+        }
+        let err = load(&GOOD.replace(
+            "script = [\"sleep 1\"]",
+            "script = [\"sleep 1\"]\ncontainer_start = \"soon\"",
+        ))
+        .unwrap_err();
+        assert!(err.message.contains("\"never\""), "{err}");
+    }
+
+    #[test]
     fn a_fetch_needs_a_service_target_and_says_how_to_write_one() {
         let fetch = GOOD.replace("do = \"open\"", "do = \"fetch\"");
         let err = load(&fetch).unwrap_err();
-        assert!(err.message.contains("needs proxy"), "{err}");
+        assert!(err.message.contains("missing field `proxy`"), "{err}");
         let err = load(&fetch.replace("job = 1\n", "job = 1\nproxy = \"svc\"\n"));
         let err = err.unwrap_err();
         assert!(err.message.contains("<service>/<port>/<path>"), "{err}");
         let ok = fetch.replace("job = 1\n", "job = 1\nproxy = \"svc/3000/x\"\n");
-        assert_eq!(
-            load(&ok).unwrap().steps[0].proxy.as_deref(),
-            Some("svc/3000/x")
-        );
+        let Action::Fetch { proxy, .. } = &load(&ok).unwrap().steps[0].action else {
+            panic!("a fetch step loads as a fetch")
+        };
+        assert_eq!(proxy.to_string(), "svc/3000/x");
     }
 
     #[test]
@@ -430,11 +494,11 @@ job = 1
         let unknown =
             load(&GOOD.replace("job = 1", "job = 1\nvia = \"direct\"\nrequest = \"put\""))
                 .unwrap_err();
-        assert!(
-            unknown.message.contains("get, post, http10-upgrade"),
-            "{unknown}"
-        );
+        assert!(unknown.message.contains("`get`, `post`"), "{unknown}");
         let good = load(&GOOD.replace("job = 1", "job = 1\nvia = \"direct\"\nrequest = \"post\""));
-        assert_eq!(good.unwrap().steps[0].request.as_deref(), Some("post"));
+        let Action::Open(open) = &good.unwrap().steps[0].action else {
+            panic!("an open step loads as an open")
+        };
+        assert_eq!(open.request, Some(crate::world::plain::Shape::Post));
     }
 }

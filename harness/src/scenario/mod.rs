@@ -2,16 +2,17 @@
 //! checks (SPEC ids), what a user would see, the world it runs in, a timeline
 //! of steps at virtual times, and what must be observed.
 
-mod duration;
 mod load;
+mod step;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use duration::Dur;
+pub use crate::duration::Dur;
 pub use load::{browser_names, hosts, load, load_str, LoadError};
+pub use step::{Action, Link, Open, Step, StopMode, Token, Via};
 
 use crate::world::gitlab::Role;
 
@@ -82,8 +83,8 @@ fn one() -> u64 {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunnerSpec {
-    #[serde(default = "shell")]
-    pub executor: String,
+    #[serde(default)]
+    pub executor: Executor,
     /// `[session_server] session_timeout`; absent: not set (CFG-3).
     #[serde(default)]
     pub session_timeout: Option<i64>,
@@ -100,7 +101,7 @@ pub struct RunnerSpec {
 impl Default for RunnerSpec {
     fn default() -> Self {
         RunnerSpec {
-            executor: shell(),
+            executor: Executor::Shell,
             session_timeout: None,
             session_server: true,
             replicas: 1,
@@ -109,9 +110,33 @@ impl Default for RunnerSpec {
     }
 }
 
-fn shell() -> String {
-    "shell".into()
+/// The runner's executor (`[[runners]] executor`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Executor {
+    #[default]
+    Shell,
+    Docker,
+    Custom,
 }
+
+impl Executor {
+    /// As config.toml writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Executor::Shell => "shell",
+            Executor::Docker => "docker",
+            Executor::Custom => "custom",
+        }
+    }
+}
+
+impl std::fmt::Display for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -136,9 +161,9 @@ pub struct NetworkSpec {
     /// Message latency range, `[min, max]`.
     #[serde(default)]
     pub latency: Option<[Dur; 2]>,
-    /// A reverse proxy in front of GitLab: `pass` or `strip-upgrade` (WH-6).
+    /// A reverse proxy in front of GitLab (WH-6).
     #[serde(default)]
-    pub front_proxy: Option<String>,
+    pub front_proxy: Option<FrontProxy>,
     /// A TLS-terminating proxy in front of the runner (TLS-2).
     #[serde(default)]
     pub runner_tls_proxy: bool,
@@ -148,6 +173,16 @@ pub struct NetworkSpec {
     /// The runner advertises an address GitLab cannot reach (DP-1).
     #[serde(default)]
     pub unreachable_advertise: bool,
+}
+
+/// What a reverse proxy in front of GitLab does with a WebSocket upgrade.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FrontProxy {
+    /// Passes it on.
+    Pass,
+    /// Drops the `Upgrade` and `Connection` headers, as a misconfigured proxy does.
+    StripUpgrade,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -177,9 +212,9 @@ pub struct JobSpec {
     /// Time the executor takes to prepare, before the job runs (EX-3).
     #[serde(default)]
     pub prepare: Option<Dur>,
-    /// Docker: time until the build container runs; `"never"` for one that does not.
-    #[serde(default)]
-    pub container_start: Option<String>,
+    /// Docker: when the build container runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_start: Option<ContainerStart>,
     /// A Web IDE terminal job (WI-1): the `terminal` job of a `webide` pipeline.
     #[serde(default)]
     pub webide: bool,
@@ -210,6 +245,34 @@ impl ServiceSpec {
     }
 }
 
+/// When a docker job's build container runs: after a duration, or `"never"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContainerStart {
+    After(Dur),
+    Never,
+}
+
+impl<'de> Deserialize<'de> for ContainerStart {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == "never" {
+            return Ok(ContainerStart::Never);
+        }
+        Dur::parse(&text).map(ContainerStart::After).map_err(|e| {
+            serde::de::Error::custom(format!("{e}; or \"never\" for a container that never runs"))
+        })
+    }
+}
+
+impl Serialize for ContainerStart {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ContainerStart::After(d) => d.serialize(s),
+            ContainerStart::Never => s.serialize_str("never"),
+        }
+    }
+}
+
 fn demo() -> String {
     "demo".into()
 }
@@ -220,61 +283,6 @@ pub struct BrowserSpec {
     /// The GitLab user it is signed in as; absent: not signed in.
     #[serde(default)]
     pub user: Option<String>,
-}
-
-/// One step of the timeline. `do` says what; the other keys depend on it:
-/// - `open` (browser, job, via = "gitlab"|"direct", token = "own"|"none"|"empty"|"wrong"|"bearer"|"prefix"|"appended"|"other-case"|"job:N",
-///   protocols = [...], insecure; proxy = "<service>/<port>/<path>": the job's service
-///   through Workhorse's `proxy.ws` instead of its terminal, WI-3),
-///   `fetch` (browser, job, proxy: an HTTP GET through Workhorse's proxy, WI-4),
-///   `type` (browser, text, repeat = N: the text N times in
-///   one message, a paste), `close` (browser), `vanish` (browser)
-/// - `cancel` (job), `signal` (mode = "abort"|"graceful"), `revoke` (user, role), `archive` (project)
-/// - `partition`, `repair`, `hold`, `release` (a, b), `crash`, `bounce` (host)
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Step {
-    pub at: Dur,
-    #[serde(rename = "do")]
-    pub action: String,
-    #[serde(default)]
-    pub browser: Option<String>,
-    #[serde(default)]
-    pub job: Option<u64>,
-    #[serde(default)]
-    pub text: Option<String>,
-    #[serde(default)]
-    pub repeat: Option<usize>,
-    #[serde(default)]
-    pub via: Option<String>,
-    #[serde(default)]
-    pub token: Option<String>,
-    #[serde(default)]
-    pub protocols: Option<Vec<String>>,
-    #[serde(default)]
-    pub insecure: bool,
-    #[serde(default)]
-    pub mode: Option<String>,
-    #[serde(default)]
-    pub user: Option<String>,
-    #[serde(default)]
-    pub role: Option<Role>,
-    #[serde(default)]
-    pub project: Option<String>,
-    #[serde(default)]
-    pub a: Option<String>,
-    #[serde(default)]
-    pub b: Option<String>,
-    #[serde(default)]
-    pub host: Option<String>,
-    /// `open` only: the request's shape, `upgrade` (the default) or one that is
-    /// not a WebSocket upgrade, sent directly: `get`, `post` (EX-2's 405), or
-    /// `http10-upgrade` (an upgrade as HTTP/1.0: WS-8 refuses it).
-    #[serde(default)]
-    pub request: Option<String>,
-    /// `<service>/<port>/<path>` of a job's service (steps `open` and `fetch`).
-    #[serde(default)]
-    pub proxy: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -313,9 +321,8 @@ pub struct BrowserExpect {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobExpect {
-    /// `success`, `failed`, or `running` (no final state by the end).
     #[serde(default)]
-    pub state: Option<String>,
+    pub state: Option<JobState>,
     #[serde(default)]
     pub failure_reason: Option<String>,
     /// Log lines (substrings), in this order.
@@ -330,4 +337,25 @@ pub struct JobExpect {
     /// Whether the runner offered a session with the job (JOB-1).
     #[serde(default)]
     pub session_offered: Option<bool>,
+}
+
+/// A job's state at the end of a run, as GitLab holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Success,
+    Failed,
+    /// No final state by the end.
+    Running,
+}
+
+impl JobState {
+    /// As the runner reports it (`running`: it reported none).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Success => "success",
+            JobState::Failed => "failed",
+            JobState::Running => "running",
+        }
+    }
 }

@@ -110,7 +110,7 @@ impl Served {
 
 /// Serves `options`' world and starts (or waits for) its runner.
 pub async fn start(options: &Options) -> anyhow::Result<Served> {
-    let docker = options.scenario.runner.executor == "docker";
+    let docker = options.scenario.runner.executor == crate::scenario::Executor::Docker;
     if docker && options.job_image.is_none() {
         anyhow::bail!(
             "the runner uses the docker executor: pass --job-image <image>, an image its \
@@ -240,7 +240,7 @@ mod tests {
     #[tokio::test]
     async fn a_docker_world_needs_a_job_image() {
         let mut options = Options::demo("127.0.0.1:0");
-        options.scenario.runner.executor = "docker".into();
+        options.scenario.runner.executor = crate::scenario::Executor::Docker;
         let err = start(&options).await.err().expect("refused").to_string();
         assert!(err.contains("--job-image"), "{err}");
     }

@@ -14,25 +14,8 @@ use super::workhorse::USER_HEADER;
 use super::ws::{self, Dialed, Trust, Ws};
 use crate::trace::{preview, Close, Recorder, What};
 
-/// Which token a direct connection to the runner carries (EX-1).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Token {
-    /// The session's own token.
-    Own,
-    None,
-    Empty,
-    Wrong,
-    /// `Bearer <own token>` (EX-7).
-    Bearer,
-    /// The first half of the own token.
-    Prefix,
-    /// The own token with a character appended.
-    Appended,
-    /// The own token in capitals (it is lowercase hex).
-    OtherCase,
-    /// Another job's session token.
-    OfJob(u64),
-}
+/// Which token a direct connection carries: the scenario's choice.
+pub use crate::scenario::Token;
 
 /// Where the first half of a token ends (on a character boundary).
 fn own_half(token: &str) -> usize {

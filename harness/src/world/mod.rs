@@ -33,13 +33,15 @@ use session_server::machine::timed::Timed;
 use session_server::machine::JobTimings;
 use session_server::net::{Net, TurmoilNet};
 use session_server::rng::Rng;
-use session_server::runner::{Runner, RunnerParts, StopMode};
+use session_server::runner::{self, Runner, RunnerParts};
 use tokio::sync::watch;
 
-use crate::scenario::{Dur, Scenario, Step};
+use crate::scenario::{
+    Action, ContainerStart, Dur, FrontProxy, Link, Open, Scenario, Step, StopMode,
+};
 use crate::trace::{Event, Recorder, What};
-use browser::{Browser, Token, Via};
-use gitlab::{Gitlab, JobDef, ProxyTarget, Role};
+use browser::{Browser, Via};
+use gitlab::{Gitlab, JobDef};
 
 pub const SESSION_PORT: u16 = 8093;
 pub const RUNNER_TOKEN: &str = "glrt-session-harness";
@@ -106,7 +108,7 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
     let counters = machine::Counters::default();
     let mut controls = Vec::new();
     for host in &hosts {
-        let (control, _) = watch::channel(None::<StopMode>);
+        let (control, _) = watch::channel(None::<runner::StopMode>);
         let control = Arc::new(control);
         controls.push(control.clone());
         let toml = runner_config(scenario, host);
@@ -158,7 +160,7 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         let steps: Vec<Step> = scenario
             .steps
             .iter()
-            .filter(|s| s.browser.as_deref() == Some(name))
+            .filter(|s| s.browser() == Some(name.as_str()))
             .cloned()
             .collect();
         let browser = Browser::new(name, user, TurmoilNet, gitlab.clone(), recorder.clone());
@@ -239,7 +241,7 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
     let global: Vec<&Step> = scenario
         .steps
         .iter()
-        .filter(|s| s.browser.is_none())
+        .filter(|s| s.browser().is_none())
         .collect();
     let mut next = 0;
     // The next instant the director asks whether the run settled.
@@ -350,139 +352,122 @@ pub async fn perform<N: Net>(browser: &mut Browser<N>, step: &Step, entry: &str)
     act(browser, step, entry).await;
 }
 
-/// Carries out one browser step now (`entry`: where GitLab is reached).
+/// Carries out one browser step now (`entry`: where GitLab is reached). The
+/// other steps are GitLab's, the operator's or the network's: not a browser's
+/// to take.
 pub async fn act<N: Net>(browser: &mut Browser<N>, step: &Step, entry: &str) {
-    match step.action.as_str() {
-        "open" => {
-            let proxy = step.proxy.as_deref().and_then(ProxyTarget::parse);
-            let via = match (step.via.as_deref(), proxy) {
-                (Some("direct"), _) => Via::Direct {
-                    token: token(step.token.as_deref()),
-                    insecure: step.insecure,
+    match &step.action {
+        Action::Open(Open {
+            job,
+            via,
+            protocols,
+            request,
+            proxy,
+            ..
+        }) => {
+            let via = match (via, proxy) {
+                (crate::scenario::Via::Direct { token, insecure }, _) => Via::Direct {
+                    token: *token,
+                    insecure: *insecure,
                 },
-                (_, Some(target)) => Via::Service {
+                (crate::scenario::Via::Gitlab, Some(target)) => Via::Service {
                     entry: entry.to_string(),
-                    target,
+                    target: target.clone(),
                 },
-                _ => Via::Gitlab {
+                (crate::scenario::Via::Gitlab, None) => Via::Gitlab {
                     entry: entry.to_string(),
                 },
             };
-            let job = step.job.expect("checked by the loader");
-            if let Some(shape) = step.request.as_deref().and_then(plain::Shape::parse) {
-                browser.request(job, &via, shape).await;
+            if let Some(shape) = request {
+                browser.request(*job, &via, *shape).await;
                 return;
             }
-            let protocols = step
-                .protocols
+            let protocols = protocols
                 .clone()
                 .unwrap_or_else(|| vec![DEFAULT_PROTOCOL.to_string()]);
-            browser.open(job, &via, &protocols).await;
+            browser.open(*job, &via, &protocols).await;
         }
-        "type" => {
-            let text = step.text.as_deref().unwrap_or_default();
-            browser
-                .type_text(text.repeat(step.repeat.unwrap_or(1)).as_bytes())
-                .await
+        Action::Type { text, repeat, .. } => {
+            browser.type_text(text.repeat(*repeat).as_bytes()).await
         }
-        "fetch" => {
-            let target = step.proxy.as_deref().and_then(ProxyTarget::parse);
-            let target = target.expect("checked by the loader");
-            let job = step.job.expect("checked by the loader");
-            browser.fetch(job, entry, &target).await
-        }
-        "close" => browser.close().await,
-        "vanish" => browser.vanish().await,
-        other => unreachable!("the loader refuses browser action {other}"),
+        Action::Fetch { job, proxy, .. } => browser.fetch(*job, entry, proxy).await,
+        Action::Close { .. } => browser.close().await,
+        Action::Vanish { .. } => browser.vanish().await,
+        Action::Cancel { .. }
+        | Action::Signal { .. }
+        | Action::Revoke { .. }
+        | Action::Archive { .. }
+        | Action::Partition(_)
+        | Action::Repair(_)
+        | Action::Hold(_)
+        | Action::Release(_)
+        | Action::Crash { .. }
+        | Action::Bounce { .. } => {}
     }
 }
 
-fn token(spec: Option<&str>) -> Token {
-    match spec.unwrap_or("own") {
-        "none" => Token::None,
-        "empty" => Token::Empty,
-        "wrong" => Token::Wrong,
-        "bearer" => Token::Bearer,
-        "prefix" => Token::Prefix,
-        "appended" => Token::Appended,
-        "other-case" => Token::OtherCase,
-        other => other
-            .strip_prefix("job:")
-            .and_then(|n| n.parse().ok())
-            .map(Token::OfJob)
-            .unwrap_or(Token::Own),
-    }
-}
-
-/// A global step: GitLab, the runner's operator, or the network.
+/// A global step: GitLab, the runner's operator, or the network. A browser's
+/// steps are its own (`act`).
 fn apply(
     sim: &mut turmoil::Sim<'_>,
     step: &Step,
     gitlab: &Gitlab,
-    controls: &[Arc<watch::Sender<Option<StopMode>>>],
+    controls: &[Arc<watch::Sender<Option<runner::StopMode>>>],
     recorder: &Recorder,
 ) {
     let at = sim.elapsed();
-    let (a, b) = (
-        step.a.clone().unwrap_or_default(),
-        step.b.clone().unwrap_or_default(),
-    );
-    let (spec, description) = match step.action.as_str() {
-        "cancel" => {
-            let job = step.job.expect("checked by the loader");
-            gitlab.cancel(job);
+    let (spec, description) = match &step.action {
+        Action::Cancel { job } => {
+            gitlab.cancel(*job);
             ("LC-4", format!("job {job} is cancelled in GitLab"))
         }
-        "signal" => {
-            let (mode, signal) = match step.mode.as_deref() {
-                Some("graceful") => (StopMode::Graceful, "SIGQUIT"),
-                _ => (StopMode::Abort, "SIGTERM"),
+        Action::Signal { mode } => {
+            let stop = match mode {
+                StopMode::Graceful => runner::StopMode::Graceful,
+                StopMode::Abort => runner::StopMode::Abort,
             };
             for control in controls {
-                control.send_replace(Some(mode));
+                control.send_replace(Some(stop));
             }
-            ("LC-4", format!("the runner receives {signal}"))
+            ("LC-4", format!("the runner receives {}", mode.signal()))
         }
-        "revoke" => {
-            let (user, role) = (
-                step.user.clone().unwrap_or_default(),
-                step.role.unwrap_or(Role::Reporter),
-            );
-            gitlab.add_user(&user, role);
+        Action::Revoke { user, role } => {
+            gitlab.add_user(user, *role);
             ("AU-2", format!("{user}'s role becomes {role:?}"))
         }
-        "archive" => {
-            let project = step.project.clone().unwrap_or_default();
-            gitlab.set_archived(&project, true);
+        Action::Archive { project } => {
+            gitlab.set_archived(project, true);
             ("AU-2", format!("project {project} is archived"))
         }
-        "partition" => {
+        Action::Partition(Link { a, b }) => {
             sim.partition(a.as_str(), b.as_str());
             ("", format!("network partition between {a} and {b}"))
         }
-        "repair" => {
+        Action::Repair(Link { a, b }) => {
             sim.repair(a.as_str(), b.as_str());
             ("", format!("network between {a} and {b} repaired"))
         }
-        "hold" => {
+        Action::Hold(Link { a, b }) => {
             sim.hold(a.as_str(), b.as_str());
             ("", format!("messages between {a} and {b} held"))
         }
-        "release" => {
+        Action::Release(Link { a, b }) => {
             sim.release(a.as_str(), b.as_str());
             ("", format!("messages between {a} and {b} released"))
         }
-        "crash" => {
-            let host = step.host.clone().unwrap_or_default();
+        Action::Crash { host } => {
             sim.crash(host.as_str());
             ("", format!("host {host} crashes"))
         }
-        "bounce" => {
-            let host = step.host.clone().unwrap_or_default();
+        Action::Bounce { host } => {
             sim.bounce(host.as_str());
             ("", format!("host {host} restarts"))
         }
-        other => unreachable!("the loader refuses global action {other}"),
+        Action::Open(_)
+        | Action::Fetch { .. }
+        | Action::Type { .. }
+        | Action::Close { .. }
+        | Action::Vanish { .. } => return,
     };
     let spec = (!spec.is_empty()).then_some(spec);
     recorder.record_at(at, "scenario", spec, What::Injected { description });
@@ -495,9 +480,9 @@ fn job_timings(scenario: &Scenario) -> Vec<(u64, JobTimings)> {
         .jobs
         .iter()
         .map(|job| {
-            let container_start = match job.container_start.as_deref() {
-                Some("never") => None,
-                Some(start) => Some(Dur::parse(start).map(|d| d.0).unwrap_or_default()),
+            let container_start = match job.container_start {
+                Some(ContainerStart::Never) => None,
+                Some(ContainerStart::After(start)) => Some(start.0),
                 None => Some(Duration::ZERO),
             };
             let prepare = job.prepare.map(|d| d.0).unwrap_or_default();
@@ -624,18 +609,18 @@ fn add_middleboxes(sim: &mut turmoil::Sim<'_>, scenario: &Scenario, runners: &[S
             }
         });
     }
-    if let Some(mode) = scenario.network.front_proxy.clone() {
-        sim.host("proxy", move || {
-            let mode = mode.clone();
-            async move {
-                let listener = TurmoilNet.bind("0.0.0.0:80").await?;
-                if mode == "strip-upgrade" {
-                    middlebox::strip_upgrade_proxy(listener, TurmoilNet, "gitlab:80".into()).await;
-                } else {
-                    middlebox::tcp_relay(listener, TurmoilNet, vec!["gitlab:80".into()]).await;
+    if let Some(mode) = scenario.network.front_proxy {
+        sim.host("proxy", move || async move {
+            let listener = TurmoilNet.bind("0.0.0.0:80").await?;
+            match mode {
+                FrontProxy::StripUpgrade => {
+                    middlebox::strip_upgrade_proxy(listener, TurmoilNet, "gitlab:80".into()).await
                 }
-                Ok(())
+                FrontProxy::Pass => {
+                    middlebox::tcp_relay(listener, TurmoilNet, vec!["gitlab:80".into()]).await
+                }
             }
+            Ok(())
         });
     }
     if scenario.network.runner_tls_proxy {

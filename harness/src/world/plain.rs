@@ -11,8 +11,10 @@ use session_server::net::Net;
 
 use super::ws::{self, Trust};
 
-/// The shape of a request that is not an ordinary upgrade.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The shape of a request that is not an ordinary upgrade; a scenario's
+/// `request = "get" | "post" | "http10-upgrade"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Shape {
     Get,
     Post,
@@ -21,16 +23,6 @@ pub enum Shape {
 }
 
 impl Shape {
-    /// The scenario file's name of it (`request = "..."`), `None` for an upgrade.
-    pub fn parse(name: &str) -> Option<Shape> {
-        match name {
-            "get" => Some(Shape::Get),
-            "post" => Some(Shape::Post),
-            "http10-upgrade" => Some(Shape::Http10Upgrade),
-            _ => None,
-        }
-    }
-
     pub fn describe(self) -> &'static str {
         match self {
             Shape::Get => "a plain GET",

@@ -6,8 +6,9 @@
 //! the terminal"), JobLog lines, JobState; the scenario's cancel and signal
 //! steps, executor, session_timeout and job timeout.
 
-use super::facts::{go_format, Facts, JobFacts, RunnerClose};
+use super::facts::{Facts, JobFacts, RunnerClose, Stop};
 use super::{at, violation, Judge};
+use crate::duration::go_string;
 
 const CONNECTED: &str = "Terminal is connected, will time out in ";
 const DISCONNECTED: &str = "Terminal disconnected";
@@ -45,7 +46,7 @@ fn close_fits_its_cause(facts: &Facts, close: &RunnerClose, found: &mut Judge) {
                 facts
                     .stops
                     .iter()
-                    .any(|(t, how)| *t <= close.at && how == "cancel"),
+                    .any(|(t, how)| *t <= close.at && *how == Stop::Cancel),
             )
         } else if reason == "runner shutting down" {
             (
@@ -54,7 +55,7 @@ fn close_fits_its_cause(facts: &Facts, close: &RunnerClose, found: &mut Judge) {
                 facts
                     .stops
                     .iter()
-                    .any(|(t, how)| *t <= close.at && how != "cancel"),
+                    .any(|(t, how)| *t <= close.at && matches!(how, Stop::Signal(_))),
             )
         } else if reason == "shell exited" {
             ("WS-7", 1000, true)
@@ -110,7 +111,7 @@ fn wait_is_logged(facts: &Facts, job: &JobFacts, found: &mut Judge) {
     if let Some((i, waited)) = &waited {
         found.ran("LC-1");
         if let Some(expected) = job.clear_wait() {
-            if *waited != go_format(expected) {
+            if *waited != go_string(expected) {
                 violation(
                     found,
                     "wait-duration",
@@ -119,7 +120,7 @@ fn wait_is_logged(facts: &Facts, job: &JobFacts, found: &mut Judge) {
                         "job {}'s log says `{CONNECTED}{waited}...`; its session_timeout is {}s, well within the time left: {}",
                         job.id,
                         job.session_timeout.as_secs(),
-                        go_format(expected)
+                        go_string(expected)
                     ),
                 );
             }

@@ -4,8 +4,11 @@
 
 use std::time::Duration;
 
-use crate::scenario::{Dur, Scenario, Step};
+use crate::scenario::{
+    Action, ContainerStart, Executor, Open, Scenario, Step, StopMode, Token, Via,
+};
 use crate::trace::{Close, Event, What};
+use crate::world::plain::Shape;
 
 /// One job as the scenario sets it up and the trace shows it.
 pub struct JobFacts {
@@ -53,16 +56,23 @@ impl JobFacts {
     }
 }
 
+/// How a run was stopped: GitLab cancelled the job, or the operator
+/// signalled the runner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    Cancel,
+    Signal(StopMode),
+}
+
 /// A request straight at the runner's session URL (Open with a direct target,
 /// paired with its open step for the token, and its Answer).
 pub struct Request {
     pub browser: String,
     pub job: u64,
-    /// The step's token shape (`own`, `none`, `wrong`, `bearer`, ...).
-    pub token: String,
-    /// The step's request shape when it is not an upgrade (`get`, `post`,
-    /// `http10-upgrade`).
-    pub shape: Option<String>,
+    /// The step's token shape.
+    pub token: Token,
+    /// The step's request shape when it is not an upgrade (EX-2, WS-8).
+    pub shape: Option<Shape>,
     pub opened: u64,
     /// When and with which status it was answered (0: no HTTP answer).
     pub answer: Option<(u64, u16)>,
@@ -70,7 +80,7 @@ pub struct Request {
 
 impl Request {
     pub fn own_token(&self) -> bool {
-        self.token == "own"
+        self.token == Token::Own
     }
 }
 
@@ -102,8 +112,8 @@ pub struct Facts<'a> {
     pub requests: Vec<Request>,
     pub closes: Vec<RunnerClose>,
     pub connections: Vec<DirectConnection>,
-    /// Cancel and signal steps: when, and which (`cancel`, `abort`, `graceful`).
-    pub stops: Vec<(u64, String)>,
+    /// Cancel and signal steps: when, and which.
+    pub stops: Vec<(u64, Stop)>,
     /// A partition or held link between GitLab and the runner, or a crash:
     /// what the harness sees of the runner may then be late or missing.
     pub runner_obscured: bool,
@@ -116,21 +126,21 @@ impl<'a> Facts<'a> {
         let stops = scenario
             .steps
             .iter()
-            .filter_map(|s| match s.action.as_str() {
-                "cancel" => Some((millis(s.at.0), "cancel".to_string())),
-                "signal" => Some((millis(s.at.0), s.mode.clone().unwrap_or_default())),
+            .filter_map(|s| match &s.action {
+                Action::Cancel { .. } => Some((millis(s.at.0), Stop::Cancel)),
+                Action::Signal { mode } => Some((millis(s.at.0), Stop::Signal(*mode))),
                 _ => None,
             })
             .collect();
         let obscured_from = scenario
             .steps
             .iter()
-            .filter(|s| {
-                matches!(s.action.as_str(), "crash" | "bounce")
-                    || (matches!(s.action.as_str(), "partition" | "hold")
-                        && [&s.a, &s.b]
-                            .iter()
-                            .any(|h| h.as_deref().is_some_and(|h| h.starts_with("runner"))))
+            .filter(|s| match &s.action {
+                Action::Crash { .. } | Action::Bounce { .. } => true,
+                Action::Partition(link) | Action::Hold(link) => {
+                    [&link.a, &link.b].iter().any(|h| h.starts_with("runner"))
+                }
+                _ => false,
             })
             .map(|s| millis(s.at.0))
             .min();
@@ -183,14 +193,14 @@ fn jobs(scenario: &Scenario, events: &[Event]) -> Vec<JobFacts> {
                 })
                 .collect();
             let timeout = job.timeout.map_or(Duration::from_secs(3600), |d| d.0);
-            let container_start = match job.container_start.as_deref() {
-                Some("never") => None,
-                Some(s) => Some(Dur::parse(s).map(|d| d.0).unwrap_or_default()),
+            let container_start = match job.container_start {
+                Some(ContainerStart::Never) => None,
+                Some(ContainerStart::After(start)) => Some(start.0),
                 None => Some(Duration::ZERO),
             };
             Some(JobFacts {
                 id: job.id,
-                docker: scenario.runner.executor == "docker",
+                docker: scenario.runner.executor == Executor::Docker,
                 taken,
                 ended,
                 prepare: job.prepare.map(|d| d.0).unwrap_or_default(),
@@ -208,21 +218,24 @@ fn jobs(scenario: &Scenario, events: &[Event]) -> Vec<JobFacts> {
 /// open (an Open event, or the note that GitLab knew no session) is its k-th
 /// open step.
 fn requests(scenario: &Scenario, events: &[Event]) -> Vec<Request> {
-    let mut steps: Vec<&Step> = scenario
+    let mut steps: Vec<(&Step, &Open)> = scenario
         .steps
         .iter()
-        .filter(|s| s.action == "open")
+        .filter_map(|s| match &s.action {
+            Action::Open(open) => Some((s, open)),
+            _ => None,
+        })
         .collect();
-    steps.sort_by_key(|s| s.at);
+    steps.sort_by_key(|(s, _)| s.at);
     let mut next: std::collections::BTreeMap<String, usize> = Default::default();
     let mut step_of = |browser: &str| {
         let seen = next.entry(browser.to_string()).or_default();
-        let step = steps
+        let open = steps
             .iter()
-            .filter(|s| s.browser.as_deref() == Some(browser))
+            .filter(|(_, open)| open.browser == browser)
             .nth(*seen);
         *seen += 1;
-        step.copied()
+        open.map(|(_, open)| *open)
     };
     let mut requests: Vec<Request> = Vec::new();
     let mut waiting: std::collections::BTreeMap<&str, usize> = Default::default();
@@ -231,19 +244,18 @@ fn requests(scenario: &Scenario, events: &[Event]) -> Vec<Request> {
             What::Open {
                 browser, target, ..
             } => {
-                let step = step_of(browser);
+                let open = step_of(browser);
                 waiting.remove(browser.as_str());
                 if let Some(job) = super::direct_target(target) {
                     waiting.insert(browser, requests.len());
                     requests.push(Request {
                         browser: browser.clone(),
                         job,
-                        token: step
-                            .and_then(|s| s.token.clone())
-                            .unwrap_or_else(|| "own".into()),
-                        shape: step
-                            .and_then(|s| s.request.clone())
-                            .filter(|shape| shape != "upgrade"),
+                        token: match open.map(|o| &o.via) {
+                            Some(Via::Direct { token, .. }) => *token,
+                            Some(Via::Gitlab) | None => Token::Own,
+                        },
+                        shape: open.and_then(|o| o.request),
                         opened: e.at_ms,
                         answer: None,
                     });
@@ -371,14 +383,4 @@ fn connections(events: &[Event]) -> Vec<DirectConnection> {
 
 pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// A duration as Go prints it (`30m0s`, `1m5s`, `6s`), to the second.
-pub fn go_format(d: Duration) -> String {
-    let s = d.as_secs();
-    match (s / 3600, s % 3600 / 60, s % 60) {
-        (0, 0, sec) => format!("{sec}s"),
-        (0, min, sec) => format!("{min}m{sec}s"),
-        (h, min, sec) => format!("{h}h{min}m{sec}s"),
-    }
 }

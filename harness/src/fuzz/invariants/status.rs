@@ -8,6 +8,7 @@
 use super::facts::{Facts, Request};
 use super::{at, violation, Judge, SAME_MOMENT};
 use crate::trace::What;
+use crate::world::plain::Shape;
 
 pub fn check(facts: &Facts, found: &mut Judge) {
     for request in &facts.requests {
@@ -31,10 +32,10 @@ pub fn check(facts: &Facts, found: &mut Judge) {
 /// (the shell count is `no_shell_for_refused_requests`'s).
 fn token_decides(facts: &Facts, request: &Request, answered: u64, status: u16, found: &mut Judge) {
     found.ran("EX-1");
-    let after_the_token = match request.shape.as_deref() {
+    let after_the_token = match request.shape {
         None => "EX-4..6",
-        Some("http10-upgrade") => "WS-8",
-        Some(_) => "EX-2",
+        Some(Shape::Http10Upgrade) => "WS-8",
+        Some(Shape::Get | Shape::Post) => "EX-2",
     };
     if request.own_token() && after_the_token != "EX-4..6" {
         found.ran(after_the_token);
@@ -57,8 +58,8 @@ fn token_decides(facts: &Facts, request: &Request, answered: u64, status: u16, f
         } else {
             format!("a token of shape `{}`", request.token)
         };
-        let what = match request.shape.as_deref() {
-            Some(shape) => format!("`{shape}` (not an upgrade) with {token}"),
+        let what = match request.shape {
+            Some(shape) => format!("{} with {token}", shape.describe()),
             None => token,
         };
         let gone = if may_be_gone {

@@ -1,0 +1,116 @@
+//! The one judge of a scenario's run: its expectations ([`expect`]) and, when
+//! the scenario says `invariants = true` (the regressions the fuzzer writes),
+//! SPEC's lifecycle invariants ([`invariants`]), merged into one verdict.
+//! `run`, `cargo test` (`tests/scenarios.rs`) and `conform` reach a scenario's
+//! verdict only through [`verdict`], so a committed regression is judged the
+//! same way wherever it runs.
+
+use crate::expect::{self, Failure, Judging, Verdict};
+use crate::fuzz::invariants;
+use crate::scenario::Scenario;
+use crate::trace::Event;
+use crate::world::Run;
+
+/// What a run of a scenario left to judge.
+#[derive(Clone, Copy)]
+pub enum Observed<'a> {
+    /// A simulated run: its events, and the runner's machine and sessions as
+    /// the simulation sees them (what the invariants read).
+    Simulated(&'a Run),
+    /// A run over real sockets: its events only. The invariants are not
+    /// checked there: they count the terminals the runner's machine opened,
+    /// which only the simulation sees (the scenarios that ask for them are
+    /// generated lifecycles with simulated faults, skipped by `conform`).
+    Real(&'a [Event]),
+}
+
+/// `scenario`'s verdict on what was observed.
+pub fn verdict(scenario: &Scenario, observed: Observed<'_>, judging: Judging) -> Verdict {
+    let events = match observed {
+        Observed::Simulated(run) => &run.events[..],
+        Observed::Real(events) => events,
+    };
+    let mut verdict = expect::check_with(scenario, events, judging);
+    if let (true, Observed::Simulated(run)) = (scenario.invariants, observed) {
+        verdict.failures.extend(
+            invariants::check(scenario, run)
+                .into_iter()
+                .map(|v| Failure {
+                    check: format!("invariant {} [{}]", v.invariant, v.spec),
+                    expected: "holds".into(),
+                    observed: v.detail,
+                }),
+        );
+    }
+    verdict
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::expect::Strictness;
+    use crate::scenario::load_str;
+
+    const REGRESSION: &str = r#"
+title = "a committed regression"
+user_sees = "its job ends"
+spec = ["LC-1"]
+invariants = true
+[users.alice]
+role = "developer"
+[[job]]
+id = 1
+owner = "alice"
+script = ["sleep 1"]
+"#;
+
+    /// A run in which job 1 was never taken nor ended: no expectation says
+    /// anything of it, the invariant `job-ends` (LC-1) does.
+    fn silent_run() -> Run {
+        Run {
+            events: Vec::new(),
+            simulated: Duration::from_secs(60),
+            terminals: Default::default(),
+            session_probes: Vec::new(),
+        }
+    }
+
+    fn strict() -> Judging {
+        Judging {
+            strictness: Strictness::Strict,
+            text_durations: None,
+        }
+    }
+
+    #[test]
+    fn a_regression_that_asks_for_invariants_fails_on_a_broken_one() {
+        let scenario =
+            load_str(REGRESSION, Path::new("regressions/r.toml"), "regressions/r").unwrap();
+        let run = silent_run();
+        let verdict = verdict(&scenario, Observed::Simulated(&run), strict());
+        assert!(
+            verdict
+                .failures
+                .iter()
+                .any(|f| f.check == "invariant job-ends [LC-1]"),
+            "{verdict:?}"
+        );
+    }
+
+    #[test]
+    fn invariants_are_checked_only_when_asked_and_only_in_simulation() {
+        let asked = load_str(REGRESSION, Path::new("regressions/r.toml"), "regressions/r").unwrap();
+        let not_asked = load_str(
+            &REGRESSION.replace("invariants = true\n", ""),
+            Path::new("regressions/r.toml"),
+            "regressions/r",
+        )
+        .unwrap();
+        let run = silent_run();
+        assert!(verdict(&not_asked, Observed::Simulated(&run), strict()).passed());
+        assert!(verdict(&asked, Observed::Real(&run.events), strict()).passed());
+    }
+}
