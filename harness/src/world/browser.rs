@@ -86,6 +86,19 @@ impl<N: Net> Browser<N> {
         self.recorder.record(&self.name, spec, what);
     }
 
+    /// Records an answer other than 101 (`status` 0: no HTTP answer, `body` says why).
+    fn refused(&self, status: u16, body: String) {
+        self.record(
+            None,
+            What::Answer {
+                browser: self.name.clone(),
+                status,
+                protocol: None,
+                body,
+            },
+        );
+    }
+
     /// Where a request for job `job`'s terminal goes, and what it carries;
     /// `None` (recorded) when a direct request has no session URL to go to.
     fn target(&self, job: u64, via: &Via) -> Option<Target> {
@@ -172,15 +185,7 @@ impl<N: Net> Browser<N> {
         let (status, body) = plain::send(&self.net, &url, trust, shape, &headers)
             .await
             .unwrap_or_else(|why| (0, why));
-        self.record(
-            None,
-            What::Answer {
-                browser: self.name.clone(),
-                status,
-                protocol: None,
-                body,
-            },
-        );
+        self.refused(status, body);
     }
 
     /// Opens job `job`'s terminal offering `protocols`.
@@ -240,26 +245,10 @@ impl<N: Net> Browser<N> {
                 });
             }
             Dialed::Refused { status, body } => {
-                self.record(
-                    None,
-                    What::Answer {
-                        browser: self.name.clone(),
-                        status,
-                        protocol: None,
-                        body,
-                    },
-                );
+                self.refused(status, body);
             }
             Dialed::Failed(why) => {
-                self.record(
-                    None,
-                    What::Answer {
-                        browser: self.name.clone(),
-                        status: 0,
-                        protocol: None,
-                        body: why,
-                    },
-                );
+                self.refused(0, why);
             }
         }
     }
