@@ -29,7 +29,7 @@ use session_server::executor::engine::Engine;
 use session_server::machine::ScriptExit;
 use session_server::net::TokioNet;
 use session_server::runner::StopMode;
-use support::{connect, job, world, World};
+use support::{connect, job, selected, world, World};
 use tokio::io::AsyncReadExt;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -105,15 +105,6 @@ fn bench_docker_config() -> DockerConfig {
         pull_policy: PullPolicy::Never,
         ..DockerConfig::default()
     }
-}
-
-/// Which parts to run: numbers among the arguments, none meaning all.
-fn selected(part: u32) -> bool {
-    let parts: Vec<u32> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    parts.is_empty() || parts.contains(&part)
 }
 
 async fn run_all() -> anyhow::Result<()> {

@@ -28,7 +28,7 @@ use session_server::machine::sim::SimMachine;
 use session_server::net::{Net, TokioNet};
 use session_server::runner::StopMode;
 use session_server::session::Session;
-use support::{connect, job, world, Gitlab, World};
+use support::{connect, job, selected, world, Gitlab, World};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -79,16 +79,6 @@ fn main() {
             std::process::exit(1);
         }
     }
-}
-
-/// Which parts to run: `cargo bench --bench terminal -- 1 4` runs parts 1 and
-/// 4; no number runs all (cargo's own `--bench` flag is ignored).
-fn selected(part: u32) -> bool {
-    let parts: Vec<u32> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    parts.is_empty() || parts.contains(&part)
 }
 
 async fn run_all() -> anyhow::Result<()> {

@@ -604,3 +604,14 @@ pub fn private_home() -> std::path::PathBuf {
     std::fs::create_dir_all(&home).expect("creating a private HOME under the temp dir");
     home
 }
+
+/// A benchmark's parts to run: numbers among its arguments (`cargo bench
+/// --bench terminal -- 1 4` runs parts 1 and 4), none meaning all; cargo's own
+/// `--bench` flag is not a number and is ignored.
+pub fn selected(part: u32) -> bool {
+    let parts: Vec<u32> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    parts.is_empty() || parts.contains(&part)
+}
