@@ -5,6 +5,7 @@
 //! for simulation ([`sim_shell`]), because a pending `spawn_blocking` or a real
 //! process would freeze or break simulated time.
 
+mod hangup;
 pub mod pty;
 pub mod sim_shell;
 
