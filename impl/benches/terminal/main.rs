@@ -11,18 +11,20 @@
 //! Every wait is bounded; a failure prints what failed and exits non-zero.
 //! `cargo bench -p session-server --bench terminal -- 2 3` runs parts 2 and 3 only.
 
-#[path = "../tests/support/mod.rs"]
+mod server_process;
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use server_process::{count, free_port, kill_all, raise_fd_limit, ServerProcess, TempDir};
 use session_server::coordinator::api::SessionInfo;
 use session_server::machine::sim::SimMachine;
 use session_server::net::{Net, TokioNet};
@@ -703,7 +705,13 @@ async fn memory_per_idle_session() -> anyhow::Result<()> {
         memory_config(&gitlab_address, free_port()?, dir.path()),
     )
     .context("writing config.toml")?;
-    let mut server = ServerProcess::start(&config, &dir.path().join("server.log"), marker)?;
+    let mut server = ServerProcess::start(
+        &config,
+        &dir.path().join("server.log"),
+        MARKER_VARIABLE,
+        marker,
+    )?;
+    // The idle browsers stay up until the runner's shutdown closes them.
     let result = measure_idle_sessions(&gitlab, &mut server).await;
     if result.is_err() {
         eprintln!(
@@ -712,9 +720,41 @@ async fn memory_per_idle_session() -> anyhow::Result<()> {
         );
     }
     // Stop and count leftovers even after a failure, so nothing of this run stays.
-    let stopped = server.stop_and_count_leftovers().await;
-    result?;
+    let stopped = stop_and_count_leftovers(&mut server).await;
+    let idle_browsers = result?;
+    for task in idle_browsers {
+        task.abort();
+    }
     stopped
+}
+
+/// Stops the runner (it aborts its jobs and kills their processes), then
+/// prints how many processes of this run are left, and kills them.
+async fn stop_and_count_leftovers(server: &mut ServerProcess) -> anyhow::Result<()> {
+    let (status, took) = server.stop().await?;
+    figure(
+        took.as_secs_f64(),
+        "s",
+        &format!("from SIGTERM to the runner's exit ({status})"),
+    );
+    let leftovers = server.processes();
+    figure(
+        leftovers.len() as f64,
+        "processes",
+        &format!(
+            "of this run left after the runner exited (sleep: {}, sh: {}; should be 0)",
+            count(&leftovers, "sleep"),
+            count(&leftovers, "sh")
+        ),
+    );
+    if !leftovers.is_empty() {
+        kill_all(&leftovers);
+        bail!(
+            "{} processes of this run outlived the runner (killed now)",
+            leftovers.len()
+        );
+    }
+    Ok(())
 }
 
 fn memory_config(gitlab: &str, port: u16, dir: &Path) -> String {
@@ -727,14 +767,11 @@ fn memory_config(gitlab: &str, port: u16, dir: &Path) -> String {
     )
 }
 
-/// A port that was free a moment ago: the server must be told its port, and
-/// port 0 would leave the bench to find out which one it got.
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-async fn measure_idle_sessions(gitlab: &Gitlab, server: &mut ServerProcess) -> anyhow::Result<()> {
+/// Returns the idle browsers' tasks, to be kept until the runner has stopped.
+async fn measure_idle_sessions(
+    gitlab: &Gitlab,
+    server: &mut ServerProcess,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     // The first job request means the session server is bound and polling started.
     let first_poll = async {
         while gitlab.requests() == 0 {
@@ -854,9 +891,7 @@ async fn measure_idle_sessions(gitlab: &Gitlab, server: &mut ServerProcess) -> a
         "KiB/session",
         "RSS per idle session, job included: (connected - before any job) / connected (target < 64)",
     );
-    // The idle browsers stay up: the runner's shutdown closes them.
-    server.idle_browsers = idle;
-    Ok(())
+    Ok(idle)
 }
 
 /// Connects a terminal to each session (a few at a time) and reads each until
@@ -903,208 +938,4 @@ async fn connect_idle_terminals(sessions: Vec<SessionInfo>) -> Vec<Browser> {
         eprintln!("{failures} of the terminals failed");
     }
     browsers
-}
-
-fn count(processes: &[(libc::pid_t, String)], name: &str) -> usize {
-    processes.iter().filter(|(_, comm)| comm == name).count()
-}
-
-/// The `session-server` binary of this package, run as a separate process.
-/// Dropping it (also on a failure) stops it and kills whatever of its run is left.
-struct ServerProcess {
-    child: Child,
-    marker: String,
-    log: PathBuf,
-    /// The terminals' client tasks, kept until the server is stopped.
-    idle_browsers: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl ServerProcess {
-    fn start(config: &Path, log: &Path, marker: String) -> anyhow::Result<Self> {
-        let log_file = std::fs::File::create(log).context("creating the server log")?;
-        let child = Command::new(env!("CARGO_BIN_EXE_session-server"))
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            // Its shells must not read this host's dotfiles (they may stall).
-            .env("HOME", support::private_home())
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file)
-            .spawn()
-            .context("starting the session-server binary")?;
-        Ok(ServerProcess {
-            child,
-            marker,
-            log: log.to_path_buf(),
-            idle_browsers: Vec::new(),
-        })
-    }
-
-    fn pid(&self) -> libc::pid_t {
-        self.child.id() as libc::pid_t
-    }
-
-    fn ensure_running(&mut self) -> anyhow::Result<()> {
-        match self.child.try_wait()? {
-            None => Ok(()),
-            Some(status) => bail!("session-server exited early: {status}"),
-        }
-    }
-
-    /// VmRSS of the server process, in KiB.
-    fn rss_kib(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .context("reading the server's /proc status")?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmRSS in the server's /proc status")
-    }
-
-    /// The live processes of this run (pid, command name), found by the
-    /// job variable that every script and terminal shell carries.
-    fn processes(&self) -> Vec<(libc::pid_t, String)> {
-        marked_processes(&format!("{MARKER_VARIABLE}={}", self.marker))
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    /// SIGTERM (the runner aborts its jobs and kills their processes), waits
-    /// for the exit, then prints how many processes of this run are left.
-    async fn stop_and_count_leftovers(&mut self) -> anyhow::Result<()> {
-        let stopping = Instant::now();
-        // SAFETY: only sends a signal to our own child.
-        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
-        let exited = async {
-            loop {
-                if let Some(status) = self.child.try_wait()? {
-                    return Ok::<_, anyhow::Error>(status);
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        let status = within(
-            Duration::from_secs(60),
-            "session-server to exit after SIGTERM",
-            exited,
-        )
-        .await??;
-        figure(
-            stopping.elapsed().as_secs_f64(),
-            "s",
-            &format!("from SIGTERM to the runner's exit ({status})"),
-        );
-        for task in self.idle_browsers.drain(..) {
-            task.abort();
-        }
-        let leftovers = self.processes();
-        figure(
-            leftovers.len() as f64,
-            "processes",
-            &format!(
-                "of this run left after the runner exited (sleep: {}, sh: {}; should be 0)",
-                count(&leftovers, "sleep"),
-                count(&leftovers, "sh")
-            ),
-        );
-        if !leftovers.is_empty() {
-            kill_all(&leftovers);
-            bail!(
-                "{} processes of this run outlived the runner (killed now)",
-                leftovers.len()
-            );
-        }
-        Ok(())
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            // SAFETY: only sends signals to our own child.
-            unsafe { libc::kill(self.pid(), libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        kill_all(&self.processes());
-    }
-}
-
-fn kill_all(processes: &[(libc::pid_t, String)]) {
-    for &(pid, _) in processes {
-        // SAFETY: only sends a signal, to a process of this run.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-}
-
-/// Live processes whose environment holds `entry` (`KEY=value`), from /proc.
-fn marked_processes(entry: &str) -> Vec<(libc::pid_t, String)> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let entry = entry.as_bytes();
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == entry))
-        })
-        .filter_map(|pid| {
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-            Some((pid, comm.trim_end().to_string()))
-        })
-        .collect()
-}
-
-/// A directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> anyhow::Result<Self> {
-        let path =
-            std::env::temp_dir().join(format!("session-server-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(TempDir(path))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// 1,000 sessions need thousands of descriptors here (the browsers' sockets)
-/// and in the server (sockets, PTY masters, script pipes); the server inherits
-/// this process's limit.
-fn raise_fd_limit() -> anyhow::Result<()> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read or write `limit`.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
-        limit.rlim_cur = limit.rlim_max;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
-    }
-    Ok(())
 }
