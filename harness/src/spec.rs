@@ -18,6 +18,49 @@ pub struct Rule {
 
 include!(concat!(env!("OUT_DIR"), "/spec_rules.rs"));
 
+/// A rule's id, known to be one of SPEC.md's: what a trace event bears on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RuleId(&'static Rule);
+
+impl RuleId {
+    /// The rule `id`. An id that SPEC.md lacks is a bug in the harness (a
+    /// typo, or a rule renamed in SPEC.md), so it panics with both names.
+    pub fn of(id: &str) -> RuleId {
+        match rule(id) {
+            Some(rule) => RuleId(rule),
+            None => panic!("the harness cites {id}, which SPEC.md does not define"),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.0.id
+    }
+}
+
+impl std::fmt::Debug for RuleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.id)
+    }
+}
+
+impl std::fmt::Display for RuleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.id)
+    }
+}
+
+impl serde::Serialize for RuleId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.id)
+    }
+}
+
+impl PartialEq<&str> for RuleId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0.id == *other
+    }
+}
+
 /// The rule with id `id` (`EX-4`).
 pub fn rule(id: &str) -> Option<&'static Rule> {
     RULES.iter().find(|r| r.id == id)

@@ -45,7 +45,7 @@ pub fn of_scenario(
         }));
     }
     let refused = events.iter().find_map(|e| match &e.what {
-        What::Injected { description } if description.starts_with("cannot ") => {
+        What::Injected { description } if description.is_unable() => {
             Some(format!("{}: {description}", e.actor))
         }
         _ => None,
@@ -95,6 +95,7 @@ mod tests {
 
     use super::*;
     use crate::scenario::load_str;
+    use crate::trace::Injected;
 
     const SCENARIO: &str = r#"
 title = "t"
@@ -148,7 +149,7 @@ state = "success"
         let refused = event(
             "alice",
             What::Injected {
-                description: "cannot open job 1 directly: GitLab knows no session for it".into(),
+                description: Injected::NoSession { job: 1 },
             },
         );
         assert_eq!(

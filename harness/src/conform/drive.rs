@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::page::{self, PageBrowser, Pages};
 use super::process::{RunnerProcess, Signal};
 use crate::scenario::{browser_names, Action, Open, Scenario, Step, StopMode};
-use crate::trace::{Event, Recorder, What};
+use crate::trace::{Event, Injected, Recorder, What};
 use crate::world;
 use crate::world::browser::Browser;
 use crate::world::gitlab::{Gitlab, JobStatus};
@@ -286,10 +286,10 @@ async fn shell_started(name: &str, recorder: &Recorder) {
                 "scenario",
                 Some("EX-6"),
                 What::Injected {
-                    description: format!(
-                        "cannot wait longer for {name}'s terminal to show output (its shell's prompt) before typing: nothing in {} s",
-                        FIRST_OUTPUT.as_secs()
-                    ),
+                    description: Injected::NoOutputYet {
+                        browser: name.to_string(),
+                        seconds: FIRST_OUTPUT.as_secs(),
+                    },
                 },
             );
             return;
@@ -301,49 +301,34 @@ async fn shell_started(name: &str, recorder: &Recorder) {
 /// An operator's or GitLab's step. Faults never get here (see `skip`), and
 /// a browser's steps are its own.
 fn act(step: &Step, stage: &Stage<'_>) {
-    let (spec, description) = match &step.action {
+    let record = |spec, description| {
+        stage
+            .recorder
+            .record("scenario", spec, What::Injected { description })
+    };
+    if step.action.is_network_fault() {
+        let action = step.action.name().to_string();
+        return record(None, Injected::NotForReal { action });
+    }
+    let Some((spec, injected)) = Injected::of_operator(&step.action) else {
+        return; // a browser's step
+    };
+    match &step.action {
         Action::Signal { mode } => {
             let signal = match mode {
                 StopMode::Graceful => Signal::Quit,
                 StopMode::Abort => Signal::Term,
             };
-            let name = mode.signal();
             match stage.runner {
                 Some(runner) => runner.signal(signal),
                 // skip::reason_attached keeps such scenarios away.
-                None => tracing::warn!("cannot send {name} to a runner the harness did not start"),
+                None => tracing::warn!(
+                    "cannot send {} to a runner the harness did not start",
+                    mode.signal()
+                ),
             }
-            ("LC-4", format!("the runner receives {name}"))
         }
-        Action::Cancel { job } => {
-            stage.gitlab.cancel(*job);
-            ("LC-4", format!("job {job} is cancelled in GitLab"))
-        }
-        Action::Revoke { user, role } => {
-            stage.gitlab.add_user(user, *role);
-            ("AU-2", format!("{user}'s role becomes {role:?}"))
-        }
-        Action::Archive { project } => {
-            stage.gitlab.set_archived(project, true);
-            ("AU-2", format!("project {project} is archived"))
-        }
-        Action::Partition(_)
-        | Action::Repair(_)
-        | Action::Hold(_)
-        | Action::Release(_)
-        | Action::Crash { .. }
-        | Action::Bounce { .. } => (
-            "",
-            format!("cannot {} for real: ignored", step.action.name()),
-        ),
-        Action::Open(_)
-        | Action::Fetch { .. }
-        | Action::Type { .. }
-        | Action::Close { .. }
-        | Action::Vanish { .. } => return,
-    };
-    let spec = (!spec.is_empty()).then_some(spec);
-    stage
-        .recorder
-        .record("scenario", spec, What::Injected { description });
+        action => stage.gitlab.act(action),
+    }
+    record(Some(spec), injected);
 }

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use crate::chromium::Chromium;
 use crate::scenario::{browser_names, Action, Open, Scenario, Via};
 use crate::serve::USER_COOKIE;
-use crate::trace::{preview, Close, Recorder, What};
+use crate::trace::{preview, Close, Endpoint, Injected, Recorder, Target, What};
 
 /// How often a page's collected WebSocket events are fetched.
 const POLL: Duration = Duration::from_millis(50);
@@ -185,7 +185,7 @@ impl PageBrowser {
         self.recorder.record(&self.name, spec, what);
     }
 
-    fn injected(&self, description: String) {
+    fn injected(&self, description: Injected) {
         self.record(None, What::Injected { description });
     }
 
@@ -209,17 +209,23 @@ impl PageBrowser {
             Some("WH-1"),
             What::Open {
                 browser: self.name.clone(),
-                target: format!("GitLab /-/jobs/{job}/terminal.ws (Chromium)"),
+                target: Target::new(job, Endpoint::Terminal).noting("Chromium"),
                 protocols: vec![PROTOCOL.to_string()],
             },
         );
         let tab = match self.tab(entry).await {
             Ok(tab) => tab,
-            Err(e) => return self.injected(format!("Chromium could not open a page: {e:#}")),
+            Err(e) => {
+                return self.injected(Injected::Chromium {
+                    problem: format!("open a page: {e:#}"),
+                })
+            }
         };
         let url = format!("ws://{entry}/-/jobs/{job}/terminal.ws");
         if let Err(e) = self.pages.execute(&tab, OPEN, vec![json!(url)]).await {
-            return self.injected(format!("Chromium could not open a WebSocket: {e:#}"));
+            return self.injected(Injected::Chromium {
+                problem: format!("open a WebSocket: {e:#}"),
+            });
         }
         let (ended_tx, ended) = watch::channel(false);
         let (answered_tx, mut answered) = watch::channel(false);
@@ -238,7 +244,9 @@ impl PageBrowser {
     /// Types `text` into the open terminal: one binary message of its UTF-8.
     pub async fn type_text(&mut self, text: &str) {
         let (Some(tab), true) = (self.tab.clone(), self.connected()) else {
-            return self.injected(format!("{} has no open terminal to type into", self.name));
+            return self.injected(Injected::NothingToTypeInto {
+                browser: self.name.clone(),
+            });
         };
         let sent = self
             .pages

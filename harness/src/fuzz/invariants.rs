@@ -20,7 +20,7 @@ use serde::Serialize;
 use facts::Facts;
 
 use crate::scenario::{Action, ContainerStart, Executor, Open, Scenario, Step, Token, Via};
-use crate::trace::{Event, What};
+use crate::trace::{Event, Injected, Link, What};
 use crate::world::session_probe::Probe;
 use crate::world::Run;
 
@@ -278,7 +278,7 @@ fn session_answers_404_after_the_job(events: &[Event], found: &mut Judge) {
         match &e.what {
             What::Open {
                 browser, target, ..
-            } => match direct_target(target) {
+            } => match target.direct_job() {
                 Some(job) => drop(asked.insert(browser, (job, e.at_ms))),
                 None => drop(asked.remove(browser.as_str())),
             },
@@ -344,7 +344,7 @@ fn single_terminal(events: &[Event], scenario: &Scenario, found: &mut Judge) {
         match &e.what {
             What::Open {
                 browser, target, ..
-            } => match direct_target(target) {
+            } => match target.direct_job() {
                 Some(job) => drop(direct_job.insert(browser.clone(), job)),
                 None => drop(direct_job.remove(browser)),
             },
@@ -357,19 +357,24 @@ fn single_terminal(events: &[Event], scenario: &Scenario, found: &mut Judge) {
                     terminals.push(Terminal::new(*job, browser, e.at_ms));
                 }
             }
-            What::RunnerLink { job, event } if event == "connected" => {
+            What::RunnerLink {
+                job,
+                event: Link::Connected,
+            } => {
                 terminals.push(Terminal::new(*job, "workhorse", e.at_ms));
             }
-            What::RunnerLink { job, event } if ends_link(event) => {
+            What::RunnerLink { job, event } if event.ends() => {
                 end(&mut terminals, e.at_ms, &|t| {
                     t.job == *job && t.who == "workhorse"
                 });
             }
             What::Closed { browser, .. } => end(&mut terminals, e.at_ms, &|t| t.who == *browser),
-            What::Injected { description } if description.starts_with("drops its connection") => {
+            What::Injected {
+                description: Injected::Vanished,
+            } => {
                 end(&mut terminals, e.at_ms, &|t| t.who == e.actor);
             }
-            What::Injected { description } if description.starts_with("host runner") => {
+            What::Injected { description } if description.ends_runner() => {
                 end(&mut terminals, e.at_ms, &|_| true);
             }
             _ => {}
@@ -434,27 +439,6 @@ fn cuts_workhorse_link(step: &Step) -> bool {
         Action::Partition(link) | Action::Hold(link) => link.is_gitlab_to_runner(),
         _ => false,
     }
-}
-
-fn direct_target(target: &str) -> Option<u64> {
-    target
-        .strip_prefix("the runner's session of job ")?
-        .split(' ')
-        .next()?
-        .parse()
-        .ok()
-}
-
-fn ends_link(event: &str) -> bool {
-    [
-        "runner closed",
-        "runner connection",
-        "browser left",
-        "MaxSessionTime",
-        "re-authorization failed",
-    ]
-    .iter()
-    .any(|p| event.starts_with(p))
 }
 
 /// EX-1, AU-2: no refused request is upgraded. Whether a request should be
@@ -570,7 +554,7 @@ fn possible_upgrades(events: &[Event]) -> (usize, usize) {
         match &e.what {
             What::Open {
                 browser, target, ..
-            } if direct_target(target).is_some() => {
+            } if target.direct_job().is_some() => {
                 direct.insert(browser.clone());
                 possible += 1;
             }
@@ -580,8 +564,11 @@ fn possible_upgrades(events: &[Event]) -> (usize, usize) {
                 possible -= 1;
                 refused += 1;
             }
-            What::Authorize { verdict, .. } if verdict == "allowed" => possible += 1,
-            What::RunnerLink { event, .. } if event.starts_with("runner answered") => {
+            What::Authorize { verdict, .. } if verdict.allows_terminal() => possible += 1,
+            What::RunnerLink {
+                event: Link::Refused { .. },
+                ..
+            } => {
                 possible -= 1;
                 refused += 1;
             }
@@ -648,7 +635,7 @@ fn frames_follow_the_subprotocol(events: &[Event], found: &mut Judge) {
             }
             What::Malformed { browser, problem } => {
                 let detail = format!("{browser} received {problem} at {}", at(e.at_ms));
-                if e.spec.as_deref() == Some("WS-3") {
+                if e.spec.is_some_and(|s| s == "WS-3") {
                     violation(found, "frame-type-of-the-subprotocol", "WS-3", detail);
                 } else {
                     violation(found, "frame-type-of-the-subprotocol", "WS-2", detail);

@@ -12,7 +12,7 @@ use super::gitlab::{Gitlab, ProxyTarget};
 use super::plain;
 use super::workhorse::USER_HEADER;
 use super::ws::{self, Dialed, Trust, Ws};
-use crate::trace::{preview, Close, Recorder, What};
+use crate::trace::{preview, Close, Endpoint, Injected, Recorder, Target, What};
 
 /// Which token a direct connection carries: the scenario's choice.
 pub use crate::scenario::Token;
@@ -47,9 +47,9 @@ pub struct Browser<N: Net> {
 }
 
 /// Where a request for a terminal goes (see [`Browser::target`]).
-struct Target {
+struct Request {
     /// How the trace names it.
-    target: String,
+    target: Target,
     url: String,
     /// The session's certificate to trust (TLS-2); `None`: anything, or plain.
     trust_pem: Option<String>,
@@ -101,17 +101,22 @@ impl<N: Net> Browser<N> {
 
     /// Where a request for job `job`'s terminal goes, and what it carries;
     /// `None` (recorded) when a direct request has no session URL to go to.
-    fn target(&self, job: u64, via: &Via) -> Option<Target> {
+    fn target(&self, job: u64, via: &Via) -> Option<Request> {
         match via {
-            Via::Gitlab { entry } => Some(Target {
-                target: format!("GitLab /-/jobs/{job}/terminal.ws"),
+            Via::Gitlab { entry } => Some(Request {
+                target: Target::new(job, Endpoint::Terminal),
                 url: format!("ws://{entry}/-/jobs/{job}/terminal.ws"),
                 trust_pem: None,
                 headers: self.user.iter().map(|u| (USER_HEADER, u.clone())).collect(),
                 spec: "WH-1",
             }),
-            Via::Service { entry, target } => Some(Target {
-                target: format!("GitLab /-/jobs/{job}/proxy.ws to {target}"),
+            Via::Service { entry, target } => Some(Request {
+                target: Target::new(
+                    job,
+                    Endpoint::ServiceWebSocket {
+                        proxy: target.to_string(),
+                    },
+                ),
                 url: format!("ws://{entry}/-/jobs/{job}/proxy.ws?{}", target.query()),
                 trust_pem: None,
                 headers: self.user.iter().map(|u| (USER_HEADER, u.clone())).collect(),
@@ -122,9 +127,7 @@ impl<N: Net> Browser<N> {
                     self.record(
                         None,
                         What::Injected {
-                            description: format!(
-                                "cannot open job {job} directly: GitLab knows no session for it"
-                            ),
+                            description: Injected::NoSession { job },
                         },
                     );
                     return None;
@@ -142,8 +145,8 @@ impl<N: Net> Browser<N> {
                     Token::OtherCase => Some(session.authorization.to_uppercase()),
                     Token::OfJob(other) => self.gitlab.session(*other).map(|s| s.authorization),
                 };
-                Some(Target {
-                    target: format!("the runner's session of job {job} directly"),
+                Some(Request {
+                    target: Target::new(job, Endpoint::Session),
                     url: format!("{}/exec", session.url),
                     trust_pem: (!*insecure).then(|| session.certificate.clone()),
                     headers: token
@@ -159,7 +162,7 @@ impl<N: Net> Browser<N> {
     /// upgrade (`shape`), straight at the runner, and records its answer (EX-2,
     /// WS-8). An open terminal of this browser stays open.
     pub async fn request(&mut self, job: u64, via: &Via, shape: plain::Shape) {
-        let Some(Target {
+        let Some(Request {
             target,
             url,
             trust_pem,
@@ -177,7 +180,7 @@ impl<N: Net> Browser<N> {
             }),
             What::Open {
                 browser: self.name.clone(),
-                target: format!("{target} ({})", shape.describe()),
+                target: target.noting(shape.describe()),
                 protocols: Vec::new(),
             },
         );
@@ -191,7 +194,7 @@ impl<N: Net> Browser<N> {
     /// Opens job `job`'s terminal offering `protocols`.
     pub async fn open(&mut self, job: u64, via: &Via, protocols: &[String]) {
         self.leave().await;
-        let Some(Target {
+        let Some(Request {
             target,
             url,
             trust_pem,
@@ -261,7 +264,12 @@ impl<N: Net> Browser<N> {
             Some("WI-4"),
             What::Fetch {
                 browser: self.name.clone(),
-                target: format!("GitLab /-/jobs/{job}/proxy to {target}"),
+                target: Target::new(
+                    job,
+                    Endpoint::ServiceHttp {
+                        proxy: target.to_string(),
+                    },
+                ),
             },
         );
         let path = format!("/-/jobs/{job}/proxy?{}", target.query());
@@ -290,7 +298,7 @@ impl<N: Net> Browser<N> {
             self.record(
                 None,
                 What::Injected {
-                    description: format!("{name} has no open terminal to type into"),
+                    description: Injected::NothingToTypeInto { browser: name },
                 },
             );
             return;
@@ -330,7 +338,7 @@ impl<N: Net> Browser<N> {
             self.record(
                 None,
                 What::Injected {
-                    description: "drops its connection without a close frame".into(),
+                    description: Injected::Vanished,
                 },
             );
         }

@@ -195,6 +195,18 @@ impl Gitlab {
     }
 
     /// The job is cancelled; the runner learns it from its next update (LC-4).
+    /// Does what a scenario step asks of GitLab (cancel, revoke, archive);
+    /// any other step is not GitLab's and is left alone.
+    pub fn act(&self, action: &crate::scenario::Action) {
+        use crate::scenario::Action;
+        match action {
+            Action::Cancel { job } => self.cancel(*job),
+            Action::Revoke { user, role } => self.add_user(user, *role),
+            Action::Archive { project } => self.set_archived(project, true),
+            _ => {}
+        }
+    }
+
     pub fn cancel(&self, id: u64) {
         if let Some(job) = self.state.lock().expect("gitlab lock").jobs.get_mut(&id) {
             job.canceled = true;

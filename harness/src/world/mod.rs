@@ -39,7 +39,7 @@ use tokio::sync::watch;
 use crate::scenario::{
     Action, ContainerStart, Dur, FrontProxy, Link, Open, Scenario, Step, StopMode,
 };
-use crate::trace::{Event, Recorder, What};
+use crate::trace::{Event, Injected, Recorder, What};
 use browser::{Browser, Via};
 use gitlab::{Gitlab, JobDef};
 
@@ -234,7 +234,7 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
             "net",
             Some("DP-2"),
             What::Injected {
-                description: "firewall: only gitlab may reach the runner".into(),
+                description: Injected::Firewall,
             },
         );
     }
@@ -416,11 +416,8 @@ fn apply(
     recorder: &Recorder,
 ) {
     let at = sim.elapsed();
+    let pair = |Link { a, b }: &Link| (a.clone(), b.clone());
     let (spec, description) = match &step.action {
-        Action::Cancel { job } => {
-            gitlab.cancel(*job);
-            ("LC-4", format!("job {job} is cancelled in GitLab"))
-        }
         Action::Signal { mode } => {
             let stop = match mode {
                 StopMode::Graceful => runner::StopMode::Graceful,
@@ -429,39 +426,39 @@ fn apply(
             for control in controls {
                 control.send_replace(Some(stop));
             }
-            ("LC-4", format!("the runner receives {}", mode.signal()))
+            return record_operator(recorder, at, &step.action);
         }
-        Action::Revoke { user, role } => {
-            gitlab.add_user(user, *role);
-            ("AU-2", format!("{user}'s role becomes {role:?}"))
+        Action::Cancel { .. } | Action::Revoke { .. } | Action::Archive { .. } => {
+            gitlab.act(&step.action);
+            return record_operator(recorder, at, &step.action);
         }
-        Action::Archive { project } => {
-            gitlab.set_archived(project, true);
-            ("AU-2", format!("project {project} is archived"))
+        Action::Partition(link) => {
+            sim.partition(link.a.as_str(), link.b.as_str());
+            let (a, b) = pair(link);
+            (None, Injected::Partition { a, b })
         }
-        Action::Partition(Link { a, b }) => {
-            sim.partition(a.as_str(), b.as_str());
-            ("", format!("network partition between {a} and {b}"))
+        Action::Repair(link) => {
+            sim.repair(link.a.as_str(), link.b.as_str());
+            let (a, b) = pair(link);
+            (None, Injected::Repaired { a, b })
         }
-        Action::Repair(Link { a, b }) => {
-            sim.repair(a.as_str(), b.as_str());
-            ("", format!("network between {a} and {b} repaired"))
+        Action::Hold(link) => {
+            sim.hold(link.a.as_str(), link.b.as_str());
+            let (a, b) = pair(link);
+            (None, Injected::Held { a, b })
         }
-        Action::Hold(Link { a, b }) => {
-            sim.hold(a.as_str(), b.as_str());
-            ("", format!("messages between {a} and {b} held"))
-        }
-        Action::Release(Link { a, b }) => {
-            sim.release(a.as_str(), b.as_str());
-            ("", format!("messages between {a} and {b} released"))
+        Action::Release(link) => {
+            sim.release(link.a.as_str(), link.b.as_str());
+            let (a, b) = pair(link);
+            (None, Injected::Released { a, b })
         }
         Action::Crash { host } => {
             sim.crash(host.as_str());
-            ("", format!("host {host} crashes"))
+            (None, Injected::Crashed { host: host.clone() })
         }
         Action::Bounce { host } => {
             sim.bounce(host.as_str());
-            ("", format!("host {host} restarts"))
+            (None, Injected::Restarted { host: host.clone() })
         }
         Action::Open(_)
         | Action::Fetch { .. }
@@ -469,8 +466,14 @@ fn apply(
         | Action::Close { .. }
         | Action::Vanish { .. } => return,
     };
-    let spec = (!spec.is_empty()).then_some(spec);
     recorder.record_at(at, "scenario", spec, What::Injected { description });
+}
+
+/// Records what GitLab or the runner's operator was made to do.
+fn record_operator(recorder: &Recorder, at: Duration, action: &Action) {
+    if let Some((spec, description)) = Injected::of_operator(action) {
+        recorder.record_at(at, "scenario", Some(spec), What::Injected { description });
+    }
 }
 
 /// The executor's timings of each job (`prepare`, `container_start`): the

@@ -16,7 +16,7 @@ use session_server::net::Net;
 use super::gitlab::{reply, Gitlab, ProxyTarget, TerminalSpec};
 use super::workhorse::{proxy_status_rule, record_authorization, user_of};
 use super::ws::{self, Trust};
-use crate::trace::{Recorder, What};
+use crate::trace::{Link, Recorder, What};
 
 /// How long the runner may take to answer a proxied request.
 const RUNNER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,8 +32,15 @@ pub async fn http<N: Net>(
     let target = ProxyTarget::from_query(request.uri().query().unwrap_or(""));
     let user = user_of(request.headers());
     let authorized = gitlab.authorize_proxy(user.as_deref(), job, &[]);
-    let what = format!(" (service proxy to {target}, HTTP)");
-    record_authorization(&recorder, "WI-2", user.as_deref(), job, &authorized, &what);
+    let service = Some(format!("{target}, HTTP"));
+    record_authorization(
+        &recorder,
+        "WI-2",
+        user.as_deref(),
+        job,
+        &authorized,
+        service,
+    );
     let spec = match authorized {
         Ok(spec) => spec,
         Err(denied) => {
@@ -41,7 +48,7 @@ pub async fn http<N: Net>(
             return reply(status, denied.reason.as_bytes().to_vec());
         }
     };
-    let note = |rule: &str, event: String| {
+    let note = |rule: &str, event: Link| {
         recorder.record("workhorse", Some(rule), What::RunnerLink { job, event });
     };
     let asked = tokio::time::timeout(RUNNER_TIMEOUT, get(&net, &spec, &target)).await;
@@ -54,21 +61,23 @@ pub async fn http<N: Net>(
             };
             note(
                 rule,
-                format!("proxied GET {target}: runner answered {}", status.as_u16()),
+                Link::ProxiedGet {
+                    target: target.to_string(),
+                    status: status.as_u16(),
+                },
             );
             reply(status, body)
         }
         Ok(Err(why)) => {
-            note("WI-4", format!("cannot reach the runner's proxy: {why}"));
+            note("WI-4", Link::ProxyUnreachable { why });
             runner_unreachable()
         }
         Err(_) => {
             note(
                 "WI-4",
-                format!(
-                    "the runner's proxy gave no answer within {} s",
-                    RUNNER_TIMEOUT.as_secs()
-                ),
+                Link::ProxySilent {
+                    seconds: RUNNER_TIMEOUT.as_secs(),
+                },
             );
             runner_unreachable()
         }

@@ -23,7 +23,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::gitlab::{reply, Gitlab, ProxyTarget, TerminalSpec};
 use super::service_proxy;
 use super::ws::{self, Dialed, Trust, Ws};
-use crate::trace::{Pings, Recorder, What};
+use crate::trace::{Authorization, Carries, Link, Pings, Recorder, What};
 
 /// WH-3: Workhorse pings the browser and re-authorizes on these periods.
 pub const BROWSER_PING: Duration = Duration::from_secs(30);
@@ -104,19 +104,11 @@ impl Route {
         }
     }
 
-    /// What the channel carries, for the trace.
-    fn connection(&self) -> &'static str {
+    /// What the connection to the runner carries.
+    fn carries(&self) -> Carries {
         match self {
-            Route::Terminal => "the terminal",
-            Route::Service(_) => "the proxied connection",
-        }
-    }
-
-    /// What answers at the far end, for the trace.
-    fn peer(&self) -> &'static str {
-        match self {
-            Route::Terminal => "shell",
-            Route::Service(_) => "service",
+            Route::Terminal => Carries::Terminal,
+            Route::Service(_) => Carries::Service,
         }
     }
 }
@@ -187,11 +179,11 @@ async fn channel<N: Net>(
         // A Web IDE terminal's terminal is authorized as its services are.
         Route::Terminal | Route::Service(_) => "WI-2",
     };
-    let target = match &route {
-        Route::Terminal => String::new(),
-        Route::Service(target) => format!(" (service proxy to {target})"),
+    let service = match &route {
+        Route::Terminal => None,
+        Route::Service(target) => Some(target.to_string()),
     };
-    record_authorization(&recorder, rule, user.as_deref(), job, &authorized, &target);
+    record_authorization(&recorder, rule, user.as_deref(), job, &authorized, service);
     let spec = match authorized {
         Ok(spec) => spec,
         Err(denied) => {
@@ -217,8 +209,13 @@ async fn channel<N: Net>(
         }
     };
     let (rule, event) = match &route {
-        Route::Terminal => ("WH-2", "connected".to_string()),
-        Route::Service(target) => ("WI-3", format!("connected to the service proxy {target}")),
+        Route::Terminal => ("WH-2", Link::Connected),
+        Route::Service(target) => (
+            "WI-3",
+            Link::ConnectedToService {
+                target: target.to_string(),
+            },
+        ),
     };
     recorder.record("workhorse", Some(rule), What::RunnerLink { job, event });
     let on_upgrade = hyper::upgrade::on(&mut request);
@@ -264,18 +261,23 @@ pub(super) fn user_of(headers: &http::HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Rails' verdict in the trace (`rule`: AU-2 or WI-2; `target`: what for).
+/// Rails' verdict in the trace (`rule`: AU-2 or WI-2; `service`: the job's
+/// service asked for, `None` for the terminal).
 pub(super) fn record_authorization(
     recorder: &Recorder,
     rule: &str,
     user: Option<&str>,
     job: u64,
     authorized: &Result<TerminalSpec, super::gitlab::Denied>,
-    target: &str,
+    service: Option<String>,
 ) {
     let verdict = match authorized {
-        Ok(_) => format!("allowed{target}"),
-        Err(denied) => format!("denied {} ({}){target}", denied.status, denied.reason),
+        Ok(_) => Authorization::Allowed { service },
+        Err(denied) => Authorization::Denied {
+            status: denied.status,
+            reason: denied.reason.to_string(),
+            service,
+        },
     };
     recorder.record(
         "rails",
@@ -293,7 +295,7 @@ async fn dial_runner<N: Net>(
     route: &Route,
     spec: &TerminalSpec,
     protocol: Option<&str>,
-) -> Result<Ws, (String, &'static str)> {
+) -> Result<Ws, (Link, &'static str)> {
     let url = route.url(spec);
     let headers = [("authorization", spec.authorization.clone())];
     let protocols: Vec<String> = protocol
@@ -310,14 +312,14 @@ async fn dial_runner<N: Net>(
     {
         Dialed::Open { ws, .. } => Ok(ws),
         Dialed::Refused { status, body } => Err((
-            format!("runner answered {status} {body}"),
+            Link::Refused { status, body },
             match route {
                 Route::Terminal => status_rule(status),
                 Route::Service(_) => proxy_status_rule(status),
             },
         )),
-        Dialed::Failed(why) if why.starts_with("TLS") => Err((why, "TLS-2")),
-        Dialed::Failed(why) => Err((why, "DP-1")),
+        Dialed::Failed(why) if why.starts_with("TLS") => Err((Link::Unreachable { why }, "TLS-2")),
+        Dialed::Failed(why) => Err((Link::Unreachable { why }, "DP-1")),
     }
 }
 
@@ -357,15 +359,24 @@ struct Channel {
 }
 
 impl Channel {
-    fn note(&self, rule: &str, event: impl Into<String>) {
+    fn note(&self, rule: &str, event: Link) {
         self.recorder.record(
             "workhorse",
             Some(rule),
             What::RunnerLink {
                 job: self.job,
-                event: event.into(),
+                event,
             },
         );
+    }
+
+    fn runner_closed(&self, frame: Option<&CloseFrame>, pings: String) -> Link {
+        Link::RunnerClosed {
+            carries: self.route.carries(),
+            code: frame.map(|f| u16::from(f.code)),
+            reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+            pings,
+        }
     }
 
     async fn proxy(self, browser: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, runner: Ws) {
@@ -382,7 +393,7 @@ impl Channel {
             tokio::select! {
                 biased;
                 _ = tokio::time::sleep_until(limit.unwrap_or(start)), if limit.is_some() => {
-                    self.note("WH-4", "MaxSessionTime reached: closing both sides");
+                    self.note("WH-4", Link::MaxSessionTime);
                     let _ = to_browser.send(close(CloseCode::Normal, "session time limit reached")).await;
                     let _ = to_runner.send(close(CloseCode::Normal, "")).await;
                     return;
@@ -392,7 +403,7 @@ impl Channel {
                         Ok(spec) if spec == self.spec => {}
                         outcome => {
                             let why = match outcome { Ok(_) => "the terminal spec changed".to_string(), Err(d) => format!("{} ({})", d.status, d.reason) };
-                            self.note("WH-3", format!("re-authorization failed: {why}; closing both sides"));
+                            self.note("WH-3", Link::ReauthorizationFailed { why });
                             let _ = to_browser.send(close(CloseCode::Policy, "authorization revoked")).await;
                             let _ = to_runner.send(close(CloseCode::Normal, "")).await;
                             return;
@@ -405,14 +416,14 @@ impl Channel {
                 message = from_browser.next() => match message {
                     Some(Ok(m @ (Message::Binary(_) | Message::Text(_)))) => {
                         if to_runner.send(m).await.is_err() {
-                            self.note("WH-2", "runner connection lost");
+                            self.note("WH-2", Link::Lost);
                             return;
                         }
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     // WH-5: the browser went away: EOT to the shell, then close.
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                        self.note("WH-5", format!("browser left: sending EOT (0x04) to the runner, then closing{}", runner_pings.summary("from the runner")));
+                        self.note("WH-5", Link::BrowserLeft { pings: runner_pings.summary("from the runner") });
                         let _ = to_browser.close().await;
                         let _ = to_runner.send(ws::data(protocol, &[0x04])).await;
                         // This model gives the shell a moment to answer the EOT before
@@ -422,7 +433,7 @@ impl Channel {
                         let _ = tokio::time::timeout(EOT_GRACE, async {
                             while let Some(Ok(message)) = from_runner.next().await {
                                 if let Message::Close(frame) = &message {
-                                    runner_closed = Some(frame.as_ref().map(|f| format!("{} {}", u16::from(f.code), f.reason)).unwrap_or_default());
+                                    runner_closed = Some(frame.clone());
                                     break;
                                 }
                                 rest.extend(ws::payload(protocol, &message).unwrap_or_default());
@@ -430,10 +441,10 @@ impl Channel {
                         })
                         .await;
                         if !rest.is_empty() {
-                            self.note("WH-5", format!("the {}'s last output: \"{}\"", self.route.peer(), crate::trace::preview(&rest)));
+                            self.note("WH-5", Link::LastOutput { carries: self.route.carries(), preview: crate::trace::preview(&rest) });
                         }
                         match runner_closed {
-                            Some(how) => self.note("WS-7", format!("runner closed {}: {}", self.route.connection(), how.trim_end())),
+                            Some(frame) => self.note("WS-7", self.runner_closed(frame.as_ref(), String::new())),
                             None => drop(to_runner.send(close(CloseCode::Normal, "")).await),
                         }
                         return;
@@ -446,8 +457,7 @@ impl Channel {
                     Some(Ok(Message::Ping(_))) => runner_pings.saw(self.recorder.now()),
                     Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(frame))) => {
-                        let described = frame.as_ref().map(|f| format!("{} {}", u16::from(f.code), f.reason)).unwrap_or_else(|| "without a code".into());
-                        self.note("WS-6", format!("runner closed {}: {}{}", self.route.connection(), described.trim_end(), runner_pings.summary("from the runner")));
+                        self.note("WS-6", self.runner_closed(frame.as_ref(), runner_pings.summary("from the runner")));
                         let _ = to_browser.send(Message::Close(frame)).await;
                         return;
                     }
@@ -455,7 +465,7 @@ impl Channel {
                     Some(Err(_)) | None => {
                         // A service's connection is cut when the job's session ends (WI-6).
                         let rule = match self.route { Route::Terminal => "WS-6", Route::Service(_) => "WI-6" };
-                        self.note(rule, format!("runner connection ended without a close frame{}", runner_pings.summary("from the runner")));
+                        self.note(rule, Link::EndedWithoutClose { pings: runner_pings.summary("from the runner") });
                         return;
                     }
                 },

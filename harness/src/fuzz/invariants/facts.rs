@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::scenario::{
     Action, ContainerStart, Executor, Open, Scenario, Step, StopMode, Token, Via,
 };
-use crate::trace::{Close, Event, What};
+use crate::trace::{Carries, Close, Event, Injected, Link, What};
 use crate::world::plain::Shape;
 
 /// One job as the scenario sets it up and the trace shows it.
@@ -246,7 +246,7 @@ fn requests(scenario: &Scenario, events: &[Event]) -> Vec<Request> {
             } => {
                 let open = step_of(browser);
                 waiting.remove(browser.as_str());
-                if let Some(job) = super::direct_target(target) {
+                if let Some(job) = target.direct_job() {
                     waiting.insert(browser, requests.len());
                     requests.push(Request {
                         browser: browser.clone(),
@@ -261,7 +261,9 @@ fn requests(scenario: &Scenario, events: &[Event]) -> Vec<Request> {
                     });
                 }
             }
-            What::Injected { description } if description.starts_with("cannot open job") => {
+            What::Injected {
+                description: Injected::NoSession { .. },
+            } => {
                 step_of(&e.actor);
             }
             What::Answer {
@@ -281,11 +283,11 @@ fn closes(events: &[Event]) -> Vec<RunnerClose> {
     let mut direct: std::collections::BTreeMap<&str, u64> = Default::default();
     let mut closes = Vec::new();
     for e in events {
-        let (job, who, described) = match &e.what {
+        let (job, who, code, reason) = match &e.what {
             What::Open {
                 browser, target, ..
             } => {
-                match super::direct_target(target) {
+                match target.direct_job() {
                     Some(job) => direct.insert(browser, job),
                     None => direct.remove(browser.as_str()),
                 };
@@ -296,33 +298,27 @@ fn closes(events: &[Event]) -> Vec<RunnerClose> {
                 close: Close::Frame { code, reason },
                 ..
             } => match direct.get(browser.as_str()) {
-                Some(job) => (*job, browser.clone(), format!("{code} {reason}")),
+                Some(job) => (*job, browser.clone(), *code, reason),
                 None => continue,
             },
-            What::RunnerLink { job, event } => {
-                match event.strip_prefix("runner closed the terminal: ") {
-                    Some(rest) => (*job, "workhorse".to_string(), rest.to_string()),
-                    None => continue,
-                }
-            }
+            What::RunnerLink {
+                job,
+                event:
+                    Link::RunnerClosed {
+                        carries: Carries::Terminal,
+                        code: Some(code),
+                        reason,
+                        ..
+                    },
+            } => (*job, "workhorse".to_string(), *code, reason),
             _ => continue,
         };
-        // "1001 terminal session timed out (...) (2 pings from the runner, every
-        // 30s)": the code, then the reason without Workhorse's note of Pings.
-        let (code, reason) = described.split_once(' ').unwrap_or((&described, ""));
-        let Ok(code) = code.parse() else { continue };
-        let reason = match reason.rfind(" (") {
-            Some(i) if reason[i + 2..].starts_with(|c: char| c.is_ascii_digit()) => &reason[..i],
-            _ => reason,
-        }
-        .trim()
-        .to_string();
         closes.push(RunnerClose {
             at: e.at_ms,
             job,
             who,
             code,
-            reason,
+            reason: reason.trim().to_string(),
         });
     }
     closes
@@ -336,7 +332,7 @@ fn connections(events: &[Event]) -> Vec<DirectConnection> {
             What::Open {
                 browser, target, ..
             } => {
-                if super::direct_target(target).is_some() {
+                if target.direct_job().is_some() {
                     direct.insert(browser);
                 } else {
                     direct.remove(browser.as_str());
@@ -360,9 +356,9 @@ fn connections(events: &[Event]) -> Vec<DirectConnection> {
             What::Closed { browser, close, .. } => {
                 (browser.as_str(), true, matches!(close, Close::Frame { .. }))
             }
-            What::Injected { description } if description.starts_with("drops its connection") => {
-                (e.actor.as_str(), true, true)
-            }
+            What::Injected {
+                description: Injected::Vanished,
+            } => (e.actor.as_str(), true, true),
             _ => continue,
         };
         if let Some(c) = connections

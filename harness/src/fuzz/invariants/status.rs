@@ -7,7 +7,7 @@
 
 use super::facts::{Facts, Request};
 use super::{at, violation, Judge, SAME_MOMENT};
-use crate::trace::What;
+use crate::trace::{Link, What};
 use crate::world::plain::Shape;
 
 pub fn check(facts: &Facts, found: &mut Judge) {
@@ -164,19 +164,22 @@ fn workhorse_links(facts: &Facts, job: u64) -> Vec<(u64, Option<u64>)> {
         match &e.what {
             What::Authorize {
                 job: j, verdict, ..
-            } if *j == job && verdict == "allowed" => links.push((e.at_ms, None)),
+            } if *j == job && verdict.allows_terminal() => links.push((e.at_ms, None)),
             What::RunnerLink { job: j, event } if *j == job => {
-                if event.starts_with("browser left") {
+                if matches!(event, Link::BrowserLeft { .. }) {
                     left_at = Some(e.at_ms);
-                } else if event.starts_with("runner closed")
+                } else if matches!(event, Link::RunnerClosed { .. })
                     && left_at.is_some_and(|left| e.at_ms <= left + EOT_REPLY)
                 {
                     left_at = None;
                     continue;
                 }
-                let end = if event.starts_with("runner answered") || super::ends_link(event) {
+                let end = if matches!(event, Link::Refused { .. }) || event.ends() {
                     e.at_ms
-                } else if event == "connected" || event.starts_with("the shell's last output") {
+                } else if matches!(
+                    event,
+                    Link::Connected | Link::ConnectedToService { .. } | Link::LastOutput { .. }
+                ) {
                     continue;
                 } else {
                     // The dial failed, maybe after the runner upgraded it: the

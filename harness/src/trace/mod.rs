@@ -11,6 +11,16 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::spec::RuleId;
+
+mod injected;
+mod link;
+mod target;
+
+pub use injected::Injected;
+pub use link::{Carries, Link};
+pub use target::{Endpoint, Target};
+
 /// Who closed a terminal connection, as a browser sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum Close {
@@ -53,11 +63,11 @@ pub enum What {
     /// A browser asks for a terminal.
     Open {
         browser: String,
-        target: String,
+        target: Target,
         protocols: Vec<String>,
     },
     /// A browser's HTTP GET of a job's service through GitLab (WI-4).
-    Fetch { browser: String, target: String },
+    Fetch { browser: String, target: Target },
     /// The answer to an open or a fetch: an HTTP status (101 on an open's success).
     Answer {
         browser: String,
@@ -92,16 +102,17 @@ pub enum What {
         close: Close,
         pings: String,
     },
-    /// Rails' answer to Workhorse (AU).
+    /// Rails' answer to Workhorse (AU, WI-2).
     Authorize {
         user: String,
         job: u64,
-        verdict: String,
+        verdict: Authorization,
     },
     /// Workhorse's connection to the runner (WH-2..5, TLS-2).
-    RunnerLink { job: u64, event: String },
-    /// A fault or an operator action the scenario injected.
-    Injected { description: String },
+    RunnerLink { job: u64, event: Link },
+    /// A fault or an operator action the scenario injected, or a step the
+    /// harness could not carry out.
+    Injected { description: Injected },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -109,9 +120,50 @@ pub struct Event {
     /// Virtual time since the start, in milliseconds.
     pub at_ms: u64,
     pub actor: String,
-    pub spec: Option<String>,
+    /// The SPEC.md rule the event bears on.
+    pub spec: Option<RuleId>,
     #[serde(flatten)]
     pub what: What,
+}
+
+/// Rails' answer to Workhorse: allowed, or denied with an HTTP status; `service`:
+/// the job's service asked for through the proxy (WI-2), `None` for the terminal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Authorization {
+    Allowed {
+        service: Option<String>,
+    },
+    Denied {
+        status: u16,
+        reason: String,
+        service: Option<String>,
+    },
+}
+
+impl Authorization {
+    /// Allowed to open the job's terminal (not a service of it).
+    pub fn allows_terminal(&self) -> bool {
+        matches!(self, Authorization::Allowed { service: None })
+    }
+}
+
+impl std::fmt::Display for Authorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let service = match self {
+            Authorization::Allowed { service } | Authorization::Denied { service, .. } => service,
+        };
+        match self {
+            Authorization::Allowed { .. } => f.write_str("allowed")?,
+            Authorization::Denied { status, reason, .. } => {
+                write!(f, "denied {status} ({reason})")?
+            }
+        }
+        match service {
+            Some(service) => write!(f, " (service proxy to {service})"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Records events from every host of a run.
@@ -155,7 +207,7 @@ impl Recorder {
         let event = Event {
             at_ms,
             actor: actor.to_string(),
-            spec: spec.map(str::to_string),
+            spec: spec.map(RuleId::of),
             what,
         };
         self.inner.lock().expect("recorder lock").push(event);
@@ -223,11 +275,7 @@ pub fn render(events: &[Event]) -> String {
     }
     for event in &folded {
         let at = crate::duration::clock(event.at_ms);
-        let spec = event
-            .spec
-            .as_deref()
-            .map(|s| format!("  [{s}]"))
-            .unwrap_or_default();
+        let spec = event.spec.map(|s| format!("  [{s}]")).unwrap_or_default();
         let _ = writeln!(
             out,
             "{at:>10}  {:<10} {}{spec}",
@@ -310,7 +358,7 @@ fn line(what: &What) -> String {
             format!("authorize {user} for job {job}: {verdict}")
         }
         What::RunnerLink { job, event } => format!("job {job} runner link: {event}"),
-        What::Injected { description } => description.clone(),
+        What::Injected { description } => description.to_string(),
     }
 }
 

@@ -1,0 +1,155 @@
+//! What the scenario (or the harness itself) did to the world, and what it
+//! could not do: typed, so that judging reads the step, not its sentence.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::scenario::Action;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "injected", rename_all = "snake_case")]
+pub enum Injected {
+    /// GitLab cancels the job (LC-4).
+    Cancelled {
+        job: u64,
+    },
+    /// The runner's operator sends it a signal (LC-4).
+    Signal {
+        signal: String,
+    },
+    /// A user's role in the project changes (AU-2).
+    RoleChanged {
+        user: String,
+        role: String,
+    },
+    /// The project is archived (AU-2).
+    Archived {
+        project: String,
+    },
+    Partition {
+        a: String,
+        b: String,
+    },
+    Repaired {
+        a: String,
+        b: String,
+    },
+    Held {
+        a: String,
+        b: String,
+    },
+    Released {
+        a: String,
+        b: String,
+    },
+    Crashed {
+        host: String,
+    },
+    Restarted {
+        host: String,
+    },
+    /// Only GitLab may reach the runner (DP-2).
+    Firewall,
+    /// A browser drops its connection without a close frame (WS-7).
+    Vanished,
+    /// A browser types with no terminal open.
+    NothingToTypeInto {
+        browser: String,
+    },
+    /// A direct open finds no session URL in GitLab to go to.
+    NoSession {
+        job: u64,
+    },
+    /// A real browser failed at what the step asked (`problem`: what and why).
+    Chromium {
+        problem: String,
+    },
+    /// A real runner's terminal showed nothing to type after (conform).
+    NoOutputYet {
+        browser: String,
+        seconds: u64,
+    },
+    /// A step that only the simulation can do, met in a run for real.
+    NotForReal {
+        action: String,
+    },
+}
+
+impl Injected {
+    /// What GitLab or the runner's operator does for `action` (shared by the
+    /// simulation and by runs for real), with the rule it bears on; `None`
+    /// for a browser's step or a network fault.
+    pub fn of_operator(action: &Action) -> Option<(&'static str, Injected)> {
+        Some(match action {
+            Action::Cancel { job } => ("LC-4", Injected::Cancelled { job: *job }),
+            Action::Signal { mode } => (
+                "LC-4",
+                Injected::Signal {
+                    signal: mode.signal().to_string(),
+                },
+            ),
+            Action::Revoke { user, role } => (
+                "AU-2",
+                Injected::RoleChanged {
+                    user: user.clone(),
+                    role: format!("{role:?}"),
+                },
+            ),
+            Action::Archive { project } => (
+                "AU-2",
+                Injected::Archived {
+                    project: project.clone(),
+                },
+            ),
+            _ => return None,
+        })
+    }
+
+    /// The harness could not do what a step asked: a run for real reports it
+    /// as the cause of what follows.
+    pub fn is_unable(&self) -> bool {
+        matches!(
+            self,
+            Injected::NoSession { .. } | Injected::NoOutputYet { .. } | Injected::NotForReal { .. }
+        )
+    }
+
+    /// A host of the runner crashed or restarted: its connections are gone.
+    pub fn ends_runner(&self) -> bool {
+        matches!(self, Injected::Crashed { host } | Injected::Restarted { host } if host.starts_with("runner"))
+    }
+}
+
+impl fmt::Display for Injected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Injected::Cancelled { job } => write!(f, "job {job} is cancelled in GitLab"),
+            Injected::Signal { signal } => write!(f, "the runner receives {signal}"),
+            Injected::RoleChanged { user, role } => write!(f, "{user}'s role becomes {role}"),
+            Injected::Archived { project } => write!(f, "project {project} is archived"),
+            Injected::Partition { a, b } => write!(f, "network partition between {a} and {b}"),
+            Injected::Repaired { a, b } => write!(f, "network between {a} and {b} repaired"),
+            Injected::Held { a, b } => write!(f, "messages between {a} and {b} held"),
+            Injected::Released { a, b } => write!(f, "messages between {a} and {b} released"),
+            Injected::Crashed { host } => write!(f, "host {host} crashes"),
+            Injected::Restarted { host } => write!(f, "host {host} restarts"),
+            Injected::Firewall => f.write_str("firewall: only gitlab may reach the runner"),
+            Injected::Vanished => f.write_str("drops its connection without a close frame"),
+            Injected::NothingToTypeInto { browser } => {
+                write!(f, "{browser} has no open terminal to type into")
+            }
+            Injected::NoSession { job } => write!(
+                f,
+                "cannot open job {job} directly: GitLab knows no session for it"
+            ),
+            Injected::Chromium { problem } => write!(f, "Chromium could not {problem}"),
+            Injected::NoOutputYet { browser, seconds } => write!(
+                f,
+                "cannot wait longer for {browser}'s terminal to show output (its shell's prompt) \
+                 before typing: nothing in {seconds} s"
+            ),
+            Injected::NotForReal { action } => write!(f, "cannot {action} for real: ignored"),
+        }
+    }
+}
