@@ -161,24 +161,14 @@ fn main() -> ExitCode {
             .with_writer(std::io::stderr)
             .init();
     }
-    let cli = Cli::parse();
-    if let Command::Conform(args) = &cli.command {
-        return session_harness::conform::run(args.as_ref().clone());
-    }
-    if let Command::Serve(args) = &cli.command {
-        return session_harness::serve::run(args.as_ref().clone());
-    }
     let root = catalogue::root();
-    if let Command::Coverage { spec } = &cli.command {
-        return coverage(&root, spec);
-    }
-    if let Command::Report {
-        command: ReportCommand::Merge { files, json, junit },
-    } = &cli.command
-    {
-        return merge(files, json.as_deref(), junit.as_deref());
-    }
-    match &cli.command {
+    match Cli::parse().command {
+        Command::Conform(args) => session_harness::conform::run(*args),
+        Command::Serve(args) => session_harness::serve::run(*args),
+        Command::Coverage { spec } => coverage(&root, &spec),
+        Command::Report {
+            command: ReportCommand::Merge { files, json, junit },
+        } => merge(&files, json.as_deref(), junit.as_deref()),
         Command::Fuzz {
             cases,
             duration,
@@ -189,170 +179,178 @@ fn main() -> ExitCode {
             faults,
             regressions,
         } => {
-            let shard = match Shard::resolve(*shard) {
+            let shard = match Shard::resolve(shard) {
                 Ok(shard) => shard,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(e) => return usage_error(&e),
             };
-            let options = fuzz::Options {
+            campaign(fuzz::Options {
                 cases: cases.or(duration.is_none().then_some(500)),
                 duration: duration.map(|d| d.0),
-                seed: *seed,
-                max_steps: *max_steps,
-                faults: faults.clone(),
+                seed,
+                max_steps,
+                faults,
                 regressions: Some(root.join(regressions)),
                 progress: fuzz::Progress::for_stderr(),
-                jobs: (*jobs).max(1),
+                jobs: jobs.max(1),
                 shard,
-            };
-            if shard != Shard::WHOLE {
-                eprintln!(
-                    "fuzz: shard {shard}: cases {}, {}+{}, ... of seed {seed}",
-                    shard.index - 1,
-                    shard.index - 1,
-                    shard.total
-                );
-            }
-            let summary = fuzz::fuzz(&options);
-            print!("{}", fuzz::describe(&summary));
-            return if summary.found.is_some() {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            };
+            })
         }
         Command::Replay {
             seed,
             max_steps,
             faults,
-        } => {
-            let lifecycle = fuzz::lifecycle_of(*seed, *max_steps);
-            let (scenario, run, violations) =
-                fuzz::check(&lifecycle, &format!("seed-{seed}"), faults);
-            print!("{}", fuzz::to_toml(&scenario));
-            if let Ok(run) = &run {
-                println!("\n{}", catalogue::trace_text(&scenario, &run.events));
-            }
-            for v in &violations {
-                println!("violated: {v}");
-            }
-            return if violations.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            };
-        }
-        _ => {}
-    }
-    let (paths, filter) = match &cli.command {
-        Command::Run { paths, filter, .. } | Command::List { paths, filter } => (paths, filter),
-        Command::Fuzz { .. }
-        | Command::Replay { .. }
-        | Command::Conform(_)
-        | Command::Report { .. }
-        | Command::Serve(_)
-        | Command::Coverage { .. } => {
-            unreachable!("handled above")
-        }
-    };
-    let scenarios = match catalogue::discover(&root, paths) {
-        Ok(s) => s,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("error: {e}");
-            }
-            return ExitCode::from(2);
-        }
-    };
-    let scenarios = match filter {
-        None => scenarios,
-        Some(glob) => match globset::Glob::new(glob) {
-            Ok(g) => {
-                let matcher = g.compile_matcher();
-                scenarios
-                    .into_iter()
-                    .filter(|s| matcher.is_match(&s.id))
-                    .collect()
-            }
-            Err(e) => {
-                eprintln!("error: --filter {glob:?}: {e}");
-                return ExitCode::from(2);
-            }
+        } => replay(seed, max_steps, &faults),
+        Command::List { paths, filter } => match select(&root, &paths, filter.as_deref(), None) {
+            Ok(scenarios) => list(&scenarios),
+            Err(code) => code,
         },
-    };
-    if scenarios.is_empty() {
-        eprintln!("error: no scenario matches");
-        return ExitCode::from(2);
-    }
-    // A shard of the selection; one with no scenario left runs none, and passes.
-    let scenarios = match &cli.command {
-        Command::Run { shard, .. } => match Shard::resolve(*shard) {
-            Ok(shard) => shard.select(scenarios),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        _ => scenarios,
-    };
-    match cli.command {
-        Command::Fuzz { .. }
-        | Command::Replay { .. }
-        | Command::Conform(_)
-        | Command::Report { .. }
-        | Command::Serve(_)
-        | Command::Coverage { .. } => {
-            unreachable!("handled above")
-        }
-        Command::List { .. } => {
-            for s in &scenarios {
-                println!(
-                    "{:<44} {}\n    {}\n    user sees: {}",
-                    s.id,
-                    s.spec.join(" "),
-                    s.title,
-                    s.user_sees
-                );
-            }
-            println!("{} scenarios", scenarios.len());
-            ExitCode::SUCCESS
-        }
         Command::Run {
+            paths,
+            filter,
             seed,
             format,
             update,
             faults,
             threads,
-            ..
-        } => {
-            let started = Instant::now();
-            let total = scenarios.len();
-            let results = run::run_all(
-                &root,
-                &scenarios,
-                seed,
-                update,
-                &faults,
-                threads,
-                |i, result| {
-                    if matches!(format, Format::Human) {
-                        print!("{}", report::human(result, i + 1, total));
-                    }
-                },
-            );
-            match format {
-                Format::Human => print!("{}", report::summary(&results, started.elapsed())),
-                Format::Json => println!("{}", report::json(&results)),
-                Format::Junit => print!("{}", report::junit("session-harness", &results)),
-            }
-            if results.iter().all(|r| r.passed()) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+            shard,
+        } => match select(&root, &paths, filter.as_deref(), Some(shard)) {
+            Ok(scenarios) => run(&root, &scenarios, seed, format, update, &faults, threads),
+            Err(code) => code,
+        },
+    }
+}
+
+/// Says what was wrong with the command line; exit code 2.
+fn usage_error(what: &str) -> ExitCode {
+    eprintln!("error: {what}");
+    ExitCode::from(2)
+}
+
+/// The scenarios of `paths` (default: the catalogue) whose id matches
+/// `filter`, and of those the shard's part (`shard`: `Some` for commands that
+/// take `--shard`; its `None` is CI's CI_NODE_INDEX/CI_NODE_TOTAL, or all).
+/// None left is an error; a shard with none left is not (it runs none, and passes).
+fn select(
+    root: &std::path::Path,
+    paths: &[PathBuf],
+    filter: Option<&str>,
+    shard: Option<Option<Shard>>,
+) -> Result<Vec<session_harness::scenario::Scenario>, ExitCode> {
+    let scenarios = catalogue::discover(root, paths).map_err(|errors| {
+        for e in errors {
+            eprintln!("error: {e}");
         }
+        ExitCode::from(2)
+    })?;
+    let scenarios: Vec<_> = match filter {
+        None => scenarios,
+        Some(glob) => {
+            let matcher = globset::Glob::new(glob)
+                .map_err(|e| usage_error(&format!("--filter {glob:?}: {e}")))?
+                .compile_matcher();
+            scenarios
+                .into_iter()
+                .filter(|s| matcher.is_match(&s.id))
+                .collect()
+        }
+    };
+    if scenarios.is_empty() {
+        return Err(usage_error("no scenario matches"));
+    }
+    match shard {
+        None => Ok(scenarios),
+        Some(shard) => match Shard::resolve(shard) {
+            Ok(shard) => Ok(shard.select(scenarios)),
+            Err(e) => Err(usage_error(&e)),
+        },
+    }
+}
+
+fn campaign(options: fuzz::Options) -> ExitCode {
+    let shard = options.shard;
+    if shard != Shard::WHOLE {
+        eprintln!(
+            "fuzz: shard {shard}: cases {}, {}+{}, ... of seed {}",
+            shard.index - 1,
+            shard.index - 1,
+            shard.total,
+            options.seed
+        );
+    }
+    let summary = fuzz::fuzz(&options);
+    print!("{}", fuzz::describe(&summary));
+    if summary.found.is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Reruns case `seed` of a campaign: its scenario, its trace, what it broke.
+fn replay(seed: u64, max_steps: usize, faults: &[Fault]) -> ExitCode {
+    let lifecycle = fuzz::lifecycle_of(seed, max_steps);
+    let (scenario, run, violations) = fuzz::check(&lifecycle, &format!("seed-{seed}"), faults);
+    print!("{}", fuzz::to_toml(&scenario));
+    if let Ok(run) = &run {
+        println!("\n{}", catalogue::trace_text(&scenario, &run.events));
+    }
+    for v in &violations {
+        println!("violated: {v}");
+    }
+    if violations.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn list(scenarios: &[session_harness::scenario::Scenario]) -> ExitCode {
+    for s in scenarios {
+        println!(
+            "{:<44} {}\n    {}\n    user sees: {}",
+            s.id,
+            s.spec.join(" "),
+            s.title,
+            s.user_sees
+        );
+    }
+    println!("{} scenarios", scenarios.len());
+    ExitCode::SUCCESS
+}
+
+fn run(
+    root: &std::path::Path,
+    scenarios: &[session_harness::scenario::Scenario],
+    seed: Option<u64>,
+    format: Format,
+    update: bool,
+    faults: &[Fault],
+    threads: usize,
+) -> ExitCode {
+    let started = Instant::now();
+    let total = scenarios.len();
+    let results = run::run_all(
+        root,
+        scenarios,
+        seed,
+        update,
+        faults,
+        threads,
+        |i, result| {
+            if matches!(format, Format::Human) {
+                print!("{}", report::human(result, i + 1, total));
+            }
+        },
+    );
+    match format {
+        Format::Human => print!("{}", report::summary(&results, started.elapsed())),
+        Format::Json => println!("{}", report::json(&results)),
+        Format::Junit => print!("{}", report::junit("session-harness", &results)),
+    }
+    if results.iter().all(|r| r.passed()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

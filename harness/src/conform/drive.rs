@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::page::{self, PageBrowser, Pages};
 use super::process::{RunnerProcess, Signal};
-use crate::scenario::{browser_names, Action, Open, Scenario, Step, StopMode};
+use crate::scenario::{browser_plans, Action, BrowserPlan, Open, Scenario, Step, StopMode};
 use crate::trace::{Event, Injected, Recorder, What};
 use crate::world;
 use crate::world::browser::Browser;
@@ -57,17 +57,7 @@ pub async fn drive(scenario: &Scenario, stage: &Stage<'_>) -> Result<Vec<Event>,
     let busy = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     let pages = stage.pages.clone().filter(|_| page::can_play(scenario));
-    for name in browser_names(scenario) {
-        let user = match scenario.browsers.get(&name) {
-            Some(b) => b.user.clone(),
-            None => Some(name.clone()),
-        };
-        let steps: Vec<Step> = scenario
-            .steps
-            .iter()
-            .filter(|s| s.browser() == Some(name.as_str()))
-            .cloned()
-            .collect();
+    for BrowserPlan { name, user, steps } in browser_plans(scenario) {
         busy.fetch_add(1, Ordering::SeqCst);
         let timeline = Timeline {
             recorder: stage.recorder.clone(),

@@ -241,6 +241,34 @@ pub fn browser_names(s: &Scenario) -> Vec<String> {
     names
 }
 
+/// What one browser of a scenario does: who it is signed in as (a declared
+/// browser's user, else the user it is named after) and its steps, in order.
+pub struct BrowserPlan {
+    pub name: String,
+    pub user: Option<String>,
+    pub steps: Vec<Step>,
+}
+
+/// Every browser's plan, in name order.
+pub fn browser_plans(s: &Scenario) -> Vec<BrowserPlan> {
+    browser_names(s)
+        .into_iter()
+        .map(|name| BrowserPlan {
+            user: match s.browsers.get(&name) {
+                Some(b) => b.user.clone(),
+                None => Some(name.clone()),
+            },
+            steps: s
+                .steps
+                .iter()
+                .filter(|st| st.browser() == Some(name.as_str()))
+                .cloned()
+                .collect(),
+            name,
+        })
+        .collect()
+}
+
 fn check_step(s: &Scenario, step: &Step, hosts: &[String]) -> Result<(), String> {
     let browser = |name: &str| {
         if is_browser(s, name) {

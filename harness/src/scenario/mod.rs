@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use crate::duration::Dur;
-pub use load::{browser_names, hosts, load, load_str, LoadError};
+pub use load::{browser_names, browser_plans, hosts, load, load_str, BrowserPlan, LoadError};
 pub use step::{Action, Link, Open, Step, StopMode, Token, Via};
 
 use crate::world::gitlab::Role;

@@ -37,7 +37,7 @@ use session_server::runner::{self, Runner, RunnerParts};
 use tokio::sync::watch;
 
 use crate::scenario::{
-    Action, ContainerStart, Dur, FrontProxy, Link, Open, Scenario, Step, StopMode,
+    Action, BrowserPlan, ContainerStart, Dur, FrontProxy, Link, Open, Scenario, Step, StopMode,
 };
 use crate::trace::{Event, Injected, Recorder, What};
 use browser::{Browser, Via};
@@ -148,29 +148,18 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
     add_middleboxes(&mut sim, scenario, &hosts);
     add_services(&mut sim, scenario);
 
-    let browsers = crate::scenario::browser_names(scenario);
     let progress = Arc::new(Progress::default());
     let done_browsers = DoneBrowsers::default();
     let (over_tx, over) = watch::channel(false);
-    for name in &browsers {
-        let user = match scenario.browsers.get(name) {
-            Some(b) => b.user.clone(),
-            None => Some(name.clone()),
-        };
-        let steps: Vec<Step> = scenario
-            .steps
-            .iter()
-            .filter(|s| s.browser() == Some(name.as_str()))
-            .cloned()
-            .collect();
-        let browser = Browser::new(name, user, TurmoilNet, gitlab.clone(), recorder.clone());
+    for BrowserPlan { name, user, steps } in crate::scenario::browser_plans(scenario) {
+        let browser = Browser::new(&name, user, TurmoilNet, gitlab.clone(), recorder.clone());
         let entry = if scenario.network.front_proxy.is_some() {
             "proxy:80"
         } else {
             "gitlab:80"
         }
         .to_string();
-        progress.busy(name, true);
+        progress.busy(&name, true);
         sim.client(
             name.as_str(),
             drive_browser(
@@ -225,7 +214,7 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
 
     if scenario.network.firewall {
         for runner in &hosts {
-            for browser in &browsers {
+            for browser in crate::scenario::browser_names(scenario) {
                 sim.partition(runner.as_str(), browser.as_str());
             }
         }
