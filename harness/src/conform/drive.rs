@@ -15,7 +15,9 @@ use tokio::time::Instant;
 
 use super::page::{self, PageBrowser, Pages};
 use super::process::{RunnerProcess, Signal};
-use crate::scenario::{browser_plans, Action, BrowserPlan, Open, Scenario, Step, StopMode};
+use crate::scenario::{
+    browser_plans, Action, BrowserPlan, BrowserStep, Open, Scenario, Step, StopMode,
+};
 use crate::trace::{Event, Injected, Recorder, What};
 use crate::world;
 use crate::world::browser::Browser;
@@ -231,22 +233,16 @@ async fn browse(mut browser: Browser<TokioNet>, mut timeline: Timeline) {
 /// only the steps a page takes (opens through GitLab, typing, closing).
 async fn browse_page(mut browser: PageBrowser, mut timeline: Timeline) {
     while let Some(step) = timeline.next(&browser.name.clone()).await {
-        match &step.action {
-            Action::Open(Open { job, .. }) => browser.open(*job, &timeline.entry).await,
-            Action::Type { text, repeat, .. } => browser.type_text(&text.repeat(*repeat)).await,
-            Action::Close { .. } => browser.close().await,
-            Action::Fetch { .. }
-            | Action::Vanish { .. }
-            | Action::Cancel { .. }
-            | Action::Signal { .. }
-            | Action::Revoke { .. }
-            | Action::Archive { .. }
-            | Action::Partition(_)
-            | Action::Repair(_)
-            | Action::Hold(_)
-            | Action::Release(_)
-            | Action::Crash { .. }
-            | Action::Bounce { .. } => {}
+        match step.action.browser_step() {
+            Some((_, BrowserStep::Open(Open { job, .. }))) => {
+                browser.open(*job, &timeline.entry).await
+            }
+            Some((_, BrowserStep::Type { text, repeat })) => {
+                browser.type_text(&text.repeat(repeat)).await
+            }
+            Some((_, BrowserStep::Close)) => browser.close().await,
+            // page::can_play let no other browser step through.
+            Some((_, BrowserStep::Fetch { .. } | BrowserStep::Vanish)) | None => {}
         }
     }
     timeline.finish(browser.closed()).await;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::duration::Dur;
 pub use load::{browser_names, browser_plans, hosts, load, load_str, BrowserPlan, LoadError};
-pub use step::{Action, Link, Open, Step, StopMode, Token, Via};
+pub use step::{Action, BrowserStep, Link, Open, Step, StopMode, Token, Via};
 
 use crate::world::gitlab::Role;
 

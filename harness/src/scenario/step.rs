@@ -67,6 +67,17 @@ pub enum Action {
     Bounce { host: String },
 }
 
+/// A browser's step, borrowed from its [`Action`]: what code that drives a
+/// browser matches on, with no arm for the steps that are not a browser's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrowserStep<'a> {
+    Open(&'a Open),
+    Fetch { job: u64, proxy: &'a ProxyTarget },
+    Type { text: &'a str, repeat: usize },
+    Close,
+    Vanish,
+}
+
 fn once() -> usize {
     1
 }
@@ -99,12 +110,32 @@ impl Action {
 
     /// The browser that takes the step; `None`: GitLab, the operator or the network.
     pub fn browser(&self) -> Option<&str> {
+        self.browser_step().map(|(browser, _)| browser)
+    }
+
+    /// The browser that takes the step, and the step; `None`: GitLab's, the
+    /// operator's or the network's.
+    pub fn browser_step(&self) -> Option<(&str, BrowserStep<'_>)> {
         match self {
-            Action::Open(Open { browser, .. })
-            | Action::Fetch { browser, .. }
-            | Action::Type { browser, .. }
-            | Action::Close { browser }
-            | Action::Vanish { browser } => Some(browser),
+            Action::Open(open) => Some((&open.browser, BrowserStep::Open(open))),
+            Action::Fetch {
+                browser,
+                job,
+                proxy,
+            } => Some((browser, BrowserStep::Fetch { job: *job, proxy })),
+            Action::Type {
+                browser,
+                text,
+                repeat,
+            } => Some((
+                browser,
+                BrowserStep::Type {
+                    text,
+                    repeat: *repeat,
+                },
+            )),
+            Action::Close { browser } => Some((browser, BrowserStep::Close)),
+            Action::Vanish { browser } => Some((browser, BrowserStep::Vanish)),
             Action::Cancel { .. }
             | Action::Signal { .. }
             | Action::Revoke { .. }

@@ -37,7 +37,8 @@ use session_server::runner::{self, Runner, RunnerParts};
 use tokio::sync::watch;
 
 use crate::scenario::{
-    Action, BrowserPlan, ContainerStart, Dur, FrontProxy, Link, Open, Scenario, Step, StopMode,
+    Action, BrowserPlan, BrowserStep, ContainerStart, Dur, FrontProxy, Link, Open, Scenario, Step,
+    StopMode,
 };
 use crate::trace::{Event, Injected, Recorder, What};
 use browser::{Browser, Via};
@@ -345,8 +346,11 @@ pub async fn perform<N: Net>(browser: &mut Browser<N>, step: &Step, entry: &str)
 /// other steps are GitLab's, the operator's or the network's: not a browser's
 /// to take.
 pub async fn act<N: Net>(browser: &mut Browser<N>, step: &Step, entry: &str) {
-    match &step.action {
-        Action::Open(Open {
+    let Some((_, step)) = step.action.browser_step() else {
+        return;
+    };
+    match step {
+        BrowserStep::Open(Open {
             job,
             via,
             protocols,
@@ -376,22 +380,12 @@ pub async fn act<N: Net>(browser: &mut Browser<N>, step: &Step, entry: &str) {
                 .unwrap_or_else(|| vec![DEFAULT_PROTOCOL.to_string()]);
             browser.open(*job, &via, &protocols).await;
         }
-        Action::Type { text, repeat, .. } => {
-            browser.type_text(text.repeat(*repeat).as_bytes()).await
+        BrowserStep::Type { text, repeat } => {
+            browser.type_text(text.repeat(repeat).as_bytes()).await
         }
-        Action::Fetch { job, proxy, .. } => browser.fetch(*job, entry, proxy).await,
-        Action::Close { .. } => browser.close().await,
-        Action::Vanish { .. } => browser.vanish().await,
-        Action::Cancel { .. }
-        | Action::Signal { .. }
-        | Action::Revoke { .. }
-        | Action::Archive { .. }
-        | Action::Partition(_)
-        | Action::Repair(_)
-        | Action::Hold(_)
-        | Action::Release(_)
-        | Action::Crash { .. }
-        | Action::Bounce { .. } => {}
+        BrowserStep::Fetch { job, proxy } => browser.fetch(job, entry, proxy).await,
+        BrowserStep::Close => browser.close().await,
+        BrowserStep::Vanish => browser.vanish().await,
     }
 }
 
