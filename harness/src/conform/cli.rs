@@ -104,7 +104,8 @@ pub enum BrowserKind {
     Chromium,
 }
 
-fn key_value(text: &str) -> Result<(String, String), String> {
+/// A `KEY=VALUE` argument (`--runner-env`).
+pub(crate) fn key_value(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .filter(|(k, _)| !k.is_empty())

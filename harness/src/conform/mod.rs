@@ -21,7 +21,7 @@
 //! those faults break.
 
 mod cause;
-mod cli;
+pub(crate) mod cli;
 pub mod config;
 mod drive;
 pub mod endpoint;

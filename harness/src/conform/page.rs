@@ -350,16 +350,7 @@ async fn read(
                         event["base64"].as_str().unwrap_or_default(),
                     )
                     .unwrap_or_default();
-                    record(
-                        None,
-                        What::Output {
-                            browser: name.clone(),
-                            bytes: bytes.len(),
-                            frames: 1,
-                            preview: preview(&bytes),
-                            text: String::from_utf8_lossy(&bytes).into_owned(),
-                        },
-                    );
+                    record(None, What::output(&name, &bytes));
                 }
                 _ => {
                     if !*answered.borrow() {

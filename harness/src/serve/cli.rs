@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{demo_scenario, start, Options, RunnerChoice};
+use crate::conform::cli::key_value;
 use crate::scenario::load;
 
 /// The world's GitLab on a real port with its pages: the job list, job pages
@@ -40,13 +41,6 @@ pub struct Args {
     /// `.ci/docker-test-image` (as `conform --job-image`).
     #[arg(long)]
     pub job_image: Option<String>,
-}
-
-fn key_value(text: &str) -> Result<(String, String), String> {
-    text.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .filter(|(k, _)| !k.is_empty())
-        .ok_or_else(|| format!("{text:?}: use KEY=VALUE"))
 }
 
 /// 0 after Ctrl-C; 2 when it could not start.

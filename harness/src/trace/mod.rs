@@ -166,6 +166,19 @@ impl std::fmt::Display for Authorization {
     }
 }
 
+impl What {
+    /// A data frame's payload that `browser` received (one frame).
+    pub fn output(browser: &str, bytes: &[u8]) -> What {
+        What::Output {
+            browser: browser.to_string(),
+            bytes: bytes.len(),
+            frames: 1,
+            preview: preview(bytes),
+            text: String::from_utf8_lossy(bytes).into_owned(),
+        }
+    }
+}
+
 /// Records events from every host of a run.
 #[derive(Clone)]
 pub struct Recorder {

@@ -408,18 +408,7 @@ async fn read(
                     );
                 }
                 if let Some(bytes) = ws::payload(protocol.as_deref(), &message) {
-                    let text = String::from_utf8_lossy(&bytes).into_owned();
-                    recorder.record(
-                        &name,
-                        None,
-                        What::Output {
-                            browser: name.clone(),
-                            bytes: bytes.len(),
-                            frames: 1,
-                            preview: preview(&bytes),
-                            text,
-                        },
-                    );
+                    recorder.record(&name, None, What::output(&name, &bytes));
                 }
             }
             Some(Err(_)) | None => break Close::Abnormal,
