@@ -194,7 +194,6 @@ impl Gitlab {
         }
     }
 
-    /// The job is cancelled; the runner learns it from its next update (LC-4).
     /// Does what a scenario step asks of GitLab (cancel, revoke, archive);
     /// any other step is not GitLab's and is left alone.
     pub fn act(&self, action: &crate::scenario::Action) {
@@ -207,32 +206,29 @@ impl Gitlab {
         }
     }
 
+    /// The job is cancelled; the runner learns it from its next update (LC-4).
     pub fn cancel(&self, id: u64) {
         if let Some(job) = self.state.lock().expect("gitlab lock").jobs.get_mut(&id) {
             job.canceled = true;
         }
     }
 
-    pub fn session(&self, id: u64) -> Option<SessionInfo> {
+    /// What `read` takes from job `id`; `None` for a job GitLab does not have.
+    fn job<T>(&self, id: u64, read: impl FnOnce(&Job) -> T) -> Option<T> {
         self.state
             .lock()
             .expect("gitlab lock")
             .jobs
-            .get(&id)?
-            .session
-            .clone()
+            .get(&id)
+            .map(read)
+    }
+
+    pub fn session(&self, id: u64) -> Option<SessionInfo> {
+        self.job(id, |j| j.session.clone())?
     }
 
     pub fn status(&self, id: u64) -> Option<JobStatus> {
-        Some(
-            self.state
-                .lock()
-                .expect("gitlab lock")
-                .jobs
-                .get(&id)?
-                .status
-                .clone(),
-        )
+        self.job(id, |j| j.status.clone())
     }
 
     /// True once every job has a final state.
@@ -291,15 +287,7 @@ impl Gitlab {
 
     /// The job's log as the runner has sent it so far.
     pub fn log(&self, id: u64) -> Option<Vec<u8>> {
-        Some(
-            self.state
-                .lock()
-                .expect("gitlab lock")
-                .jobs
-                .get(&id)?
-                .trace
-                .clone(),
-        )
+        self.job(id, |j| j.trace.clone())
     }
 
     /// The users and their roles, by name.
