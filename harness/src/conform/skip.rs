@@ -3,7 +3,7 @@
 //! protocol that scaling cannot shorten, and what the runner under test would
 //! need that the harness cannot give it.
 
-use super::Options;
+use super::{Options, Runner};
 use crate::scenario::{Action, ContainerStart, Executor, Scenario};
 
 /// Why `s` cannot run for real, whoever runs the runner; `None`: it can.
@@ -104,31 +104,35 @@ pub fn reason_docker(s: &Scenario, options: &Options) -> Option<String> {
     })
 }
 
-/// Why `s` (scaled) cannot run against a runner already running with the
-/// printed config (`session_timeout` seconds, shell executor); `None`: it can.
-pub fn reason_attached(s: &Scenario, session_timeout: u64) -> Option<String> {
-    const HINT: &str = "use --runner-cmd, and the harness configures the runner for each scenario";
+/// Why `s` (scaled) cannot run against one runner that takes every case with
+/// one config (`session_timeout` seconds, shell executor): a runner already
+/// running, or a soak's; `None`: it can.
+pub fn reason_attached(s: &Scenario, session_timeout: u64, runner: &Runner) -> Option<String> {
+    let hint = match runner {
+        Runner::Kept { .. } => "a soak keeps one runner with one config for every round",
+        _ => "use --runner-cmd, and the harness configures the runner for each scenario",
+    };
     let r = &s.runner;
     if s.steps
         .iter()
         .any(|st| matches!(st.action, Action::Signal { .. }))
     {
-        return Some(format!("LC-4: signals the runner process: {HINT}"));
+        return Some(format!("LC-4: signals the runner process: {hint}"));
     }
     if !r.session_server {
         return Some(format!(
-            "CFG-1: needs a runner without a session server: {HINT}"
+            "CFG-1: needs a runner without a session server: {hint}"
         ));
     }
     if r.executor != Executor::Shell {
         return Some(format!(
-            "needs executor = \"{}\" (the printed config has \"shell\"): {HINT}",
+            "needs executor = \"{}\" (the printed config has \"shell\"): {hint}",
             r.executor
         ));
     }
     match r.session_timeout {
         Some(t) if t as u64 != session_timeout => Some(format!(
-            "needs session_timeout = {t} (the printed config has {session_timeout}): {HINT}"
+            "needs session_timeout = {t} (the printed config has {session_timeout}): {hint}"
         )),
         _ => None,
     }

@@ -56,12 +56,14 @@ pub(super) struct Suite<'a, 'p> {
     pub profile: Option<Profile>,
     /// Real Chromium, with `--browser chromium`.
     pages: Option<Arc<Pages>>,
+    /// The runner started once for every case ([`Runner::Kept`]).
+    kept: Option<RunnerProcess>,
 }
 
 impl<'a, 'p> Suite<'a, 'p> {
     pub async fn start(options: &'a Options, sink: &'a mut Sink<'p>) -> anyhow::Result<Self> {
         let holding = match options.runner {
-            Runner::Running => Holding::UntilQueued,
+            Runner::Running | Runner::Kept { .. } => Holding::UntilQueued,
             _ => Holding::Never,
         };
         let front = Front::bind(&options.listen, holding).await?;
@@ -83,16 +85,21 @@ impl<'a, 'p> Suite<'a, 'p> {
             unresponsive: None,
             profile: None,
             pages,
+            kept: None,
         };
-        if let Runner::Running = options.runner {
+        if let Runner::Running | Runner::Kept { .. } = options.runner {
             let timeout = suite.default_timeout();
             let toml = suite.write_config(&RunnerSpec::default(), timeout, "for every case")?;
-            let coordinator = suite.front.url();
-            (suite.sink.progress)(Progress::Waiting {
-                config: &toml,
-                path: &suite.config.path,
-                coordinator: &coordinator,
-            });
+            if let Runner::Kept { command, env } = &options.runner {
+                suite.kept = Some(RunnerProcess::start(command, &suite.config.path, env)?);
+            } else {
+                let coordinator = suite.front.url();
+                (suite.sink.progress)(Progress::Waiting {
+                    config: &toml,
+                    path: &suite.config.path,
+                    coordinator: &coordinator,
+                });
+            }
             suite.attached = Some(timeout);
         }
         suite.profile_case().await;
@@ -128,7 +135,11 @@ impl<'a, 'p> Suite<'a, 'p> {
             if let Some(ask) = self.front.asks().into_iter().next() {
                 break Ok(ask);
             }
-            if let Some(status) = runner.as_ref().and_then(RunnerProcess::exited) {
+            if let Some(status) = runner
+                .as_ref()
+                .or(self.kept.as_ref())
+                .and_then(RunnerProcess::exited)
+            {
                 break Err(format!(
                     "the runner exited ({status}) before it asked for a job"
                 ));
@@ -185,7 +196,8 @@ impl<'a, 'p> Suite<'a, 'p> {
             }
         };
         if case.failed() {
-            self.explain(&mut case, runner.as_ref(), stopped, config.as_deref());
+            let process = runner.as_ref().or(self.kept.as_ref());
+            self.explain(&mut case, process, stopped, config.as_deref());
         }
         self.sink.case(case);
     }
@@ -220,9 +232,9 @@ impl<'a, 'p> Suite<'a, 'p> {
             Ok(scaled) => scaled,
             Err(why) => return self.sink.case(skipped(why)),
         };
-        let attached = self
-            .attached
-            .and_then(|timeout| skip::reason_attached(&scaled.scenario, timeout));
+        let attached = self.attached.and_then(|timeout| {
+            skip::reason_attached(&scaled.scenario, timeout, &self.options.runner)
+        });
         if let Some(why) = attached.or_else(|| self.unresponsive.clone()) {
             return self.sink.case(skipped(why));
         }
@@ -283,7 +295,8 @@ impl<'a, 'p> Suite<'a, 'p> {
         };
         let observed = drive(&scaled.scenario, &stage).await;
         let waited = self.front.waited();
-        let exited_alone = runner.as_ref().and_then(RunnerProcess::exited);
+        let process = runner.as_ref().or(self.kept.as_ref());
+        let exited_alone = process.and_then(RunnerProcess::exited);
         let taken_none = scaled
             .scenario
             .jobs
@@ -333,7 +346,7 @@ impl<'a, 'p> Suite<'a, 'p> {
                 self.profile.as_ref(),
             )
             .or_else(|| case.error.clone());
-            self.explain(&mut case, runner.as_ref(), stopped, config.as_deref());
+            self.explain(&mut case, process, stopped, config.as_deref());
         }
         case
     }
@@ -356,7 +369,7 @@ impl<'a, 'p> Suite<'a, 'p> {
     /// What to check when the runner does not ask for jobs.
     fn hint(&self) -> String {
         match &self.options.runner {
-            Runner::Command { .. } => format!(
+            Runner::Command { .. } | Runner::Kept { .. } => format!(
                 "does the command start a runner that reads the config at {}? (its output is below)",
                 self.config.path.display()
             ),
@@ -413,11 +426,24 @@ impl<'a, 'p> Suite<'a, 'p> {
         case.runner_output = runner.map(|r| r.output_tail(OUTPUT_LINES));
     }
 
-    /// Ends what the run started for all its cases (Chromium).
+    /// Ends what the run started for all its cases (Chromium, a kept runner).
     pub async fn finish(&mut self) {
         if let Some(pages) = self.pages.take() {
             pages.quit().await;
         }
+        if let Some(runner) = self.kept.take() {
+            runner.stop(STOP_GRACE).await;
+        }
+    }
+
+    /// The cases reported so far, in order.
+    pub fn cases(&self) -> &[CaseReport] {
+        &self.sink.cases
+    }
+
+    /// The runner started once for every case ([`Runner::Kept`]).
+    pub fn kept(&self) -> Option<&RunnerProcess> {
+        self.kept.as_ref()
     }
 
     /// The endpoint-level cases, on a session of a job of their own.
@@ -436,7 +462,10 @@ impl<'a, 'p> Suite<'a, 'p> {
             self.start_runner(&RunnerSpec::default(), timeout, "the endpoint-level cases");
         let session = match &started {
             Err(e) => Err(format!("{e:#}")),
-            Ok((runner, _)) => self.session_of(&gitlab, runner.as_ref()).await,
+            Ok((runner, _)) => {
+                let process = runner.as_ref().or(self.kept.as_ref());
+                self.session_of(&gitlab, process).await
+            }
         };
         let settings = endpoint::Settings {
             pings: self.options.pings,
