@@ -32,6 +32,7 @@ pub mod process;
 pub mod profile;
 pub mod report;
 pub mod scale;
+mod services;
 pub mod skip;
 pub mod soak;
 mod suite;

@@ -16,6 +16,7 @@ use super::process::{RunnerProcess, STOP_GRACE};
 use super::profile::Profile;
 use super::report::{CaseReport, OUTPUT_LINES};
 use super::scale::{scale, Scaled};
+use super::services;
 use super::skip;
 use super::{Options, Progress, Runner, Sink};
 use anyhow::Context as _;
@@ -238,6 +239,26 @@ impl<'a, 'p> Suite<'a, 'p> {
         if let Some(why) = attached.or_else(|| self.unresponsive.clone()) {
             return self.sink.case(skipped(why));
         }
+        // The job's services on real ports, for as long as the scenario runs.
+        let (scaled, _services) = match services::any(&scaled.scenario) {
+            false => (scaled, None),
+            true => match services::serve(&scaled.scenario).await {
+                Ok((scenario, served)) => (Scaled { scenario, ..scaled }, Some(served)),
+                Err(e) => {
+                    let error = Some(format!("serving the job's services: {e:#}"));
+                    let verdict = Verdict::default();
+                    let case = CaseReport::judged(
+                        &s.id,
+                        &s.title,
+                        &s.spec,
+                        verdict,
+                        error,
+                        Duration::ZERO,
+                    );
+                    return self.sink.case(case);
+                }
+            },
+        };
         let case = self.run(s, &scaled).await;
         self.sink.case(case);
     }
