@@ -300,8 +300,10 @@ async fn the_docker_scenarios_give_the_simulations_verdicts_on_a_real_engine() {
     }
     let mut must_run = vec!["docker/terminal-drops-when-the-script-ends"];
     if holds_starts {
-        // DK-1 for real: a container held in `created`, then running.
+        // DK-1 for real: a container held in `created`, then running; and
+        // one held past its job's timeout, whose job still ends at it.
         must_run.push("docker/terminal-waits-for-the-container");
+        must_run.push("docker/container-never-runs");
     }
     for id in must_run {
         assert!(ran.contains(&id), "{id} ran on the engine: ran {ran:?}");

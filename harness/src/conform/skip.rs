@@ -4,7 +4,7 @@
 //! need that the harness cannot give it.
 
 use super::{Options, Runner};
-use crate::scenario::{Action, ContainerStart, Executor, Scenario};
+use crate::scenario::{Action, Executor, Scenario};
 
 /// Why `s` cannot run for real, whoever runs the runner; `None`: it can.
 pub fn reason(s: &Scenario) -> Option<String> {
@@ -68,7 +68,8 @@ pub fn reason(s: &Scenario) -> Option<String> {
 /// (`redis:7-alpine`) and no image, which a Docker Engine without a registry
 /// cannot get; a build container that starts late or never
 /// (`container_start`) needs an engine that holds starts
-/// (`--engine-holds-starts`). `None`: it can run.
+/// (`--engine-holds-starts`; `never` is held past the job's timeout). `None`:
+/// it can run.
 pub fn reason_docker(s: &Scenario, options: &Options) -> Option<String> {
     if s.runner.executor == Executor::Docker && options.job_image.is_none() {
         return Some(
@@ -78,24 +79,10 @@ pub fn reason_docker(s: &Scenario, options: &Options) -> Option<String> {
                 .into(),
         );
     }
-    if let Some(never) = s
-        .jobs
-        .iter()
-        .find(|j| j.container_start == Some(ContainerStart::Never))
-    {
-        return Some(format!(
-            "DK-1: job {}'s build container never runs: on a real engine that is a start held \
-             in the runtime past the job's timeout, and Docker cannot remove a container whose \
-             start is still in its runtime, so the job's end waits for the runtime to give up \
-             (measured here: 5.5 and 6.8 s past a 12 s timeout), where the model's job ends at its \
-             timeout",
-            never.id
-        ));
-    }
     let late = s.jobs.iter().find(|j| j.container_start.is_some())?;
     (!options.engine_holds_starts).then(|| {
         format!(
-            "DK-1: job {}'s build container starts late (container_start), which a \
+            "DK-1: job {}'s build container starts late or never (container_start), which a \
              real engine does only through .ci/docker-delay-runtime: run the runner's \
              dockerd with it (--add-runtime, as its default runtime) and pass \
              --engine-holds-starts",

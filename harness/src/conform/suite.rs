@@ -560,12 +560,12 @@ fn gitlab_for(scenario: &Scenario, recorder: &Recorder, options: &Options) -> Gi
         if let Some(image) = image {
             gitlab.set_image(job.id, image);
         }
-        // A container that never runs is skipped (skip::reason_docker).
-        if let Some(ContainerStart::After(hold)) =
-            job.container_start.filter(|_| options.engine_holds_starts)
-        {
-            gitlab.add_variable(job.id, HOLD_VARIABLE, &engine_hold(hold));
-        }
+        let hold = match job.container_start.filter(|_| options.engine_holds_starts) {
+            Some(ContainerStart::After(hold)) => hold,
+            Some(ContainerStart::Never) => never_hold(job, options.slack),
+            None => continue,
+        };
+        gitlab.add_variable(job.id, HOLD_VARIABLE, &engine_hold(hold));
     }
     gitlab
 }
@@ -573,10 +573,19 @@ fn gitlab_for(scenario: &Scenario, recorder: &Recorder, options: &Options) -> Gi
 /// What `.ci/docker-delay-runtime` reads in a build container's environment.
 const HOLD_VARIABLE: &str = "SESSION_HARNESS_CONTAINER_START";
 
-/// The variable's value for a (scaled) `container_start`: seconds. (`never`
-/// does not run: see `skip::reason_docker`.)
+/// The variable's value for a (scaled) `container_start`: seconds.
 fn engine_hold(container_start: Dur) -> String {
     format!("{:.3}", container_start.0.as_secs_f64())
+}
+
+/// A start that never comes, as far as the job can tell: held past the job's
+/// (scaled) timeout by the tolerance of its end, so that a runner that waits
+/// for the start fails the job's `finished_at`. Not for ever: an engine
+/// removes a container only once its start has ended, and the runner's
+/// removal must be done within the harness's stop grace.
+fn never_hold(job: &crate::scenario::JobSpec, slack: Duration) -> Dur {
+    let timeout = job.timeout.map_or(Duration::from_secs(3600), |t| t.0);
+    Dur(timeout + slack.max(Duration::from_secs(1)))
 }
 
 /// Where the runner's config is written: the given path, or a temporary file
