@@ -15,7 +15,7 @@ mod support;
 
 use session_harness::catalogue;
 use session_harness::conform::report::human;
-use session_harness::conform::{conform, Options, Progress, Report, Runner, Status};
+use session_harness::conform::{conform, endpoint, Options, Progress, Report, Runner, Status};
 use session_harness::scenario::Scenario;
 use support::{
     containers_left, docker_engine_holds_starts, docker_engine_ready, DOCKER_TEST_IMAGE,
@@ -300,12 +300,109 @@ async fn the_docker_scenarios_give_the_simulations_verdicts_on_a_real_engine() {
     }
     let mut must_run = vec!["docker/terminal-drops-when-the-script-ends"];
     if holds_starts {
-        // DK-1 for real: a container held in `created`, then running.
+        // DK-1 for real: a container held in `created`, then running; and
+        // one held past its job's timeout, whose job still ends at it.
         must_run.push("docker/terminal-waits-for-the-container");
+        must_run.push("docker/container-never-runs");
     }
     for id in must_run {
         assert!(ran.contains(&id), "{id} ran on the engine: ran {ran:?}");
     }
     // The conform runner's token is glrt-session-harness: labelled glrt-ses.
     assert_eq!(containers_left("glrt-ses"), "", "containers left");
+}
+
+/// A soak against one runner process reports each round's cases, open fds
+/// and RSS, and judges their growth: the plain runner's fds come back to the
+/// first round's, while `session-server-faulty` with `fd-leak` (a descriptor
+/// per connection never closed) is flagged, though every case passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_soak_reports_fds_and_rss_per_round_and_flags_a_planted_fd_leak() {
+    use session_harness::conform::soak::{self, report::round_line, Plan, Until};
+    let (plain, faulty) = binaries();
+    let all = catalogue::discover(&catalogue::root(), &[]).expect("the catalogue loads");
+    let scenarios: Vec<Scenario> = all
+        .into_iter()
+        .filter(|s| s.id == "disconnects/browser-closes")
+        .collect();
+    for (binary, faults, leaks) in [(plain, "", false), (faulty, "fd-leak", true)] {
+        let Runner::Command { command, env } =
+            impl_runner(binary, &[("SESSION_SERVER_FAULTS", faults)])
+        else {
+            unreachable!("impl_runner gives a command")
+        };
+        let options = Options {
+            runner: Runner::Kept { command, env },
+            scenarios: scenarios.clone(),
+            listen: "127.0.0.1:0".into(),
+            session_listen: None,
+            session_advertise: None,
+            config_path: Some(std::env::temp_dir().join(format!(
+                "session-harness-soak-{}-{}.toml",
+                leaks,
+                std::process::id()
+            ))),
+            scale: 0.01,
+            slack: Duration::from_millis(500),
+            wait_runner: Duration::from_secs(30),
+            pings: false,
+            endpoint: true,
+            job_image: None,
+            engine_holds_starts: false,
+            browser: None,
+        };
+        let plan = Plan {
+            until: Until::Rounds(3),
+            runner_pid: None,
+            rss_ceiling_mib: soak::verdict::RSS_CEILING_MIB,
+        };
+        let mut show = |event: soak::Event<'_>| match event {
+            soak::Event::Round(round) => println!("{}", round_line(round, None)),
+            soak::Event::Conform(Progress::Case { case, index, total }) if case.failed() => {
+                print!("{}", human(case, index, total))
+            }
+            _ => {}
+        };
+        let report = tokio::time::timeout(
+            Duration::from_secs(5 * 60),
+            soak::soak(&options, &plan, &mut show),
+        )
+        .await
+        .expect("the soak ends")
+        .expect("the soak runs");
+        let _ = std::fs::remove_file(options.config_path.as_ref().unwrap());
+        print!("{}", report.summary());
+        assert_eq!(report.rounds.len(), 3);
+        for round in &report.rounds {
+            assert!(
+                round.failed.is_empty(),
+                "round {}: {:?}",
+                round.round,
+                round.failed
+            );
+            // The scenario and the endpoint-level cases (`pings` is skipped).
+            assert_eq!(round.passed + round.skipped, 1 + endpoint::COUNT);
+            assert!(round.passed >= endpoint::COUNT, "round {}", round.round);
+            let sample = round.sample.expect("fds and RSS after each round");
+            assert!(sample.fds > 0 && sample.rss_kib > 1024, "{sample:?}");
+        }
+        assert!(
+            report
+                .watched
+                .contains(binary.file_name().unwrap().to_str().unwrap()),
+            "the figures are the runner's own: {}",
+            report.watched
+        );
+        let growth = report.growth.as_ref().expect("a verdict on growth");
+        assert_eq!(growth.fds_leaked(), leaks, "{}", growth.fds_line());
+        assert!(!growth.rss_leaked(), "{}", growth.rss_line());
+        assert_eq!(report.passed(), !leaks, "{}", report.summary());
+        let junit = report.junit();
+        assert_eq!(
+            junit.contains("<failure"),
+            leaks,
+            "soak/fds fails in JUnit only with the leak:\n{junit}"
+        );
+        assert!(junit.contains("round 3: endpoint/"), "{junit}");
+    }
 }

@@ -53,6 +53,7 @@ fn rule_broken_by(fault: Fault) -> &'static str {
         Fault::ShortContainerWait => "DK-1",
         Fault::SlowPings => "WS-4",
         Fault::Base64AsBinary | Fault::Base64InputRaw => "WS-3",
+        Fault::FdLeak => unreachable!("fd-leak breaks no rule a trace shows"),
     }
 }
 
@@ -83,10 +84,11 @@ fn each_injected_bug_is_caught_shrunk_and_named_by_its_rule() {
     // truncate-input (the reference's 32 KiB cut) shows only when a later
     // command's output arrives in the same connection; with this op mix it was
     // not caught within FAULT_CASES, so it is left out until the WS-5
-    // invariant judges a paste by itself.
+    // invariant judges a paste by itself. fd-leak leaks descriptors, which
+    // a simulated run does not have: conform's soak finds it.
     for fault in Fault::ALL
         .into_iter()
-        .filter(|f| *f != Fault::TruncateInput)
+        .filter(|f| ![Fault::TruncateInput, Fault::FdLeak].contains(f))
     {
         let summary = fuzz::fuzz(&options(FAULT_CASES, &[fault], None));
         let found = summary.found.as_ref().unwrap_or_else(|| {

@@ -37,10 +37,15 @@ pub enum Fault {
     /// WS-3 broken the other way: base64 input is passed to the terminal
     /// undecoded (the decoder's match falls through to the raw arm).
     Base64InputRaw,
+    /// A resource leak no single case sees: every accepted connection opens
+    /// a file descriptor that is never closed (as a per-connection handle
+    /// kept in a forgotten place would). Only a soak's fd count over many
+    /// connections shows it (`conform --repeat`); the simulation has no fds.
+    FdLeak,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 13] = [
+    pub const ALL: [Fault; 14] = [
         Fault::NoLock,
         Fault::UncappedTimeout,
         Fault::TruncateInput,
@@ -54,6 +59,7 @@ impl Fault {
         Fault::SlowPings,
         Fault::Base64AsBinary,
         Fault::Base64InputRaw,
+        Fault::FdLeak,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +77,7 @@ impl Fault {
             Fault::SlowPings => "slow-pings",
             Fault::Base64AsBinary => "base64-as-binary",
             Fault::Base64InputRaw => "base64-input-raw",
+            Fault::FdLeak => "fd-leak",
         }
     }
 

@@ -8,6 +8,8 @@ use std::time::Duration;
 use crate::world::gitlab::SessionInfo;
 
 use super::report::{human, Report};
+use super::soak::report::{round_line, SoakReport};
+use super::soak::{self, Event, Plan, Round, Until};
 use super::{conform, Options, Progress, Runner};
 use crate::catalogue;
 use crate::scenario::Dur;
@@ -95,6 +97,39 @@ pub struct Args {
     /// GitLab CI's CI_NODE_INDEX/CI_NODE_TOTAL if set, else all.
     #[arg(long, value_parser = Shard::parse)]
     pub shard: Option<Shard>,
+    /// Soak: N rounds of the cases against ONE runner (started once with
+    /// --runner-cmd, or already running), reading its open fds and RSS after
+    /// each round; fails on a case's failure or on growth.
+    #[arg(long, conflicts_with_all = ["soak", "session_url"])]
+    pub repeat: Option<usize>,
+    /// Soak for this long (e.g. 30m): rounds as --repeat, until the time is up.
+    #[arg(long, value_parser = Dur::parse, conflicts_with = "session_url")]
+    pub soak: Option<Dur>,
+    /// A soak's runner process, when the harness did not start it (--listen)
+    /// or the command is not the runner's own binary; without it the figures
+    /// are unknown.
+    #[arg(long)]
+    pub runner_pid: Option<u32>,
+    /// A soak fails when the runner's RSS grows by more than this many MiB
+    /// from the first round to the last.
+    #[arg(long, default_value_t = super::soak::verdict::RSS_CEILING_MIB)]
+    pub rss_ceiling: u64,
+}
+
+impl Args {
+    /// The soak's plan, with --repeat or --soak.
+    fn plan(&self) -> Option<Plan> {
+        let until = match (self.repeat, self.soak) {
+            (Some(rounds), _) => Until::Rounds(rounds.max(1)),
+            (None, Some(wall)) => Until::Wall(wall.0),
+            (None, None) => return None,
+        };
+        Some(Plan {
+            until,
+            runner_pid: self.runner_pid,
+            rss_ceiling_mib: self.rss_ceiling,
+        })
+    }
 }
 
 /// The real browsers `--browser` can drive.
@@ -135,6 +170,9 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(plan) = args.plan() {
+        return run_soak(&args, &options, &plan, runtime);
+    }
     let report = runtime.block_on(conform(&options, &mut print));
     // The runtime's tasks (connections of a runner already running) must not hold the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -154,6 +192,58 @@ pub fn run(args: Args) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// The soak: conform's lines for the profile and for failures, a line per
+/// round, the verdict; exit 1 on a failure or growth.
+fn run_soak(
+    args: &Args,
+    options: &Options,
+    plan: &Plan,
+    runtime: tokio::runtime::Runtime,
+) -> ExitCode {
+    let mut first: Option<Round> = None;
+    let mut show = |event: Event<'_>| match event {
+        Event::Conform(Progress::Case { case, index, total }) => {
+            if case.failed() {
+                print!("{}", human(case, index, total));
+            }
+        }
+        Event::Conform(progress) => print(progress),
+        Event::Watching(what) => println!("soak: {}; watching {what}", describe(&plan.until)),
+        Event::Round(round) => {
+            println!("{}", round_line(round, first.as_ref()));
+            first.get_or_insert_with(|| round.clone());
+        }
+    };
+    let report = runtime.block_on(soak::soak(options, plan, &mut show));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let report: SoakReport = match report {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", report.summary());
+    let written = write_file(&args.junit, "--junit", || report.junit())
+        .and_then(|()| write_file(&args.json, "--json", || report.json()));
+    if let Err(e) = written {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
+    if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn describe(until: &Until) -> String {
+    match until {
+        Until::Rounds(n) => format!("{n} rounds"),
+        Until::Wall(wall) => format!("rounds for {:.0}s", wall.as_secs_f64()),
     }
 }
 
@@ -180,6 +270,11 @@ fn options(args: &Args) -> anyhow::Result<Options> {
         args.scale
     );
     let runner = match (&args.runner_cmd, &args.session_url) {
+        // A soak keeps one runner for every round.
+        (Some(command), _) if args.plan().is_some() => Runner::Kept {
+            command: command.clone(),
+            env: args.runner_env.clone(),
+        },
         (Some(command), _) => Runner::Command {
             command: command.clone(),
             env: args.runner_env.clone(),
@@ -252,14 +347,19 @@ fn scenarios(args: &Args) -> anyhow::Result<Vec<crate::scenario::Scenario>> {
 }
 
 fn write_files(args: &Args, report: &Report) -> anyhow::Result<()> {
+    write_file(&args.junit, "--junit", || report.junit())?;
+    write_file(&args.json, "--json", || report.json())
+}
+
+/// Writes `text()` to `path`, if given (`flag` names it in an error).
+fn write_file(
+    path: &Option<PathBuf>,
+    flag: &str,
+    text: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    if let Some(path) = &args.junit {
-        std::fs::write(path, report.junit())
-            .with_context(|| format!("--junit {}", path.display()))?;
-    }
-    if let Some(path) = &args.json {
-        std::fs::write(path, report.json())
-            .with_context(|| format!("--json {}", path.display()))?;
-    }
-    Ok(())
+    let Some(path) = path else {
+        return Ok(());
+    };
+    std::fs::write(path, text()).with_context(|| format!("{flag} {}", path.display()))
 }

@@ -31,9 +31,11 @@ pub fn catalogue(options: &Options) -> String {
             .or_else(|| match scale(s, options.scale, options.slack) {
                 Err(why) => Some(why),
                 Ok(scaled) => match options.runner {
-                    Runner::Running => {
-                        skip::reason_attached(&scaled.scenario, default_timeout(options.scale))
-                    }
+                    Runner::Running | Runner::Kept { .. } => skip::reason_attached(
+                        &scaled.scenario,
+                        default_timeout(options.scale),
+                        &options.runner,
+                    ),
                     _ => None,
                 },
             });

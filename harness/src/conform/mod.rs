@@ -32,7 +32,9 @@ pub mod process;
 pub mod profile;
 pub mod report;
 pub mod scale;
+mod services;
 pub mod skip;
+pub mod soak;
 mod suite;
 
 use std::path::{Path, PathBuf};
@@ -92,6 +94,13 @@ pub enum Runner {
         command: String,
         env: Vec<(String, String)>,
     },
+    /// Started once with `sh -c` and the config the harness writes (one
+    /// config for every case, as with [`Runner::Running`]), kept for the
+    /// whole run and stopped with SIGTERM at its end: a soak's one runner.
+    Kept {
+        command: String,
+        env: Vec<(String, String)>,
+    },
     /// Already running with the config the harness prints.
     Running,
     /// Only a session, as a job request carries it: the endpoint-level cases.
@@ -127,6 +136,10 @@ pub async fn conform(
             format!("`{command}`, started for each scenario"),
             1 + options.scenarios.len() + endpoints,
         ),
+        Runner::Kept { command, .. } => (
+            format!("`{command}`, started once for every case"),
+            1 + options.scenarios.len() + endpoints,
+        ),
         Runner::Running => (
             "a runner already running with the printed config".to_string(),
             1 + options.scenarios.len() + endpoints,
@@ -154,7 +167,7 @@ pub async fn conform(
             endpoint::run(&target, &mut |case| sink.case(case)).await;
             None
         }
-        Runner::Command { .. } | Runner::Running => {
+        Runner::Command { .. } | Runner::Kept { .. } | Runner::Running => {
             let mut suite = suite::Suite::start(options, &mut sink).await?;
             for scenario in &options.scenarios {
                 suite.scenario(scenario).await;

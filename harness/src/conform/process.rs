@@ -97,6 +97,13 @@ impl RunnerProcess {
         })
     }
 
+    /// The runner's process id: the command's own when it is a single
+    /// program (`exec`'d); `None` for a compound command, whose process is a
+    /// shell and the runner one of its children.
+    pub fn pid(&self) -> Option<u32> {
+        self.direct.then_some(self.group as u32)
+    }
+
     /// How it exited (e.g. `exit status: 1`), if it has.
     pub fn exited(&self) -> Option<String> {
         self.exit.borrow().clone()

@@ -183,25 +183,26 @@ impl Report {
     }
 
     pub fn junit(&self) -> String {
-        let cases: Vec<JunitCase> = self
-            .cases
-            .iter()
-            .map(|c| JunitCase {
-                name: format!("{} [{}]", c.id, c.spec.join(" ")),
-                seconds: c.wall.as_secs_f64(),
-                outcome: match c.status {
-                    Status::Passed | Status::PassedNonStrict => JunitOutcome::Passed,
-                    Status::Skipped => JunitOutcome::Skipped {
-                        reason: c.skipped.clone().unwrap_or_default(),
-                    },
-                    Status::Failed => JunitOutcome::Failed {
-                        message: c.title.clone(),
-                        details: human(c, 1, 1),
-                    },
-                },
-            })
-            .collect();
+        let cases: Vec<JunitCase> = self.cases.iter().map(|c| junit_case(c, "")).collect();
         junit_suite("session-harness conform", &cases)
+    }
+}
+
+/// `case` as a JUnit test case, its name after `prefix` (a soak's round).
+pub fn junit_case(c: &CaseReport, prefix: &str) -> JunitCase {
+    JunitCase {
+        name: format!("{prefix}{} [{}]", c.id, c.spec.join(" ")),
+        seconds: c.wall.as_secs_f64(),
+        outcome: match c.status {
+            Status::Passed | Status::PassedNonStrict => JunitOutcome::Passed,
+            Status::Skipped => JunitOutcome::Skipped {
+                reason: c.skipped.clone().unwrap_or_default(),
+            },
+            Status::Failed => JunitOutcome::Failed {
+                message: c.title.clone(),
+                details: human(c, 1, 1),
+            },
+        },
     }
 }
 

@@ -16,6 +16,7 @@ use super::process::{RunnerProcess, STOP_GRACE};
 use super::profile::Profile;
 use super::report::{CaseReport, OUTPUT_LINES};
 use super::scale::{scale, Scaled};
+use super::services;
 use super::skip;
 use super::{Options, Progress, Runner, Sink};
 use anyhow::Context as _;
@@ -56,12 +57,14 @@ pub(super) struct Suite<'a, 'p> {
     pub profile: Option<Profile>,
     /// Real Chromium, with `--browser chromium`.
     pages: Option<Arc<Pages>>,
+    /// The runner started once for every case ([`Runner::Kept`]).
+    kept: Option<RunnerProcess>,
 }
 
 impl<'a, 'p> Suite<'a, 'p> {
     pub async fn start(options: &'a Options, sink: &'a mut Sink<'p>) -> anyhow::Result<Self> {
         let holding = match options.runner {
-            Runner::Running => Holding::UntilQueued,
+            Runner::Running | Runner::Kept { .. } => Holding::UntilQueued,
             _ => Holding::Never,
         };
         let front = Front::bind(&options.listen, holding).await?;
@@ -83,16 +86,21 @@ impl<'a, 'p> Suite<'a, 'p> {
             unresponsive: None,
             profile: None,
             pages,
+            kept: None,
         };
-        if let Runner::Running = options.runner {
+        if let Runner::Running | Runner::Kept { .. } = options.runner {
             let timeout = suite.default_timeout();
             let toml = suite.write_config(&RunnerSpec::default(), timeout, "for every case")?;
-            let coordinator = suite.front.url();
-            (suite.sink.progress)(Progress::Waiting {
-                config: &toml,
-                path: &suite.config.path,
-                coordinator: &coordinator,
-            });
+            if let Runner::Kept { command, env } = &options.runner {
+                suite.kept = Some(RunnerProcess::start(command, &suite.config.path, env)?);
+            } else {
+                let coordinator = suite.front.url();
+                (suite.sink.progress)(Progress::Waiting {
+                    config: &toml,
+                    path: &suite.config.path,
+                    coordinator: &coordinator,
+                });
+            }
             suite.attached = Some(timeout);
         }
         suite.profile_case().await;
@@ -128,7 +136,11 @@ impl<'a, 'p> Suite<'a, 'p> {
             if let Some(ask) = self.front.asks().into_iter().next() {
                 break Ok(ask);
             }
-            if let Some(status) = runner.as_ref().and_then(RunnerProcess::exited) {
+            if let Some(status) = runner
+                .as_ref()
+                .or(self.kept.as_ref())
+                .and_then(RunnerProcess::exited)
+            {
                 break Err(format!(
                     "the runner exited ({status}) before it asked for a job"
                 ));
@@ -185,7 +197,8 @@ impl<'a, 'p> Suite<'a, 'p> {
             }
         };
         if case.failed() {
-            self.explain(&mut case, runner.as_ref(), stopped, config.as_deref());
+            let process = runner.as_ref().or(self.kept.as_ref());
+            self.explain(&mut case, process, stopped, config.as_deref());
         }
         self.sink.case(case);
     }
@@ -220,12 +233,32 @@ impl<'a, 'p> Suite<'a, 'p> {
             Ok(scaled) => scaled,
             Err(why) => return self.sink.case(skipped(why)),
         };
-        let attached = self
-            .attached
-            .and_then(|timeout| skip::reason_attached(&scaled.scenario, timeout));
+        let attached = self.attached.and_then(|timeout| {
+            skip::reason_attached(&scaled.scenario, timeout, &self.options.runner)
+        });
         if let Some(why) = attached.or_else(|| self.unresponsive.clone()) {
             return self.sink.case(skipped(why));
         }
+        // The job's services on real ports, for as long as the scenario runs.
+        let (scaled, _services) = match services::any(&scaled.scenario) {
+            false => (scaled, None),
+            true => match services::serve(&scaled.scenario).await {
+                Ok((scenario, served)) => (Scaled { scenario, ..scaled }, Some(served)),
+                Err(e) => {
+                    let error = Some(format!("serving the job's services: {e:#}"));
+                    let verdict = Verdict::default();
+                    let case = CaseReport::judged(
+                        &s.id,
+                        &s.title,
+                        &s.spec,
+                        verdict,
+                        error,
+                        Duration::ZERO,
+                    );
+                    return self.sink.case(case);
+                }
+            },
+        };
         let case = self.run(s, &scaled).await;
         self.sink.case(case);
     }
@@ -283,7 +316,8 @@ impl<'a, 'p> Suite<'a, 'p> {
         };
         let observed = drive(&scaled.scenario, &stage).await;
         let waited = self.front.waited();
-        let exited_alone = runner.as_ref().and_then(RunnerProcess::exited);
+        let process = runner.as_ref().or(self.kept.as_ref());
+        let exited_alone = process.and_then(RunnerProcess::exited);
         let taken_none = scaled
             .scenario
             .jobs
@@ -333,7 +367,7 @@ impl<'a, 'p> Suite<'a, 'p> {
                 self.profile.as_ref(),
             )
             .or_else(|| case.error.clone());
-            self.explain(&mut case, runner.as_ref(), stopped, config.as_deref());
+            self.explain(&mut case, process, stopped, config.as_deref());
         }
         case
     }
@@ -356,7 +390,7 @@ impl<'a, 'p> Suite<'a, 'p> {
     /// What to check when the runner does not ask for jobs.
     fn hint(&self) -> String {
         match &self.options.runner {
-            Runner::Command { .. } => format!(
+            Runner::Command { .. } | Runner::Kept { .. } => format!(
                 "does the command start a runner that reads the config at {}? (its output is below)",
                 self.config.path.display()
             ),
@@ -413,11 +447,24 @@ impl<'a, 'p> Suite<'a, 'p> {
         case.runner_output = runner.map(|r| r.output_tail(OUTPUT_LINES));
     }
 
-    /// Ends what the run started for all its cases (Chromium).
+    /// Ends what the run started for all its cases (Chromium, a kept runner).
     pub async fn finish(&mut self) {
         if let Some(pages) = self.pages.take() {
             pages.quit().await;
         }
+        if let Some(runner) = self.kept.take() {
+            runner.stop(STOP_GRACE).await;
+        }
+    }
+
+    /// The cases reported so far, in order.
+    pub fn cases(&self) -> &[CaseReport] {
+        &self.sink.cases
+    }
+
+    /// The runner started once for every case ([`Runner::Kept`]).
+    pub fn kept(&self) -> Option<&RunnerProcess> {
+        self.kept.as_ref()
     }
 
     /// The endpoint-level cases, on a session of a job of their own.
@@ -436,7 +483,10 @@ impl<'a, 'p> Suite<'a, 'p> {
             self.start_runner(&RunnerSpec::default(), timeout, "the endpoint-level cases");
         let session = match &started {
             Err(e) => Err(format!("{e:#}")),
-            Ok((runner, _)) => self.session_of(&gitlab, runner.as_ref()).await,
+            Ok((runner, _)) => {
+                let process = runner.as_ref().or(self.kept.as_ref());
+                self.session_of(&gitlab, process).await
+            }
         };
         let settings = endpoint::Settings {
             pings: self.options.pings,
@@ -510,12 +560,12 @@ fn gitlab_for(scenario: &Scenario, recorder: &Recorder, options: &Options) -> Gi
         if let Some(image) = image {
             gitlab.set_image(job.id, image);
         }
-        // A container that never runs is skipped (skip::reason_docker).
-        if let Some(ContainerStart::After(hold)) =
-            job.container_start.filter(|_| options.engine_holds_starts)
-        {
-            gitlab.add_variable(job.id, HOLD_VARIABLE, &engine_hold(hold));
-        }
+        let hold = match job.container_start.filter(|_| options.engine_holds_starts) {
+            Some(ContainerStart::After(hold)) => hold,
+            Some(ContainerStart::Never) => never_hold(job, options.slack),
+            None => continue,
+        };
+        gitlab.add_variable(job.id, HOLD_VARIABLE, &engine_hold(hold));
     }
     gitlab
 }
@@ -523,10 +573,19 @@ fn gitlab_for(scenario: &Scenario, recorder: &Recorder, options: &Options) -> Gi
 /// What `.ci/docker-delay-runtime` reads in a build container's environment.
 const HOLD_VARIABLE: &str = "SESSION_HARNESS_CONTAINER_START";
 
-/// The variable's value for a (scaled) `container_start`: seconds. (`never`
-/// does not run: see `skip::reason_docker`.)
+/// The variable's value for a (scaled) `container_start`: seconds.
 fn engine_hold(container_start: Dur) -> String {
     format!("{:.3}", container_start.0.as_secs_f64())
+}
+
+/// A start that never comes, as far as the job can tell: held past the job's
+/// (scaled) timeout by the tolerance of its end, so that a runner that waits
+/// for the start fails the job's `finished_at`. Not for ever: an engine
+/// removes a container only once its start has ended, and the runner's
+/// removal must be done within the harness's stop grace.
+fn never_hold(job: &crate::scenario::JobSpec, slack: Duration) -> Dur {
+    let timeout = job.timeout.map_or(Duration::from_secs(3600), |t| t.0);
+    Dur(timeout + slack.max(Duration::from_secs(1)))
 }
 
 /// Where the runner's config is written: the given path, or a temporary file

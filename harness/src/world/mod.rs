@@ -12,7 +12,7 @@ pub mod gitlab;
 pub mod machine;
 mod middlebox;
 pub mod plain;
-mod service;
+pub(crate) mod service;
 mod service_proxy;
 pub mod session_probe;
 pub(crate) mod tls;

@@ -18,6 +18,7 @@ use crate::config::ExecutorKind;
 use crate::coordinator::api::JobResponse;
 use crate::coordinator::Coordinator;
 use crate::duration::go_format;
+use crate::executor::docker::ContainerState;
 use crate::executor::{BuildError, BuildSpec, Executor};
 use crate::faults::{self, Fault};
 use crate::machine::ScriptExit;
@@ -107,6 +108,7 @@ pub async fn run<N: Net>(job: JobResponse, ctx: JobContext<N>) -> JobResult {
     ));
     // The file variables live until the session has ended: a terminal that
     // holds the job after its script still sees them.
+    let mut removal = None;
     let (outcome, mut file_variables) =
         match variables::environment(&job, ctx.executor.temp_dir(job.id)) {
             Ok(env) => {
@@ -114,7 +116,8 @@ pub async fn run<N: Net>(job: JobResponse, ctx: JobContext<N>) -> JobResult {
                     log.line(warning);
                 }
                 let spec = build_spec(&job, &ctx.executor, env.vars);
-                (execute(&job, spec, &ctx, &log, &mut stops).await, env.files)
+                let outcome = execute(&job, spec, &ctx, &log, &mut stops, &mut removal).await;
+                (outcome, env.files)
             }
             Err(e) => {
                 log.line(&format!("ERROR: Preparing the job's variables failed: {e}"));
@@ -181,8 +184,17 @@ pub async fn run<N: Net>(job: JobResponse, ctx: JobContext<N>) -> JobResult {
         }
         Err(Stop::Abort(abort)) => aborted(abort, &log),
     };
-    reporter.finish(result).await
+    let reported = reporter.finish(result).await;
+    // The job holds its slot until its container is gone: a stopping runner
+    // waits for the removal too.
+    if let Some(removal) = removal {
+        removal.await;
+    }
+    reported
 }
+
+/// The removal of a build container whose start the engine still holds.
+type Removal = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// JOB-4: a job that GitLab handed out but this runner cannot read is failed at
 /// once (`runner_system_failure`) with a log line that says why, never dropped:
@@ -224,12 +236,15 @@ pub async fn fail_unreadable<N: Net>(
 
 /// Prepare, start the build, run the script. The terminal is attached as soon
 /// as the job runs (EX-3); docker's container stops with the script (DK-3).
+/// A container whose start was given up on is left in `removal`, to be
+/// removed once the job's end is reported.
 async fn execute<N: Net>(
     job: &JobResponse,
     spec: BuildSpec,
     ctx: &JobContext<N>,
     log: &JobLog,
     stops: &mut Stops,
+    removal: &mut Option<Removal>,
 ) -> Result<ScriptExit, Stop> {
     for line in ctx.executor.prepare_log(&spec) {
         log.line(&line);
@@ -258,6 +273,15 @@ async fn execute<N: Net>(
     }
     log.line("Executing \"step_script\" stage of the job script");
     let exit = run_script(&build, log, stops).await;
+    // The job's deadline or a cancel came while the engine was still starting
+    // the container (a slow runtime, DK-1's container that never runs). An
+    // engine removes such a container only once its start ends, which can be
+    // long after: the job ends when it ends, and the removal comes after.
+    let start_abandoned = exit.is_err()
+        && build
+            .container
+            .as_ref()
+            .is_some_and(|c| c.state() == ContainerState::Created);
     if let (Some(container), ExecutorKind::Docker) = (&build.container, ctx.executor.kind) {
         container.exit();
         if let Some(session) = &ctx.session {
@@ -268,7 +292,11 @@ async fn execute<N: Net>(
         }
     }
     // Docker: the container goes with its job, whatever ended it.
-    build.remove().await;
+    if start_abandoned {
+        *removal = Some(Box::pin(async move { build.remove().await }));
+    } else {
+        build.remove().await;
+    }
     exit
 }
 

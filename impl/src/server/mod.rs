@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use crate::faults::{self, Fault};
 use crate::net::{Listener, Net};
 use crate::protocol::Timing;
 use crate::session::Sessions;
@@ -53,6 +54,14 @@ impl Default for Limits {
     }
 }
 
+/// The planted bug `fd-leak`: a descriptor opened for a connection and never
+/// closed.
+fn leak_a_descriptor() {
+    if let Ok(file) = std::fs::File::open("/dev/null") {
+        std::mem::forget(file);
+    }
+}
+
 /// Accepts connections until `shutdown` turns true. Each connection runs in a
 /// task of its own, so a slow or broken client never holds up another.
 pub async fn serve<N: Net>(
@@ -70,6 +79,9 @@ pub async fn serve<N: Net>(
         match accepted {
             Ok((stream, peer)) => {
                 debug!(%peer, "session server: connection");
+                if faults::active(Fault::FdLeak) {
+                    leak_a_descriptor();
+                }
                 let (identity, context) = (identity.clone(), context.clone());
                 tokio::spawn(connection::handle(stream, identity, context));
             }

@@ -1,0 +1,225 @@
+//! A soak's report: a plain line per round (no carriage returns: CI logs
+//! and terminals alike), the verdict on growth, and JSON and JUnit like
+//! conform's.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use super::super::report::{junit_case, Report, Status};
+use super::verdict::{mib, Growth};
+use super::Round;
+use crate::report::{junit_suite, JunitCase, JunitOutcome};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SoakReport {
+    /// Every case of every round, in order (the runner's profile first).
+    pub conform: Report,
+    /// Whose figures these are (`pid 4242 (session-server)`), or why unknown.
+    pub watched: String,
+    pub rounds: Vec<Round>,
+    /// From the first round's figures to the last's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub growth: Option<Growth>,
+    /// Why there is no verdict on growth.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unjudged: Option<String>,
+    /// The soak ended before its rounds or time were done: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<String>,
+}
+
+impl SoakReport {
+    /// No case failed, nothing leaked, and the runner lasted the soak.
+    pub fn passed(&self) -> bool {
+        self.conform.passed()
+            && !self.growth.as_ref().is_some_and(Growth::leaked)
+            && self.stopped_early.is_none()
+    }
+
+    /// The closing lines: cases, the verdict on growth, the failures by round.
+    pub fn summary(&self) -> String {
+        let ran = |r: &Round| r.passed + r.failed.len();
+        let cases: usize = self.rounds.iter().map(ran).sum();
+        let failed: usize = self.rounds.iter().map(|r| r.failed.len()).sum();
+        let mut out = format!(
+            "\nsoak: {} rounds in {:.1}s, {cases} cases run, {failed} failed\nrunner under test: {}; {}\n",
+            self.rounds.len(),
+            self.conform.wall.as_secs_f64(),
+            self.conform.runner,
+            self.watched,
+        );
+        if let Some(why) = &self.stopped_early {
+            let _ = writeln!(out, "stopped early: {why}");
+        }
+        match (&self.growth, &self.unjudged) {
+            (Some(growth), _) => {
+                let _ = writeln!(out, "{}\n{}", growth.fds_line(), growth.rss_line());
+            }
+            (None, Some(why)) => {
+                let _ = writeln!(out, "growth not judged: {why}");
+            }
+            (None, None) => {}
+        }
+        for round in self.rounds.iter().filter(|r| !r.failed.is_empty()) {
+            let _ = writeln!(out, "failed in round {}: {}", round.round, failures(round));
+        }
+        let _ = writeln!(
+            out,
+            "verdict: {}",
+            if self.passed() { "PASS" } else { "FAIL" }
+        );
+        out
+    }
+
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+
+    /// Each case of each round (`round 3: endpoint/no-token [EX-1]`), a
+    /// skipped scenario once, and the verdicts on descriptors and memory as
+    /// `soak/fds` and `soak/rss`.
+    pub fn junit(&self) -> String {
+        let mut cases: Vec<JunitCase> = Vec::new();
+        let mut all = self.conform.cases.iter();
+        if let Some(profile) = all.next() {
+            cases.push(junit_case(profile, ""));
+        }
+        let all: Vec<_> = all.collect();
+        let mut at = 0;
+        for round in &self.rounds {
+            let count = round.passed + round.failed.len() + round.skipped;
+            for case in all.iter().skip(at).take(count) {
+                if case.status == Status::Skipped && round.round > 1 {
+                    continue;
+                }
+                cases.push(junit_case(case, &format!("round {}: ", round.round)));
+            }
+            at += count;
+        }
+        for (name, line, leaked) in self.growth_cases() {
+            let outcome = match (line, leaked) {
+                (Ok(line), true) => JunitOutcome::Failed {
+                    message: line.clone(),
+                    details: line,
+                },
+                (Ok(_), false) => JunitOutcome::Passed,
+                (Err(reason), _) => JunitOutcome::Skipped { reason },
+            };
+            cases.push(JunitCase {
+                name: name.into(),
+                seconds: 0.0,
+                outcome,
+            });
+        }
+        junit_suite("session-harness conform soak", &cases)
+    }
+
+    fn growth_cases(&self) -> [(&'static str, Result<String, String>, bool); 2] {
+        let unjudged = || Err(self.unjudged.clone().unwrap_or_default());
+        match &self.growth {
+            Some(g) => [
+                ("soak/fds", Ok(g.fds_line()), g.fds_leaked()),
+                ("soak/rss", Ok(g.rss_line()), g.rss_leaked()),
+            ],
+            None => [
+                ("soak/fds", unjudged(), false),
+                ("soak/rss", unjudged(), false),
+            ],
+        }
+    }
+}
+
+/// One round's line: `round 3 at 41.2s (12.0s): 30 passed, 1 failed
+/// (endpoint/second-terminal EX-4), 12 skipped; fds 23 (+2); RSS 14.1 MiB (+0.4)`.
+/// `first` is the first round's figures, the baseline.
+pub fn round_line(round: &Round, first: Option<&Round>) -> String {
+    let mut out = format!(
+        "round {} at {:.1}s ({:.1}s): {} passed, {} failed",
+        round.round,
+        round.at.as_secs_f64(),
+        round.wall.as_secs_f64(),
+        round.passed,
+        round.failed.len(),
+    );
+    if !round.failed.is_empty() {
+        let _ = write!(out, " ({})", failures(round));
+    }
+    let _ = write!(out, ", {} skipped; ", round.skipped);
+    let baseline = first.and_then(|f| f.sample).filter(|_| round.round > 1);
+    match (round.sample, baseline) {
+        (None, _) => out.push_str("fds and RSS unknown"),
+        (Some(s), None) => {
+            let _ = write!(out, "fds {}, RSS {} (the baseline)", s.fds, mib(s.rss_kib));
+        }
+        (Some(s), Some(b)) => {
+            let _ = write!(
+                out,
+                "fds {} ({:+}), RSS {} ({:+.1} MiB)",
+                s.fds,
+                s.fds as i64 - b.fds as i64,
+                mib(s.rss_kib),
+                (s.rss_kib as f64 - b.rss_kib as f64) / 1024.0
+            );
+        }
+    }
+    out
+}
+
+/// `endpoint/second-terminal EX-4, webide/x WI-2`.
+fn failures(round: &Round) -> String {
+    let named: Vec<String> = round
+        .failed
+        .iter()
+        .map(|f| format!("{} {}", f.id, f.spec.join(" ")))
+        .collect();
+    named.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::{sample::Sample, FailedCase};
+    use super::*;
+
+    fn round(n: usize, fds: u64, failed: &[&str]) -> Round {
+        Round {
+            round: n,
+            at: Duration::from_secs(10 * n as u64),
+            wall: Duration::from_secs(9),
+            passed: 30,
+            skipped: 12,
+            failed: failed
+                .iter()
+                .map(|id| FailedCase {
+                    id: id.to_string(),
+                    spec: vec!["EX-4".into()],
+                })
+                .collect(),
+            sample: Some(Sample {
+                fds,
+                rss_kib: 14_336,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_round_is_one_plain_line_against_the_first() {
+        let first = round(1, 21, &[]);
+        let third = round(3, 23, &["endpoint/second-terminal"]);
+        let line = round_line(&third, Some(&first));
+        assert_eq!(
+            line,
+            "round 3 at 30.0s (9.0s): 30 passed, 1 failed (endpoint/second-terminal EX-4), \
+             12 skipped; fds 23 (+2), RSS 14.0 MiB (+0.0 MiB)"
+        );
+        assert!(round_line(&first, Some(&first)).ends_with("fds 21, RSS 14.0 MiB (the baseline)"));
+        let unknown = Round {
+            sample: None,
+            ..first
+        };
+        assert!(round_line(&unknown, None).ends_with("fds and RSS unknown"));
+        assert!(!line.contains('\r'));
+    }
+}
