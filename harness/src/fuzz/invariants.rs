@@ -967,7 +967,18 @@ impl ScriptFacts {
 
 #[cfg(test)]
 mod tests {
-    use super::INVARIANTS;
+    use super::{ran_altered, INVARIANTS};
+
+    #[test]
+    fn a_paste_run_short_is_told_apart_from_one_run_whole_or_still_arriving() {
+        let paste = format!("k1z{}", "a".repeat(100));
+        let whole = format!("$ echo {paste}\r\n{paste}\r\n$ ");
+        assert_eq!(ran_altered(&whole, &paste), None);
+        let short = format!("$ echo {}\r\n{}\r\n$ ", &paste[..40], &paste[..40]);
+        assert_eq!(ran_altered(&short, &paste), Some(40));
+        let arriving = format!("$ echo {paste}\r\n{}", &paste[..40]);
+        assert_eq!(ran_altered(&arriving, &paste), None);
+    }
 
     #[test]
     fn every_violation_is_listed_with_its_rule() {
