@@ -86,6 +86,11 @@ pub const INVARIANTS: &[(&str, &str, &str)] = &[
         "WS-5",
         "typed commands' output arrives in order",
     ),
+    (
+        "input-whole",
+        "WS-5",
+        "a typed line reaches the shell whole: a long paste is not cut",
+    ),
     ("job-ends", "LC-1", "every job ends, never hangs"),
     (
         "bounded-wait",
@@ -650,14 +655,19 @@ fn frames_follow_the_subprotocol(events: &[Event], found: &mut Judge) {
 }
 
 /// WS-5: while connected, what is typed reaches the shell and what it prints
-/// reaches the browser, in order, exactly once. Each typed `echo X` must show
-/// `X` as an output line at most once, and if a later one shows, every earlier
-/// one showed before it.
+/// reaches the browser, in order, exactly once. The typed input of a
+/// connection is cut into lines at Enter, as the shell reads it (a paste and
+/// its Enter may be messages of their own). Each `echo X` line must show `X`
+/// as an output line at most once, and if a later one shows, every earlier
+/// one showed before it. A line that shows with the right start must show
+/// whole: a paste cut short in transit is run short, and its output says so.
 fn output_in_order_exactly_once(events: &[Event], found: &mut Judge) {
     #[derive(Default)]
     struct Segment {
         commands: Vec<String>,
         output: String,
+        /// Typed since the last Enter.
+        pending: String,
     }
     let mut segments: std::collections::BTreeMap<String, Segment> = Default::default();
     let mut finished: Vec<(String, Segment)> = Vec::new();
@@ -674,12 +684,16 @@ fn output_in_order_exactly_once(events: &[Event], found: &mut Judge) {
             }
             What::Typed { browser, text, .. } => {
                 if let Some(seg) = segments.get_mut(browser) {
-                    if let Some(line) = text
-                        .strip_prefix("echo ")
-                        .and_then(|t| t.strip_suffix('\r'))
-                    {
-                        if !line.contains('\r') {
-                            seg.commands.push(line.to_string());
+                    seg.pending.push_str(text);
+                    while let Some(enter) = seg.pending.find('\r') {
+                        let line: String = seg.pending.drain(..=enter).collect();
+                        let line = &line[..line.len() - 1];
+                        // Control characters edit the line: not judged.
+                        if let Some(args) = line
+                            .strip_prefix("echo ")
+                            .filter(|a| !a.chars().any(char::is_control))
+                        {
+                            seg.commands.push(args.to_string());
                         }
                     }
                 }
@@ -710,6 +724,21 @@ fn output_in_order_exactly_once(events: &[Event], found: &mut Judge) {
         let short = |line: &str| line.chars().take(24).collect::<String>();
         for (line, at) in seg.commands.iter().zip(&positions) {
             found.ran("WS-5");
+            if at.is_empty() {
+                if let Some(ran) = ran_altered(&seg.output, line) {
+                    violation(
+                        found,
+                        "input-whole",
+                        "WS-5",
+                        format!(
+                            "{browser}: `echo {}` was typed as a line of {} bytes, and the shell ran one of {} bytes: input was lost in transit (a message is delivered whole or refused with close 1009)",
+                            short(line),
+                            "echo ".len() + line.len(),
+                            "echo ".len() + ran
+                        ),
+                    );
+                }
+            }
             if at.len() > 1 {
                 violation(
                     found,
@@ -747,6 +776,19 @@ fn output_in_order_exactly_once(events: &[Event], found: &mut Judge) {
             }
         }
     }
+}
+
+/// The length of the output line that starts as `line`'s output would (its
+/// first 16 characters, after a line break) but is not it: what the shell
+/// ran instead. A line still being written (no line break yet) is not judged.
+fn ran_altered(output: &str, line: &str) -> Option<usize> {
+    let start: String = line.chars().take(16).collect();
+    let needle = format!("\r\n{start}");
+    output.match_indices(&needle).find_map(|(i, _)| {
+        let rest = &output[i + 2..];
+        let end = rest.find("\r\n")?;
+        (rest[..end] != *line).then_some(end)
+    })
 }
 
 /// LC-1, LC-6, LC-7 and "never hangs", for each job.
@@ -912,7 +954,18 @@ impl ScriptFacts {
 
 #[cfg(test)]
 mod tests {
-    use super::INVARIANTS;
+    use super::{ran_altered, INVARIANTS};
+
+    #[test]
+    fn a_paste_run_short_is_told_apart_from_one_run_whole_or_still_arriving() {
+        let paste = format!("k1z{}", "a".repeat(100));
+        let whole = format!("$ echo {paste}\r\n{paste}\r\n$ ");
+        assert_eq!(ran_altered(&whole, &paste), None);
+        let short = format!("$ echo {}\r\n{}\r\n$ ", &paste[..40], &paste[..40]);
+        assert_eq!(ran_altered(&short, &paste), Some(40));
+        let arriving = format!("$ echo {paste}\r\n{}", &paste[..40]);
+        assert_eq!(ran_altered(&arriving, &paste), None);
+    }
 
     #[test]
     fn every_violation_is_listed_with_its_rule() {

@@ -18,6 +18,11 @@ use crate::world::plain::Shape;
 
 /// Bytes of a paste: more than the reference's 32 KiB cut (WS-5).
 pub const PASTE: usize = 40 * 1024;
+/// The fuzz world's tick. Every hop of a message takes a tick, and turmoil
+/// steps every running host each tick, busy or idle: the tick sets the cost
+/// of a case. Every timed rule the invariants judge is 5 s or coarser, and
+/// their allowances (`SLACK`, `SAME_MOMENT`) cover a few hops of a second.
+pub const TICK: Duration = Duration::from_secs(1);
 /// The client that sends requests that are not upgrades (`Op::Request`).
 pub const CURL: &str = "curl";
 /// The browser that checks, after the job, that its session is gone (LC-7).
@@ -165,7 +170,7 @@ pub enum Protocols {
 pub enum Input {
     /// `echo kNz`: its output is checked exactly once and in order.
     Echo,
-    /// The same, padded past the reference's 32 KiB cut.
+    /// The same, padded past the reference's 32 KiB cut, then Enter on its own.
     Paste,
     /// `sleep 5`: the shell is busy for what comes next.
     Busy,
@@ -322,9 +327,27 @@ impl Lifecycle {
             s if s > 0 => s as u64,
             _ => 1800,
         };
-        let end = (self.prepare + self.container_start + self.script_seconds + timeout)
-            .min(self.job_timeout);
+        let script_end = self.prepare + self.container_start + self.script_seconds;
+        let mut end = (script_end + timeout).min(self.job_timeout);
+        // LC-5: no terminal was ever opened by then, so none held the job.
+        if self.quiet_until(script_end + 30) {
+            end = end.min(script_end + 30);
+        }
         Duration::from_secs(end + 30)
+    }
+
+    /// No terminal can be open and nothing slows the runner's talk with
+    /// GitLab before `until` (seconds): no browser opens, no runner link is cut or held.
+    fn quiet_until(&self, until: u64) -> bool {
+        let mut t = 2;
+        self.ops.iter().all(|timed| {
+            t += timed.after;
+            t > until
+                || !matches!(
+                    timed.op,
+                    Op::Open { .. } | Op::HoldRunnerLink { .. } | Op::PartitionRunnerLink { .. }
+                )
+        })
     }
 
     /// Network faults the lifecycle injects.
@@ -412,7 +435,7 @@ impl Lifecycle {
                 .map(String::from)
                 .collect(),
             seed: self.seed,
-            tick: Some(Dur(Duration::from_millis(500))),
+            tick: Some(Dur(TICK)),
             end: Some(Dur(last.max(job_end) + Duration::from_secs(120))),
             invariants: true,
             conformance_skip: Some("a generated lifecycle with simulated faults".into()),
@@ -423,6 +446,9 @@ impl Lifecycle {
                     Executor::Shell
                 },
                 session_timeout: Some(self.session_timeout),
+                // One job, one slot: the runner does not ask GitLab for
+                // more work every 3 s while its job runs (a fifth of a case's cost).
+                concurrent: 1,
                 ..RunnerSpec::default()
             },
             gitlab: Default::default(),
@@ -547,17 +573,27 @@ fn steps_of(op: &Op, index: usize, at: Duration) -> Vec<Step> {
             open.request = Some(*shape);
             vec![step(Action::Open(open))]
         }
-        Op::Type { who, input } => vec![step(Action::Type {
-            browser: who.name().into(),
-            text: match input {
-                Input::Echo => format!("echo k{index}z\r"),
-                Input::Paste => format!("echo k{index}z{}\r", "a".repeat(PASTE)),
-                Input::Busy => "sleep 5\r".into(),
-                Input::Background => "sleep 100 &\r".into(),
-                Input::Exit => "exit\r".into(),
-            },
-            repeat: 1,
-        })],
+        Op::Type { who, input } => {
+            let typed = |text: String| {
+                step(Action::Type {
+                    browser: who.name().into(),
+                    text,
+                    repeat: 1,
+                })
+            };
+            match input {
+                Input::Echo => vec![typed(format!("echo k{index}z\r"))],
+                // Pasted, then Enter: the shell runs what arrived of the
+                // paste, so its output line shows whether all of it did (WS-5).
+                Input::Paste => vec![
+                    typed(format!("echo k{index}z{}", "a".repeat(PASTE))),
+                    typed("\r".into()),
+                ],
+                Input::Busy => vec![typed("sleep 5\r".into())],
+                Input::Background => vec![typed("sleep 100 &\r".into())],
+                Input::Exit => vec![typed("exit\r".into())],
+            }
+        }
         Op::Close { who } => vec![step(Action::Close {
             browser: who.name().into(),
         })],

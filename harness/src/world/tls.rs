@@ -2,39 +2,76 @@
 //! runner's code): Workhorse trusts a session's PEM as its only root (TLS-2), a
 //! `curl -k` style client trusts anything, and a TLS-terminating proxy shows a
 //! certificate of its own.
+//!
+//! Speed: a fuzz campaign dials thousands of runners. The crypto provider and
+//! the `curl -k` client are built once per process, and the client that
+//! trusts a PEM once per PEM (per thread: the last one, since a world has one
+//! runner certificate at a time). Cached clients never resume a session, so a
+//! handshake is the same one a fresh client makes.
 
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::sync::{Arc, OnceLock};
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::Resumption;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use tokio_rustls::TlsAcceptor;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    static PROVIDER: OnceLock<Arc<rustls::crypto::CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
 }
 
 /// TLS 1.2 and 1.3, as Workhorse (Go's default minimum is TLS 1.2).
 const VERSIONS: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
 
+thread_local! {
+    /// The last PEM trusted on this thread, and its client.
+    static TRUSTING: RefCell<Option<(String, Arc<rustls::ClientConfig>)>> = const { RefCell::new(None) };
+}
+
 /// A client that trusts the certificates of `pem` and nothing else (TLS-2).
-pub fn trusting(pem: &str) -> Result<rustls::ClientConfig, String> {
-    let mut roots = rustls::RootCertStore::empty();
+pub fn trusting(pem: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    let cached = TRUSTING.with_borrow(|last| {
+        last.as_ref()
+            .filter(|(last, _)| last == pem)
+            .map(|(_, config)| config.clone())
+    });
+    if let Some(config) = cached {
+        return Ok(config);
+    }
+    let config = Arc::new(trusting_uncached(pem)?);
+    TRUSTING.set(Some((pem.to_string(), config.clone())));
+    Ok(config)
+}
+
+fn trusting_uncached(pem: &str) -> Result<rustls::ClientConfig, String> {
+    let mut pinned = Vec::new();
     for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
         let cert = cert.map_err(|e| format!("reading the PEM: {e:?}"))?;
-        roots
-            .add(cert)
+        // As a root store would: a certificate that does not parse is refused.
+        rustls::server::ParsedCertificate::try_from(&cert)
             .map_err(|e| format!("not a usable certificate: {e}"))?;
+        pinned.push(cert);
     }
-    if roots.is_empty() {
+    if pinned.is_empty() {
         return Err("the PEM holds no certificate".into());
     }
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned {
+            certificates: pinned,
+        }))
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.resumption = Resumption::disabled();
     Ok(config)
 }
 
@@ -46,6 +83,18 @@ pub fn insecure_client_config() -> rustls::ClientConfig {
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AcceptAnything))
         .with_no_client_auth()
+}
+
+/// [`insecure_client_config`] built once, for clients that dial once each.
+pub fn insecure_client() -> Arc<rustls::ClientConfig> {
+    static INSECURE: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    INSECURE
+        .get_or_init(|| {
+            let mut config = insecure_client_config();
+            config.resumption = Resumption::disabled();
+            Arc::new(config)
+        })
+        .clone()
 }
 
 /// A server that shows a fresh self-signed certificate for `host`.
@@ -64,37 +113,101 @@ pub fn self_signed_acceptor(host: &str) -> Result<TlsAcceptor, String> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// Trusts exactly the certificates of a PEM (TLS-2), as a root store holding
+/// only them would, without building a chain: the runner's certificate is
+/// self-signed, so the only chain is the certificate itself. The server must
+/// show one of them byte for byte, for the name dialled, and prove it holds
+/// its key (the handshake's signature); anything else is an unknown
+/// authority, the error a root store gives.
+#[derive(Debug)]
+struct Pinned {
+    certificates: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if !self
+            .certificates
+            .iter()
+            .any(|c| c.as_ref() == end_entity.as_ref())
+        {
+            return Err(CertificateError::UnknownIssuer.into());
+        }
+        let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_name(&parsed, server_name)?;
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 #[derive(Debug)]
 struct AcceptAnything;
 
-impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
+impl ServerCertVerifier for AcceptAnything {
     fn verify_server_cert(
         &self,
         _: &CertificateDer<'_>,
         _: &[CertificateDer<'_>],
         _: &ServerName<'_>,
         _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
     }
     fn verify_tls12_signature(
         &self,
         _: &[u8],
         _: &CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
     }
     fn verify_tls13_signature(
         &self,
         _: &[u8],
         _: &CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
     }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         provider()
             .signature_verification_algorithms
             .supported_schemes()
@@ -110,6 +223,45 @@ mod tests {
         assert!(trusting("not a pem")
             .unwrap_err()
             .contains("no certificate"));
+    }
+
+    fn certificate(host: &str) -> rcgen::CertifiedKey<rcgen::KeyPair> {
+        rcgen::generate_simple_self_signed(vec![host.to_string()]).unwrap()
+    }
+
+    fn verify(
+        pinned: &rcgen::CertifiedKey<rcgen::KeyPair>,
+        shown: &rcgen::CertifiedKey<rcgen::KeyPair>,
+        host: &str,
+    ) -> Result<(), rustls::Error> {
+        let verifier = Pinned {
+            certificates: vec![pinned.cert.der().clone()],
+        };
+        let name = ServerName::try_from(host.to_string()).unwrap();
+        verifier
+            .verify_server_cert(shown.cert.der(), &[], &name, &[], UnixTime::now())
+            .map(|_| ())
+    }
+
+    #[test]
+    fn the_pinned_client_accepts_its_certificate_for_its_name_only() {
+        let runner = certificate("runner");
+        assert!(verify(&runner, &runner, "runner").is_ok());
+        assert!(matches!(
+            verify(&runner, &runner, "elsewhere"),
+            Err(rustls::Error::InvalidCertificate(_))
+        ));
+    }
+
+    #[test]
+    fn the_pinned_client_refuses_any_other_certificate_as_an_unknown_authority() {
+        let (runner, proxy) = (certificate("runner"), certificate("runner"));
+        assert_eq!(
+            verify(&runner, &proxy, "runner"),
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer
+            ))
+        );
     }
 
     #[test]

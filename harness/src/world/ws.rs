@@ -6,8 +6,6 @@
 //! ([`check_switching`]), its own upgrade test for requests Workhorse gets
 //! ([`is_upgrade`]) and its own TLS trust of the session's PEM (`tls`).
 
-use std::sync::Arc;
-
 use http::HeaderMap;
 use rustls::pki_types::ServerName;
 use session_server::net::Net;
@@ -149,7 +147,7 @@ pub async fn connect<N: Net>(
     };
     let config = match trust {
         Trust::Pem(pem) => tls::trusting(pem).map_err(|e| format!("bad certificate PEM: {e}"))?,
-        Trust::Anything => tls::insecure_client_config(),
+        Trust::Anything => tls::insecure_client(),
     };
     let host = address
         .rsplit_once(':')
@@ -157,10 +155,7 @@ pub async fn connect<N: Net>(
         .unwrap_or(address)
         .to_string();
     let name = ServerName::try_from(host).map_err(|e| format!("bad host name: {e}"))?;
-    match TlsConnector::from(Arc::new(config))
-        .connect(name, stream)
-        .await
-    {
+    match TlsConnector::from(config).connect(name, stream).await {
         Ok(tls) => Ok(Box::new(tls)),
         Err(e) => Err(tls_error(&e)),
     }
