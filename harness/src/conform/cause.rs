@@ -25,10 +25,12 @@ pub fn of_scenario(
             "the runner exited by itself during the case ({status})"
         ));
     }
+    // Opens and fetches (a Web IDE service through the proxy) both need the
+    // job's session.
     let opens = scenario
         .steps
         .iter()
-        .any(|s| matches!(s.action, Action::Open(_)));
+        .any(|s| matches!(s.action, Action::Open(_) | Action::Fetch { .. }));
     let sessionless = events.iter().find_map(|e| match &e.what {
         What::JobTaken {
             job,
@@ -171,5 +173,32 @@ state = "success"
             "{crashed}"
         );
         assert_eq!(of_scenario(&s, &[taken(true)], None, None), None);
+    }
+
+    /// A Web IDE case only fetches its service through the proxy; without a
+    /// session it fails for the same one cause as a terminal's.
+    #[test]
+    fn a_fetch_without_a_session_has_the_missing_session_for_its_cause() {
+        let root = crate::catalogue::root();
+        let scenarios = crate::catalogue::discover(&root, &[]).expect("the catalogue loads");
+        let s = scenarios
+            .iter()
+            .find(|s| s.id == "webide/http-reaches-the-service")
+            .expect("the scenario exists");
+        assert!(!s
+            .steps
+            .iter()
+            .any(|st| matches!(st.action, Action::Open(_))));
+        let taken = event(
+            "gitlab",
+            What::JobTaken {
+                job: s.jobs[0].id,
+                runner: "r".into(),
+                session: false,
+                terminal: true,
+            },
+        );
+        let cause = of_scenario(s, &[taken], None, None).unwrap_or_default();
+        assert!(cause.starts_with("no session offered (JOB-1)"), "{cause:?}");
     }
 }
