@@ -200,7 +200,7 @@ fn main() -> ExitCode {
             max_steps,
             faults,
         } => replay(seed, max_steps, &faults),
-        Command::List { paths, filter } => match select(&root, &paths, filter.as_deref(), None) {
+        Command::List { paths, filter } => match select(&root, &paths, filter.as_deref()) {
             Ok(scenarios) => list(&scenarios),
             Err(code) => code,
         },
@@ -213,10 +213,18 @@ fn main() -> ExitCode {
             faults,
             threads,
             shard,
-        } => match select(&root, &paths, filter.as_deref(), Some(shard)) {
-            Ok(scenarios) => run(&root, &scenarios, seed, format, update, &faults, threads),
-            Err(code) => code,
-        },
+        } => {
+            // A shard with no scenario left runs none, and passes.
+            let selected = select(&root, &paths, filter.as_deref()).and_then(|scenarios| {
+                Shard::resolve(shard)
+                    .map(|shard| shard.select(scenarios))
+                    .map_err(|e| usage_error(&e))
+            });
+            match selected {
+                Ok(scenarios) => run(&root, &scenarios, seed, format, update, &faults, threads),
+                Err(code) => code,
+            }
+        }
     }
 }
 
@@ -227,14 +235,11 @@ fn usage_error(what: &str) -> ExitCode {
 }
 
 /// The scenarios of `paths` (default: the catalogue) whose id matches
-/// `filter`, and of those the shard's part (`shard`: `Some` for commands that
-/// take `--shard`; its `None` is CI's CI_NODE_INDEX/CI_NODE_TOTAL, or all).
-/// None left is an error; a shard with none left is not (it runs none, and passes).
+/// `filter`; none is an error.
 fn select(
     root: &std::path::Path,
     paths: &[PathBuf],
     filter: Option<&str>,
-    shard: Option<Option<Shard>>,
 ) -> Result<Vec<session_harness::scenario::Scenario>, ExitCode> {
     let scenarios = catalogue::discover(root, paths).map_err(|errors| {
         for e in errors {
@@ -257,13 +262,7 @@ fn select(
     if scenarios.is_empty() {
         return Err(usage_error("no scenario matches"));
     }
-    match shard {
-        None => Ok(scenarios),
-        Some(shard) => match Shard::resolve(shard) {
-            Ok(shard) => Ok(shard.select(scenarios)),
-            Err(e) => Err(usage_error(&e)),
-        },
-    }
+    Ok(scenarios)
 }
 
 fn campaign(options: fuzz::Options) -> ExitCode {

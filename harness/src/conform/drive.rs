@@ -296,7 +296,7 @@ fn act(step: &Step, stage: &Stage<'_>) {
         let action = step.action.name().to_string();
         return record(None, Injected::NotForReal { action });
     }
-    let Some((spec, injected)) = Injected::of_operator(&step.action) else {
+    let Some((spec, injected)) = Injected::of_step(&step.action) else {
         return; // a browser's step
     };
     match &step.action {
@@ -316,5 +316,5 @@ fn act(step: &Step, stage: &Stage<'_>) {
         }
         action => stage.gitlab.act(action),
     }
-    record(Some(spec), injected);
+    record(spec, injected);
 }

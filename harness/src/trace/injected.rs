@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::scenario::Action;
+use crate::scenario::{Action, Link};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "injected", rename_all = "snake_case")]
@@ -27,22 +27,10 @@ pub enum Injected {
     Archived {
         project: String,
     },
-    Partition {
-        a: String,
-        b: String,
-    },
-    Repaired {
-        a: String,
-        b: String,
-    },
-    Held {
-        a: String,
-        b: String,
-    },
-    Released {
-        a: String,
-        b: String,
-    },
+    Partition(Link),
+    Repaired(Link),
+    Held(Link),
+    Released(Link),
     Crashed {
         host: String,
     },
@@ -77,33 +65,40 @@ pub enum Injected {
 }
 
 impl Injected {
-    /// What GitLab or the runner's operator does for `action` (shared by the
-    /// simulation and by runs for real), with the rule it bears on; `None`
-    /// for a browser's step or a network fault.
-    pub fn of_operator(action: &Action) -> Option<(&'static str, Injected)> {
-        Some(match action {
-            Action::Cancel { job } => ("LC-4", Injected::Cancelled { job: *job }),
-            Action::Signal { mode } => (
-                "LC-4",
-                Injected::Signal {
-                    signal: mode.signal().to_string(),
-                },
-            ),
-            Action::Revoke { user, role } => (
-                "AU-2",
-                Injected::RoleChanged {
-                    user: user.clone(),
-                    role: format!("{role:?}"),
-                },
-            ),
-            Action::Archive { project } => (
-                "AU-2",
-                Injected::Archived {
-                    project: project.clone(),
-                },
-            ),
-            _ => return None,
-        })
+    /// What the step `action` of GitLab, the runner's operator or the
+    /// network does (shared by the simulation and by runs for real), with the
+    /// rule it bears on; `None` for a browser's step.
+    pub fn of_step(action: &Action) -> Option<(Option<&'static str>, Injected)> {
+        let injected = match action {
+            Action::Cancel { job } => Injected::Cancelled { job: *job },
+            Action::Signal { mode } => Injected::Signal {
+                signal: mode.signal().to_string(),
+            },
+            Action::Revoke { user, role } => Injected::RoleChanged {
+                user: user.clone(),
+                role: format!("{role:?}"),
+            },
+            Action::Archive { project } => Injected::Archived {
+                project: project.clone(),
+            },
+            Action::Partition(link) => Injected::Partition(link.clone()),
+            Action::Repair(link) => Injected::Repaired(link.clone()),
+            Action::Hold(link) => Injected::Held(link.clone()),
+            Action::Release(link) => Injected::Released(link.clone()),
+            Action::Crash { host } => Injected::Crashed { host: host.clone() },
+            Action::Bounce { host } => Injected::Restarted { host: host.clone() },
+            Action::Open(_)
+            | Action::Fetch { .. }
+            | Action::Type { .. }
+            | Action::Close { .. }
+            | Action::Vanish { .. } => return None,
+        };
+        let rule = match injected {
+            Injected::Cancelled { .. } | Injected::Signal { .. } => Some("LC-4"),
+            Injected::RoleChanged { .. } | Injected::Archived { .. } => Some("AU-2"),
+            _ => None,
+        };
+        Some((rule, injected))
     }
 
     /// The harness could not do what a step asked: a run for real reports it
@@ -128,10 +123,12 @@ impl fmt::Display for Injected {
             Injected::Signal { signal } => write!(f, "the runner receives {signal}"),
             Injected::RoleChanged { user, role } => write!(f, "{user}'s role becomes {role}"),
             Injected::Archived { project } => write!(f, "project {project} is archived"),
-            Injected::Partition { a, b } => write!(f, "network partition between {a} and {b}"),
-            Injected::Repaired { a, b } => write!(f, "network between {a} and {b} repaired"),
-            Injected::Held { a, b } => write!(f, "messages between {a} and {b} held"),
-            Injected::Released { a, b } => write!(f, "messages between {a} and {b} released"),
+            Injected::Partition(Link { a, b }) => {
+                write!(f, "network partition between {a} and {b}")
+            }
+            Injected::Repaired(Link { a, b }) => write!(f, "network between {a} and {b} repaired"),
+            Injected::Held(Link { a, b }) => write!(f, "messages between {a} and {b} held"),
+            Injected::Released(Link { a, b }) => write!(f, "messages between {a} and {b} released"),
             Injected::Crashed { host } => write!(f, "host {host} crashes"),
             Injected::Restarted { host } => write!(f, "host {host} restarts"),
             Injected::Firewall => f.write_str("firewall: only gitlab may reach the runner"),

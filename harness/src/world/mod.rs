@@ -37,7 +37,7 @@ use session_server::runner::{self, Runner, RunnerParts};
 use tokio::sync::watch;
 
 use crate::scenario::{
-    Action, BrowserPlan, BrowserStep, ContainerStart, Dur, FrontProxy, Link, Open, Scenario, Step,
+    Action, BrowserPlan, BrowserStep, ContainerStart, Dur, FrontProxy, Open, Scenario, Step,
     StopMode,
 };
 use crate::trace::{Event, Injected, Recorder, What};
@@ -399,8 +399,7 @@ fn apply(
     recorder: &Recorder,
 ) {
     let at = sim.elapsed();
-    let pair = |Link { a, b }: &Link| (a.clone(), b.clone());
-    let (spec, description) = match &step.action {
+    match &step.action {
         Action::Signal { mode } => {
             let stop = match mode {
                 StopMode::Graceful => runner::StopMode::Graceful,
@@ -409,53 +408,24 @@ fn apply(
             for control in controls {
                 control.send_replace(Some(stop));
             }
-            return record_operator(recorder, at, &step.action);
         }
         Action::Cancel { .. } | Action::Revoke { .. } | Action::Archive { .. } => {
-            gitlab.act(&step.action);
-            return record_operator(recorder, at, &step.action);
+            gitlab.act(&step.action)
         }
-        Action::Partition(link) => {
-            sim.partition(link.a.as_str(), link.b.as_str());
-            let (a, b) = pair(link);
-            (None, Injected::Partition { a, b })
-        }
-        Action::Repair(link) => {
-            sim.repair(link.a.as_str(), link.b.as_str());
-            let (a, b) = pair(link);
-            (None, Injected::Repaired { a, b })
-        }
-        Action::Hold(link) => {
-            sim.hold(link.a.as_str(), link.b.as_str());
-            let (a, b) = pair(link);
-            (None, Injected::Held { a, b })
-        }
-        Action::Release(link) => {
-            sim.release(link.a.as_str(), link.b.as_str());
-            let (a, b) = pair(link);
-            (None, Injected::Released { a, b })
-        }
-        Action::Crash { host } => {
-            sim.crash(host.as_str());
-            (None, Injected::Crashed { host: host.clone() })
-        }
-        Action::Bounce { host } => {
-            sim.bounce(host.as_str());
-            (None, Injected::Restarted { host: host.clone() })
-        }
+        Action::Partition(link) => sim.partition(link.a.as_str(), link.b.as_str()),
+        Action::Repair(link) => sim.repair(link.a.as_str(), link.b.as_str()),
+        Action::Hold(link) => sim.hold(link.a.as_str(), link.b.as_str()),
+        Action::Release(link) => sim.release(link.a.as_str(), link.b.as_str()),
+        Action::Crash { host } => sim.crash(host.as_str()),
+        Action::Bounce { host } => sim.bounce(host.as_str()),
         Action::Open(_)
         | Action::Fetch { .. }
         | Action::Type { .. }
         | Action::Close { .. }
         | Action::Vanish { .. } => return,
-    };
-    recorder.record_at(at, "scenario", spec, What::Injected { description });
-}
-
-/// Records what GitLab or the runner's operator was made to do.
-fn record_operator(recorder: &Recorder, at: Duration, action: &Action) {
-    if let Some((spec, description)) = Injected::of_operator(action) {
-        recorder.record_at(at, "scenario", Some(spec), What::Injected { description });
+    }
+    if let Some((spec, description)) = Injected::of_step(&step.action) {
+        recorder.record_at(at, "scenario", spec, What::Injected { description });
     }
 }
 
