@@ -4,7 +4,7 @@
 
 use super::terminal::{self, close, end_of, End, DEFAULT};
 use super::{failure, Checked, Target, BASE64, TERMINAL};
-use crate::world::ws::Dialed;
+use crate::actors::ws::Dialed;
 
 /// EX-4: while one terminal is open, others are 423 whatever they offer.
 pub async fn second_terminal(t: &Target) -> Checked {
