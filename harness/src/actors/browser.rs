@@ -8,6 +8,7 @@ use session_server::net::Net;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::exchange;
 use super::gitlab::{Gitlab, ProxyTarget};
 use super::plain;
 use super::workhorse::USER_HEADER;
@@ -275,7 +276,7 @@ impl<N: Net> Browser<N> {
         let path = format!("/-/jobs/{job}/proxy?{}", target.query());
         let headers: Vec<(&str, String)> =
             self.user.iter().map(|u| (USER_HEADER, u.clone())).collect();
-        let (status, body) = match ws::http_get(&self.net, entry, None, &path, &headers).await {
+        let (status, body) = match exchange::get(&self.net, entry, None, &path, &headers).await {
             Ok((status, body)) => (status, String::from_utf8_lossy(&body).into_owned()),
             Err(why) => (0, why),
         };

@@ -59,6 +59,11 @@ where
 {
     let (mut sink, mut stream) = ws.split();
     let clock = Clock::new();
+    let both = Both {
+        protocol,
+        clock: &clock,
+        timing,
+    };
     let input = InputQueue::new();
     let Terminal {
         reader,
@@ -70,8 +75,8 @@ where
     let reason = tokio::select! {
         biased;
         r = guard.stop_requested() => r,
-        r = upstream(&mut stream, &input, protocol, &clock, timing) => r,
-        r = downstream(&mut sink, &mut **reader, exited, protocol, &clock, timing) => r,
+        r = upstream(&mut stream, &input, both) => r,
+        r = downstream(&mut sink, &mut **reader, exited, both) => r,
         never = input.drain_into(&mut **writer) => match never {},
     };
 
@@ -87,17 +92,25 @@ where
     reason
 }
 
-/// Browser to input queue.
-async fn upstream<S>(
-    stream: &mut Stream<S>,
-    input: &InputQueue,
+/// What both directions of a relay go by: the subprotocol's framing, the
+/// clock of the peer's liveness, and the timings.
+#[derive(Clone, Copy)]
+struct Both<'a> {
     protocol: Subprotocol,
-    clock: &Clock,
+    clock: &'a Clock,
     timing: Timing,
-) -> CloseReason
+}
+
+/// Browser to input queue.
+async fn upstream<S>(stream: &mut Stream<S>, input: &InputQueue, both: Both<'_>) -> CloseReason
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    let Both {
+        protocol,
+        clock,
+        timing,
+    } = both;
     let mut pings = PingBudget::new(timing.ping_interval);
     loop {
         if !input.has_room() {
@@ -177,13 +190,16 @@ async fn downstream<S>(
     sink: &mut Sink<S>,
     reader: &mut (dyn AsyncRead + Send + Unpin),
     exited: &mut ShellExit,
-    protocol: Subprotocol,
-    clock: &Clock,
-    timing: Timing,
+    both: Both<'_>,
 ) -> CloseReason
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    let Both {
+        protocol,
+        clock,
+        timing,
+    } = both;
     let mut ping =
         tokio::time::interval_at(clock.start + timing.ping_interval, timing.ping_interval);
     let mut buf = BytesMut::new();
