@@ -158,8 +158,7 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &provider().signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+        signed(rustls::crypto::verify_tls12_signature, message, cert, dss)
     }
     fn verify_tls13_signature(
         &self,
@@ -167,14 +166,29 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &provider().signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+        signed(rustls::crypto::verify_tls13_signature, message, cert, dss)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         provider()
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+/// The check of a handshake's signature, `verify` (TLS 1.2's or 1.3's), with
+/// the provider's algorithms.
+fn signed(
+    verify: fn(
+        &[u8],
+        &CertificateDer<'_>,
+        &DigitallySignedStruct,
+        &rustls::crypto::WebPkiSupportedAlgorithms,
+    ) -> Result<HandshakeSignatureValid, rustls::Error>,
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    verify(message, cert, dss, &provider().signature_verification_algorithms)
 }
 
 #[cfg(test)]
