@@ -9,27 +9,7 @@ use session_server::net::Net;
 
 use super::exchange::{exchange, Body};
 use super::ws::Trust;
-
-/// The shape of a request that is not an ordinary upgrade; a scenario's
-/// `request = "get" | "post" | "http10-upgrade"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Shape {
-    Get,
-    Post,
-    /// `GET` with `Connection: Upgrade` and `Upgrade: websocket`, as HTTP/1.0.
-    Http10Upgrade,
-}
-
-impl Shape {
-    pub fn describe(self) -> &'static str {
-        match self {
-            Shape::Get => "a plain GET",
-            Shape::Post => "a plain POST",
-            Shape::Http10Upgrade => "an upgrade as HTTP/1.0",
-        }
-    }
-}
+use crate::scenario::Shape;
 
 /// Sends `shape` to `url` (`https://host:port/path`) with `headers`, within
 /// [`ws::DIAL_TIMEOUT`]: the answer's status and the first line of its body,

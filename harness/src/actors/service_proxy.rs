@@ -14,9 +14,10 @@ use hyper::body::Incoming;
 use session_server::net::Net;
 
 use super::exchange;
-use super::gitlab::{reply, Gitlab, ProxyTarget, TerminalSpec};
+use super::gitlab::{reply, Gitlab, TerminalSpec};
 use super::workhorse::{proxy_status_rule, record_authorization, user_of};
 use super::ws::Trust;
+use crate::scenario::ProxyTarget;
 use crate::trace::{Link, Recorder, What};
 
 /// How long the runner may take to answer a proxied request.

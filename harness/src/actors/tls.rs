@@ -188,7 +188,12 @@ fn signed(
     cert: &CertificateDer<'_>,
     dss: &DigitallySignedStruct,
 ) -> Result<HandshakeSignatureValid, rustls::Error> {
-    verify(message, cert, dss, &provider().signature_verification_algorithms)
+    verify(
+        message,
+        cert,
+        dss,
+        &provider().signature_verification_algorithms,
+    )
 }
 
 #[cfg(test)]
