@@ -96,27 +96,13 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::scenario::load_str;
+    use crate::scenario::{load_str, TEST_SCENARIO};
     use crate::trace::Injected;
 
-    const SCENARIO: &str = r#"
-title = "t"
-user_sees = "-"
-spec = ["LC-2"]
-[users.alice]
-role = "developer"
-[[job]]
-id = 1
-owner = "alice"
-script = ["sleep 5"]
-[[step]]
-at = "1s"
-do = "open"
-browser = "alice"
-job = 1
-[expect.job.1]
-state = "success"
-"#;
+    fn scenario() -> String {
+        format!("{TEST_SCENARIO}[expect.job.1]\nstate = \"success\"\n")
+            .replace("sleep 1", "sleep 5")
+    }
 
     fn event(actor: &str, what: What) -> Event {
         Event {
@@ -129,7 +115,7 @@ state = "success"
 
     #[test]
     fn the_established_cause_comes_from_what_the_run_saw() {
-        let s = load_str(SCENARIO, Path::new("t.toml"), "t/t").unwrap();
+        let s = load_str(&scenario(), Path::new("t.toml"), "t/t").unwrap();
         let taken = |session| {
             event(
                 "gitlab",

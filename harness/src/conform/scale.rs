@@ -158,34 +158,24 @@ fn seconds(s: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::load_str;
+    use crate::scenario::{load_str, TEST_SCENARIO};
     use std::path::Path;
 
-    const SCENARIO: &str = r#"
-title = "t"
-user_sees = "u"
-spec = ["LC-1"]
-[runner]
-session_timeout = 120
-[users.alice]
-role = "developer"
-[[job]]
-id = 1
-owner = "alice"
-script = ["echo building", "sleep 60"]
-timeout = "10m"
-[[step]]
-at = "90s"
-do = "open"
-browser = "alice"
-job = 1
-[expect.browser.alice]
-closes = ["1001 terminal session timed out (maximum time allowed - 2m0s)"]
-closed_at = ["3m"]
-[expect.job.1]
-log = ["Terminal is connected, will time out in 2m0s..."]
-finished_at = "3m"
-"#;
+    /// A job of 60 s whose terminal opens at 90 s and times out (2 min) at 3 min.
+    fn scenario() -> String {
+        let job = TEST_SCENARIO
+            .replace(
+                "script = [\"sleep 1\"]",
+                "script = [\"echo building\", \"sleep 60\"]\ntimeout = \"10m\"",
+            )
+            .replace("at = \"1s\"", "at = \"90s\"");
+        format!(
+            "{job}[runner]\nsession_timeout = 120\n[expect.browser.alice]\n\
+             closes = [\"1001 terminal session timed out (maximum time allowed - 2m0s)\"]\n\
+             closed_at = [\"3m\"]\n[expect.job.1]\n\
+             log = [\"Terminal is connected, will time out in 2m0s...\"]\nfinished_at = \"3m\"\n"
+        )
+    }
 
     fn load(text: &str) -> Scenario {
         load_str(text, Path::new("x/y.toml"), "x/y").unwrap()
@@ -193,7 +183,7 @@ finished_at = "3m"
 
     #[test]
     fn session_timeout_is_whole_seconds_and_the_rest_follows_it() {
-        let s = scale(&load(SCENARIO), 0.01, Duration::from_millis(500)).unwrap();
+        let s = scale(&load(&scenario()), 0.01, Duration::from_millis(500)).unwrap();
         // 120 s × 0.01 = 1.2 s, rounded up to 2 s: the factor becomes 1/60.
         assert_eq!(s.session_timeout, 2);
         assert!((s.factor - 1.0 / 60.0).abs() < 1e-9);
@@ -220,17 +210,17 @@ finished_at = "3m"
 
     #[test]
     fn the_default_session_timeout_is_written_and_a_non_positive_one_refused() {
-        let default = SCENARIO.replace("session_timeout = 120", "");
+        let default = scenario().replace("session_timeout = 120", "");
         let s = scale(&load(&default), 0.01, Duration::from_millis(500)).unwrap();
         assert_eq!(s.session_timeout, 18);
-        let zero = SCENARIO.replace("session_timeout = 120", "session_timeout = 0");
+        let zero = scenario().replace("session_timeout = 120", "session_timeout = 0");
         let why = scale(&load(&zero), 0.01, Duration::from_millis(500)).unwrap_err();
         assert!(why.starts_with("CFG-3"), "{why}");
     }
 
     #[test]
     fn a_job_timeout_that_is_not_whole_seconds_is_refused() {
-        let odd = SCENARIO.replace("timeout = \"10m\"", "timeout = \"130s\"");
+        let odd = scenario().replace("timeout = \"10m\"", "timeout = \"130s\"");
         let why = scale(&load(&odd), 0.01, Duration::from_millis(100)).unwrap_err();
         assert!(why.contains("whole seconds"), "{why}");
     }

@@ -349,22 +349,7 @@ fn check_step(s: &Scenario, step: &Step, hosts: &[String]) -> Result<(), String>
 mod tests {
     use super::*;
 
-    const GOOD: &str = r#"
-title = "t"
-user_sees = "u"
-spec = ["LC-1"]
-[users.alice]
-role = "developer"
-[[job]]
-id = 1
-owner = "alice"
-script = ["sleep 1"]
-[[step]]
-at = "1s"
-do = "open"
-browser = "alice"
-job = 1
-"#;
+    use crate::scenario::TEST_SCENARIO as GOOD;
 
     fn load(text: &str) -> Result<Scenario, LoadError> {
         load_str(text, Path::new("scenarios/x/y.toml"), "x/y")

@@ -14,6 +14,26 @@ use serde::{Deserialize, Serialize};
 pub use crate::duration::Dur;
 pub use load::{browser_names, browser_plans, hosts, load, load_str, BrowserPlan, LoadError};
 pub use request::{ProxyTarget, Shape};
+
+/// A small valid scenario for tests to vary: alice, a developer, opens the
+/// terminal of her job 1 at 1 s.
+#[cfg(test)]
+pub(crate) const TEST_SCENARIO: &str = r#"
+title = "t"
+user_sees = "u"
+spec = ["LC-1"]
+[users.alice]
+role = "developer"
+[[job]]
+id = 1
+owner = "alice"
+script = ["sleep 1"]
+[[step]]
+at = "1s"
+do = "open"
+browser = "alice"
+job = 1
+"#;
 pub use step::{Action, BrowserStep, Link, Open, Step, StopMode, Token, Via};
 
 /// A scenario, as written.
