@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use crate::world::gitlab::SessionInfo;
 
-use super::report::{human, Report};
-use super::soak::report::{round_line, SoakReport};
+use super::soak::report::round_line;
 use super::soak::{self, Event, Plan, Round, Until};
 use super::{conform, Options, Progress, Runner};
 use crate::catalogue;
+use crate::report::{self, human, Outcome};
 use crate::scenario::Dur;
 use crate::shard::Shard;
 
@@ -174,25 +174,7 @@ pub fn run(args: Args) -> ExitCode {
         return run_soak(&args, &options, &plan, runtime);
     }
     let report = runtime.block_on(conform(&options, &mut print));
-    // The runtime's tasks (connections of a runner already running) must not hold the exit.
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    let report = match report {
-        Ok(report) => report,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    print!("{}", report.summary());
-    if let Err(e) = write_files(&args, &report) {
-        eprintln!("error: {e:#}");
-        return ExitCode::from(2);
-    }
-    if report.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    conclude(&args, report, runtime)
 }
 
 /// The soak: conform's lines for the profile and for failures, a line per
@@ -218,25 +200,24 @@ fn run_soak(
         }
     };
     let report = runtime.block_on(soak::soak(options, plan, &mut show));
+    conclude(args, report, runtime)
+}
+
+/// The end of a run or a soak: the summary, `--junit`/`--json`, the exit
+/// code (2 when it could not run).
+fn conclude(
+    args: &Args,
+    outcome: anyhow::Result<impl Outcome>,
+    runtime: tokio::runtime::Runtime,
+) -> ExitCode {
+    // The runtime's tasks (connections of a runner already running) must not hold the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
-    let report: SoakReport = match report {
-        Ok(report) => report,
+    match outcome {
+        Ok(outcome) => report::conclude(&outcome, args.json.as_deref(), args.junit.as_deref()),
         Err(e) => {
             eprintln!("error: {e:#}");
-            return ExitCode::from(2);
+            ExitCode::from(2)
         }
-    };
-    print!("{}", report.summary());
-    let written = write_file(&args.junit, "--junit", || report.junit())
-        .and_then(|()| write_file(&args.json, "--json", || report.json()));
-    if let Err(e) = written {
-        eprintln!("error: {e:#}");
-        return ExitCode::from(2);
-    }
-    if report.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     }
 }
 
@@ -344,22 +325,4 @@ fn scenarios(args: &Args) -> anyhow::Result<Vec<crate::scenario::Scenario>> {
         .collect();
     anyhow::ensure!(!chosen.is_empty(), "no scenario matches --filter {glob:?}");
     Ok(chosen)
-}
-
-fn write_files(args: &Args, report: &Report) -> anyhow::Result<()> {
-    write_file(&args.junit, "--junit", || report.junit())?;
-    write_file(&args.json, "--json", || report.json())
-}
-
-/// Writes `text()` to `path`, if given (`flag` names it in an error).
-fn write_file(
-    path: &Option<PathBuf>,
-    flag: &str,
-    text: impl FnOnce() -> String,
-) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    let Some(path) = path else {
-        return Ok(());
-    };
-    std::fs::write(path, text()).with_context(|| format!("{flag} {}", path.display()))
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::world::gitlab::SessionInfo;
 
-use super::report::CaseReport;
+use crate::report;
 use crate::expect::{Failure, Verdict};
 
 const TERMINAL: &str = "terminal.gitlab.com";
@@ -125,11 +125,11 @@ impl Case {
 
 /// Reports every case without running it, for `why`: failed (the runner gave
 /// no session to check; `why` is the cause), or skipped.
-pub fn unrun(why: &str, failed: bool, report: &mut dyn FnMut(CaseReport)) {
+pub fn unrun(why: &str, failed: bool, report: &mut dyn FnMut(report::Case)) {
     for case in &CASES {
         let (id, spec) = (case.id(), case.spec());
         report(if failed {
-            let mut unrun = CaseReport::judged(
+            let mut unrun = report::Case::judged(
                 &id,
                 case.title,
                 &spec,
@@ -140,18 +140,18 @@ pub fn unrun(why: &str, failed: bool, report: &mut dyn FnMut(CaseReport)) {
             unrun.cause = Some(why.to_string());
             unrun
         } else {
-            CaseReport::skipped(&id, case.title, &spec, why.to_string())
+            report::Case::skipped(&id, case.title, &spec, why.to_string())
         });
     }
 }
 
 /// Runs every case against `target`, in order, handing each result to `report`.
-pub async fn run(target: &Target, report: &mut dyn FnMut(CaseReport)) {
+pub async fn run(target: &Target, report: &mut dyn FnMut(report::Case)) {
     let mut no_tls = None;
     for case in &CASES {
         let (id, spec) = (case.id(), case.spec());
         if let Some(why) = no_tls.clone().or_else(|| case.skipped(&target.settings)) {
-            report(CaseReport::skipped(&id, case.title, &spec, why));
+            report(report::Case::skipped(&id, case.title, &spec, why));
             continue;
         }
         let started = Instant::now();
@@ -178,7 +178,7 @@ pub async fn run(target: &Target, report: &mut dyn FnMut(CaseReport)) {
         if case.name == "tls" && !verdict.passed() {
             no_tls = Some("needs a TLS connection to the session (endpoint/tls failed)".into());
         }
-        report(CaseReport::judged(
+        report(report::Case::judged(
             &id,
             case.title,
             &spec,
