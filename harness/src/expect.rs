@@ -245,8 +245,9 @@ fn close_matches(want: &str, got: &Close, judging: Judging, who: &str) -> Match 
     let (code, reason) = close_parts(want);
     match got {
         Close::Abnormal if code == 1006 => Match::Yes,
-        Close::Abnormal => missing_close_frame(judging.strictness, who, want)
-            .map_or(Match::No, Match::NonStrict),
+        Close::Abnormal => {
+            missing_close_frame(judging.strictness, who, want).map_or(Match::No, Match::NonStrict)
+        }
         Close::Frame { code: c, reason: r } => {
             let texts = Texts(judging.text_durations);
             if *c == code && reason.is_none_or(|want| texts.same(want, r)) {

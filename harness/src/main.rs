@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use session_harness::report::{self, Outcome};
 use session_harness::scenario::Dur;
 use session_harness::shard::Shard;
-use session_harness::report::{self, Outcome};
 use session_harness::{catalogue, fuzz, run};
 use session_server::faults::Fault;
 

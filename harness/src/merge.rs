@@ -104,7 +104,14 @@ mod tests {
 
     fn case(id: &str, failed: bool) -> Case {
         let error = failed.then(|| "it failed".to_string());
-        Case::judged(id, "t", &[], Verdict::default(), error, Duration::from_secs(1))
+        Case::judged(
+            id,
+            "t",
+            &[],
+            Verdict::default(),
+            error,
+            Duration::from_secs(1),
+        )
     }
 
     fn report(command: Command, cases: Vec<Case>, wall: u64) -> Report {
@@ -146,7 +153,10 @@ mod tests {
         let b = write(
             &dir,
             "b.json",
-            &conform(vec![case(EVERY_SHARD, true), case("disconnects/a", false)], 40),
+            &conform(
+                vec![case(EVERY_SHARD, true), case("disconnects/a", false)],
+                40,
+            ),
         );
         let merged = merge(&[a.clone(), b.clone()]).expect("conform reports merge");
         let ids: Vec<&str> = merged.cases.iter().map(|c| c.id.as_str()).collect();
@@ -169,7 +179,11 @@ mod tests {
         assert!(!merged.passed());
         let twice = merge(&[a.clone(), a.clone()]).err().unwrap();
         assert!(twice.contains("jobs/b is in both"), "{twice}");
-        let run = write(&dir, "run.json", &report(Command::Run, vec![case("jobs/c", false)], 1));
+        let run = write(
+            &dir,
+            "run.json",
+            &report(Command::Run, vec![case("jobs/c", false)], 1),
+        );
         let mixed = merge(&[a.clone(), run]).err().unwrap();
         assert!(mixed.contains("another command"), "{mixed}");
         let soak = write(&dir, "soak.json", &report(Command::Soak, Vec::new(), 1));

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::catalogue;
 use crate::judge::{self, Observed};
-use crate::report::{Case, Command, Report, Snapshot};
+use crate::report::{Case, Command, Report, Simulation, Snapshot};
 use crate::scenario::Scenario;
 use crate::snapshot;
 use crate::world;
@@ -22,24 +22,35 @@ pub fn run(root: &Path, scenario: &Scenario, seed: Option<u64>, update: bool) ->
     let own_seed = seed.is_none_or(|s| s == scenario.seed) && scenario.in_catalogue;
     let seed = seed.unwrap_or(scenario.seed);
     let (id, title, spec) = (&scenario.id, &scenario.title, &scenario.spec);
-    let mut case = match world::simulate(scenario, seed) {
+    match world::simulate(scenario, seed) {
         Ok(run) => {
             let verdict = judge::verdict(scenario, Observed::Simulated(&run), judge::SIMULATED);
             let snapshot = match own_seed {
                 true => {
                     let trace = catalogue::trace_text(scenario, &run.events);
-                    snapshot::compare(root, scenario, &trace, update)
+                    let path = snapshot::path(root, &scenario.id);
+                    snapshot::compare(&path, title, &trace, update)
                 }
                 false => Snapshot::NotCompared,
             };
-            let mut case = Case::judged(id, title, spec, verdict, None, started.elapsed());
-            case.simulated = Some(run.simulated);
-            case.with_snapshot(snapshot)
+            Case::judged(id, title, spec, verdict, None, started.elapsed()).simulated(Simulation {
+                seed,
+                simulated: run.simulated,
+                snapshot,
+            })
         }
-        Err(e) => Case::judged(id, title, spec, Default::default(), Some(format!("{e:#}")), started.elapsed()),
-    };
-    case.seed = Some(seed);
-    case
+        Err(e) => {
+            let error = Some(format!("{e:#}"));
+            Case::judged(
+                id,
+                title,
+                spec,
+                Default::default(),
+                error,
+                started.elapsed(),
+            )
+        }
+    }
 }
 
 /// Runs `scenarios` on `threads` threads (each simulation is single-threaded),

@@ -102,7 +102,9 @@ fn run_shards_are_disjoint_together_the_whole_and_merge_back() {
     let n = whole.len();
     let summary = String::from_utf8_lossy(&merged.stdout);
     assert!(
-        summary.contains(&format!("{n} cases: {n} passed (0 non-strict), 0 failed, 0 skipped")),
+        summary.contains(&format!(
+            "{n} cases: {n} passed (0 non-strict), 0 failed, 0 skipped"
+        )),
         "{summary}"
     );
     assert_eq!(ids(&std::fs::read(&merged_json).unwrap()), whole);

@@ -76,7 +76,14 @@ mod tests {
                 .iter()
                 .map(|w| case(Some(Duration::from_secs(*w))))
                 .collect();
-            report(Command::Conform, "r".into(), None, 0.01, cases, Duration::from_secs(wall))
+            report(
+                Command::Conform,
+                "r".into(),
+                None,
+                0.01,
+                cases,
+                Duration::from_secs(wall),
+            )
         };
         let slow = report(&[40, 40, 0], 100);
         assert_eq!(slow.warnings.len(), 1);

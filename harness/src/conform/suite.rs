@@ -14,11 +14,11 @@ use super::front::{Front, Holding};
 use super::page::{self, Pages};
 use super::process::{RunnerProcess, STOP_GRACE};
 use super::profile::Profile;
-use crate::report::{Case, OUTPUT_LINES};
 use super::scale::{scale, Scaled};
 use super::services;
 use super::skip;
 use super::{Options, Progress, Runner, Sink};
+use crate::report::{Case, OUTPUT_LINES};
 use anyhow::Context as _;
 
 use crate::expect::{Failure, Verdict};
@@ -174,8 +174,7 @@ impl<'a, 'p> Suite<'a, 'p> {
                         .collect(),
                     non_strict: Vec::new(),
                 };
-                let mut case =
-                    Case::judged(ID, TITLE, &spec, verdict, None, started.elapsed());
+                let mut case = Case::judged(ID, TITLE, &spec, verdict, None, started.elapsed());
                 case.cause = finding.map(|_| "no session offered".to_string());
                 self.profile = Some(profile);
                 case
@@ -247,14 +246,8 @@ impl<'a, 'p> Suite<'a, 'p> {
                 Err(e) => {
                     let error = Some(format!("serving the job's services: {e:#}"));
                     let verdict = Verdict::default();
-                    let case = Case::judged(
-                        &s.id,
-                        &s.title,
-                        &s.spec,
-                        verdict,
-                        error,
-                        Duration::ZERO,
-                    );
+                    let case =
+                        Case::judged(&s.id, &s.title, &s.spec, verdict, error, Duration::ZERO);
                     return self.sink.case(case);
                 }
             },
@@ -275,14 +268,7 @@ impl<'a, 'p> Suite<'a, 'p> {
                 self.front.idle();
                 let error = Some(format!("headless Chromium could not open its pages: {e:#}"));
                 let verdict = Verdict::default();
-                return Case::judged(
-                    &s.id,
-                    &s.title,
-                    &s.spec,
-                    verdict,
-                    error,
-                    started.elapsed(),
-                );
+                return Case::judged(&s.id, &s.title, &s.spec, verdict, error, started.elapsed());
             }
         }
         let about = format!("scenario {} ({})", s.id, scaled.describe());
@@ -347,8 +333,7 @@ impl<'a, 'p> Suite<'a, 'p> {
                 (Verdict::default(), Some(e))
             }
         };
-        let mut case =
-            Case::judged(&s.id, &s.title, &s.spec, verdict, error, started.elapsed());
+        let mut case = Case::judged(&s.id, &s.title, &s.spec, verdict, error, started.elapsed());
         case.waited = waited;
         case.notes.push(scaled.describe());
         if in_chromium {

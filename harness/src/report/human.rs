@@ -29,8 +29,9 @@ pub fn human(case: &Case, index: usize, total: usize) -> String {
         return out;
     }
     let _ = write!(out, " {:>6.2}s", case.wall.as_secs_f64());
-    if let Some(simulated) = case.simulated {
-        let _ = write!(out, " wall {:>7.0}s simulated", simulated.as_secs_f64());
+    if let Some(simulation) = &case.simulation {
+        let simulated = simulation.simulated.as_secs_f64();
+        let _ = write!(out, " wall {simulated:>7.0}s simulated");
     }
     if let Some(waited) = case.waited {
         let _ = write!(out, " (job taken after {:.2}s)", waited.as_secs_f64());
@@ -54,8 +55,8 @@ pub fn human(case: &Case, index: usize, total: usize) -> String {
         let _ = writeln!(out, "      error: {error}");
     }
     out.push_str(&verdict_lines(&case.verdict));
-    if let Some(snapshot) = &case.snapshot {
-        out.push_str(&snapshot_lines(snapshot, &case.id));
+    if let Some(simulation) = &case.simulation {
+        out.push_str(&snapshot_lines(&simulation.snapshot, &case.id));
     }
     if let Some(output) = &case.runner_output {
         let _ = writeln!(
@@ -116,6 +117,7 @@ fn snapshot_lines(snapshot: &Snapshot, id: &str) -> String {
 mod tests {
     use std::time::Duration;
 
+    use super::super::Simulation;
     use super::*;
 
     #[test]
@@ -144,15 +146,29 @@ mod tests {
 
     #[test]
     fn a_simulated_case_says_its_wall_and_simulated_time_and_its_snapshot() {
-        let case = Case {
-            simulated: Some(Duration::from_secs(300)),
-            ..Case::judged("f/x", "t", &["EX-1".into()], Verdict::default(), None, Duration::from_millis(120))
-        }
-        .with_snapshot(Snapshot::Missing);
+        let case = Case::judged(
+            "f/x",
+            "t",
+            &["EX-1".into()],
+            Verdict::default(),
+            None,
+            Duration::from_millis(120),
+        )
+        .simulated(Simulation {
+            seed: 1,
+            simulated: Duration::from_secs(300),
+            snapshot: Snapshot::Missing,
+        });
         let text = human(&case, 3, 12);
         let first = text.lines().next().unwrap();
         assert!(first.starts_with("[ 3/12] FAIL f/x "), "{first}");
-        assert!(first.ends_with("  0.12s wall     300s simulated"), "{first}");
-        assert!(text.contains("no snapshot yet: run with --update, read snapshots/f/x.snap"), "{text}");
+        assert!(
+            first.ends_with("  0.12s wall     300s simulated"),
+            "{first}"
+        );
+        assert!(
+            text.contains("no snapshot yet: run with --update, read snapshots/f/x.snap"),
+            "{text}"
+        );
     }
 }

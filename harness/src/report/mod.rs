@@ -93,19 +93,9 @@ pub struct Case {
     /// The end of the runner's output, for a failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner_output: Option<String>,
-    /// The seed of a simulated run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seed: Option<u64>,
-    /// Simulated time, for a simulated run.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::duration::seconds_opt"
-    )]
-    pub simulated: Option<Duration>,
-    /// The trace against its snapshot, for a simulated run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snapshot: Option<Snapshot>,
+    /// What only a simulated run has (`seed`, `simulated`, `snapshot`).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub simulation: Option<Simulation>,
     /// A soak's round, from 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub round: Option<usize>,
@@ -127,9 +117,7 @@ impl Case {
             waited: None,
             notes: Vec::new(),
             runner_output: None,
-            seed: None,
-            simulated: None,
-            snapshot: None,
+            simulation: None,
             round: None,
             wall: Duration::ZERO,
         }
@@ -154,11 +142,12 @@ impl Case {
         }
     }
 
-    /// The case with its trace compared to its snapshot: a missing or
-    /// different snapshot fails it.
-    pub fn with_snapshot(mut self, snapshot: Snapshot) -> Self {
-        self.status = Status::of(self.error.as_deref(), &self.verdict, Some(&snapshot));
-        self.snapshot = Some(snapshot);
+    /// The case with what its simulation showed: a missing or different
+    /// snapshot fails it.
+    pub fn simulated(mut self, simulation: Simulation) -> Self {
+        let snapshot = Some(&simulation.snapshot);
+        self.status = Status::of(self.error.as_deref(), &self.verdict, snapshot);
+        self.simulation = Some(simulation);
         self
     }
 
@@ -169,6 +158,16 @@ impl Case {
     pub fn passed(&self) -> bool {
         matches!(self.status, Status::Passed | Status::PassedNonStrict)
     }
+}
+
+/// A simulated run of a scenario.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Simulation {
+    pub seed: u64,
+    #[serde(with = "crate::duration::seconds")]
+    pub simulated: Duration,
+    /// The trace against its snapshot.
+    pub snapshot: Snapshot,
 }
 
 /// Which command a report is of: reports merge only with their own kind.
@@ -226,8 +225,14 @@ impl Outcome for Report {
     fn summary(&self) -> String {
         use std::fmt::Write as _;
         let non_strict = self.count(Status::PassedNonStrict);
-        let simulated: Option<Duration> = self.cases.iter().filter_map(|c| c.simulated).reduce(|a, b| a + b);
-        let simulated = simulated.map_or(String::new(), |s| format!(", {:.0}s simulated", s.as_secs_f64()));
+        let simulated: Option<Duration> = self
+            .cases
+            .iter()
+            .filter_map(|c| c.simulation.as_ref().map(|s| s.simulated))
+            .reduce(|a, b| a + b);
+        let simulated = simulated.map_or(String::new(), |s| {
+            format!(", {:.0}s simulated", s.as_secs_f64())
+        });
         let mut out = format!(
             "\n{} cases: {} passed ({non_strict} non-strict), {} failed, {} skipped ({:.1}s{simulated})\nrunner under test: {}\n",
             self.cases.len(),

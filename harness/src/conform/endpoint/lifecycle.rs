@@ -91,7 +91,13 @@ pub async fn shell_exit(t: &Target, exit_line: &str) -> Checked {
             let who = format!("after `{exit_line}`");
             match expect::missing_close_frame(strictness, &who, "1000 shell exited") {
                 Some(note) => vec![note],
-                None => return Err(failure(&check, "close 1000 shell exited", dropped.describe())),
+                None => {
+                    return Err(failure(
+                        &check,
+                        "close 1000 shell exited",
+                        dropped.describe(),
+                    ))
+                }
             }
         }
         still @ End::StillOpen => {

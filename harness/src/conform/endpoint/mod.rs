@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use crate::world::gitlab::SessionInfo;
 
-use crate::report;
 use crate::expect::{Failure, Verdict};
+use crate::report;
 
 const TERMINAL: &str = "terminal.gitlab.com";
 const BASE64: &str = "base64.terminal.gitlab.com";
