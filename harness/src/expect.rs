@@ -439,4 +439,32 @@ mod tests {
         assert!(!exact.same("allowed - 1.2s", "allowed - 1s"));
         assert!(exact.contains("will time out in 2m0s...", "in 2m0s"));
     }
+
+    /// WS-6: only an end the runner decides may come without a close frame,
+    /// and only when the reference's way is allowed (over real sockets).
+    #[test]
+    fn a_missing_close_frame_passes_non_strictly_only_for_a_runner_decided_end() {
+        let allowed = Strictness::AllowReferenceCloses;
+        for want in ["1001", "1001 job canceled", "1000 shell exited"] {
+            let note = missing_close_frame(allowed, "browser alice", want);
+            assert_eq!(
+                note.as_deref(),
+                Some(
+                    format!("browser alice: expected close {want:?}, got no close frame (WS-6)")
+                        .as_str()
+                )
+            );
+            assert_eq!(
+                missing_close_frame(Strictness::Strict, "browser alice", want),
+                None
+            );
+        }
+        for want in ["1000", "1000 bye", "1009", "4000 x"] {
+            assert_eq!(
+                missing_close_frame(allowed, "browser alice", want),
+                None,
+                "{want}"
+            );
+        }
+    }
 }

@@ -297,3 +297,78 @@ pub fn conclude<O: Outcome>(outcome: &O, json: Option<&Path>, junit: Option<&Pat
         ExitCode::FAILURE
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(id: &str) -> Case {
+        Case::judged(
+            id,
+            "t",
+            &["EX-1".into()],
+            Verdict::default(),
+            None,
+            Duration::from_secs(1),
+        )
+    }
+
+    #[test]
+    fn a_report_reads_back_from_its_json_with_what_only_a_simulation_has() {
+        let simulated = case("unauthorized/no-token").simulated(Simulation {
+            seed: 7,
+            simulated: Duration::from_secs(123),
+            snapshot: Snapshot::Differs {
+                diff: "-a\n+b".into(),
+            },
+        });
+        let report = Report {
+            command: Command::Run,
+            runner: "r".into(),
+            profile: None,
+            scale: None,
+            cases: vec![simulated.clone(), case("endpoint/tls")],
+            warnings: Vec::new(),
+            wall: Duration::from_secs(2),
+        };
+        let text = report.json();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let first = &value["cases"][0];
+        assert_eq!(
+            first["status"], "failed",
+            "a differing snapshot fails: {text}"
+        );
+        assert_eq!(
+            (first["seed"].as_u64(), first["simulated"].as_f64()),
+            (Some(7), Some(123.0))
+        );
+        assert_eq!(first["snapshot"]["outcome"], "differs");
+        let read: Report = serde_json::from_str(&text).expect("a report reads back");
+        assert_eq!(read.cases[0].simulation, simulated.simulation);
+        assert_eq!(read.cases[1].simulation, None, "{text}");
+        assert!(!read.passed());
+    }
+
+    #[test]
+    fn a_pass_is_non_strict_only_with_notes_and_a_snapshot_that_matches() {
+        let mut verdict = Verdict::default();
+        assert_eq!(Status::of(None, &verdict, None), Status::Passed);
+        assert_eq!(
+            Status::of(None, &verdict, Some(&Snapshot::Written)),
+            Status::Passed
+        );
+        assert_eq!(
+            Status::of(None, &verdict, Some(&Snapshot::Missing)),
+            Status::Failed
+        );
+        assert_eq!(Status::of(Some("no world"), &verdict, None), Status::Failed);
+        verdict
+            .non_strict
+            .push("browser alice: no close frame (WS-6)".into());
+        assert_eq!(Status::of(None, &verdict, None), Status::PassedNonStrict);
+        assert_eq!(
+            Status::of(None, &verdict, Some(&Snapshot::Matches)),
+            Status::PassedNonStrict
+        );
+    }
+}

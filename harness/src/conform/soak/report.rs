@@ -173,6 +173,7 @@ mod tests {
 
     use super::super::{sample::Sample, FailedCase};
     use super::*;
+    use crate::expect::Verdict;
 
     fn round(n: usize, fds: u64, failed: &[&str]) -> Round {
         Round {
@@ -212,5 +213,79 @@ mod tests {
         };
         assert!(round_line(&unknown, None).ends_with("fds and RSS unknown"));
         assert!(!line.contains('\r'));
+    }
+
+    #[test]
+    fn a_soaks_json_and_junit_are_the_one_reports_with_rounds_and_growth() {
+        let samples = [10, 20, 30].map(|fds| Sample {
+            fds,
+            rss_kib: 14_336,
+        });
+        let growth = Growth::of(&samples, 16).expect("three rounds");
+        let in_round = |mut case: Case, r: usize| {
+            case.round = Some(r);
+            case
+        };
+        let passed = |id: &str| {
+            Case::judged(
+                id,
+                "t",
+                &["EX-1".into()],
+                Verdict::default(),
+                None,
+                Duration::ZERO,
+            )
+        };
+        let skipped = Case::skipped("jobs/x", "t", &[], "needs docker".into());
+        let mut cases = vec![passed("runner/job-request")];
+        for r in 1..=2 {
+            cases.push(in_round(passed("endpoint/no-token"), r));
+            cases.push(in_round(skipped.clone(), r));
+        }
+        cases.extend(growth_cases(Some(&growth), None));
+        let soak = SoakReport {
+            report: crate::conform::report::report(
+                crate::report::Command::Soak,
+                "`runner`".into(),
+                None,
+                0.01,
+                cases,
+                Duration::from_secs(60),
+            ),
+            watched: "pid 1".into(),
+            rounds: vec![round(1, 10, &[]), round(2, 20, &[])],
+            growth: Some(growth),
+            unjudged: None,
+            stopped_early: None,
+        };
+        assert!(!soak.passed(), "a leak fails the soak");
+        let junit = soak.junit();
+        assert!(
+            junit.contains("name=\"session-harness conform soak\""),
+            "{junit}"
+        );
+        assert!(
+            junit.contains("name=\"round 2: endpoint/no-token [EX-1]\""),
+            "{junit}"
+        );
+        assert!(junit.contains("name=\"round 1: jobs/x\""), "{junit}");
+        assert!(
+            !junit.contains("round 2: jobs/x"),
+            "a skip is reported once: {junit}"
+        );
+        assert!(
+            junit.contains("name=\"soak/fds\" time=\"0.000\">\n    <failure"),
+            "{junit}"
+        );
+        assert!(
+            junit.contains("name=\"soak/rss\" time=\"0.000\"/>"),
+            "{junit}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&soak.json()).unwrap();
+        assert_eq!(json["command"], "soak");
+        assert_eq!(json["rounds"][1]["sample"]["fds"], 20);
+        assert!(json["growth"].is_object(), "{json}");
+        assert_eq!(json["cases"][3]["round"], 2);
+        assert_eq!(json["cases"][5]["id"], "soak/fds");
     }
 }
