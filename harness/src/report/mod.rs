@@ -220,7 +220,8 @@ impl Report {
 }
 
 impl Outcome for Report {
-    /// `41 cases: 28 passed (2 non-strict), 1 failed, 12 skipped (80.1s)`,
+    /// `41 cases: 28 passed (2 non-strict), 1 failed, 12 skipped (80.1s)`
+    /// (`, 1135s simulated` for `run`),
     /// what was tested, warnings, then the failures.
     fn summary(&self) -> String {
         use std::fmt::Write as _;
@@ -233,9 +234,12 @@ impl Outcome for Report {
         let simulated = simulated.map_or(String::new(), |s| {
             format!(", {:.0}s simulated", s.as_secs_f64())
         });
-        let mut out = format!(
-            "\n{} cases: {} passed ({non_strict} non-strict), {} failed, {} skipped ({:.1}s{simulated})\nrunner under test: {}\n",
+        let (n, plural) = (
             self.cases.len(),
+            if self.cases.len() == 1 { "" } else { "s" },
+        );
+        let mut out = format!(
+            "\n{n} case{plural}: {} passed ({non_strict} non-strict), {} failed, {} skipped ({:.1}s{simulated})\nrunner under test: {}\n",
             self.count(Status::Passed) + non_strict,
             self.count(Status::Failed),
             self.count(Status::Skipped),
