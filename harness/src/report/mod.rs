@@ -302,19 +302,26 @@ pub fn conclude<O: Outcome>(outcome: &O, json: Option<&Path>, junit: Option<&Pat
     }
 }
 
+/// A case that passed, checking EX-1, for tests of what reads cases.
+#[cfg(test)]
+pub(crate) fn passed_case(id: &str) -> Case {
+    let spec = ["EX-1".to_string()];
+    Case::judged(
+        id,
+        "t",
+        &spec,
+        Verdict::default(),
+        None,
+        Duration::from_secs(1),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn case(id: &str) -> Case {
-        Case::judged(
-            id,
-            "t",
-            &["EX-1".into()],
-            Verdict::default(),
-            None,
-            Duration::from_secs(1),
-        )
+        passed_case(id)
     }
 
     #[test]

@@ -173,7 +173,6 @@ mod tests {
 
     use super::super::{sample::Sample, FailedCase};
     use super::*;
-    use crate::expect::Verdict;
 
     fn round(n: usize, fds: u64, failed: &[&str]) -> Round {
         Round {
@@ -226,16 +225,7 @@ mod tests {
             case.round = Some(r);
             case
         };
-        let passed = |id: &str| {
-            Case::judged(
-                id,
-                "t",
-                &["EX-1".into()],
-                Verdict::default(),
-                None,
-                Duration::ZERO,
-            )
-        };
+        let passed = crate::report::passed_case;
         let skipped = Case::skipped("jobs/x", "t", &[], "needs docker".into());
         let mut cases = vec![passed("runner/job-request")];
         for r in 1..=2 {
