@@ -3,8 +3,12 @@
 //!
 //! # Layout
 //! - [`scenario`]: scenario files: the world, a timeline of steps, expectations.
-//! - [`world`]: the simulated world on turmoil: GitLab (coordinator, Rails,
-//!   Workhorse), the runner under test, browsers, middleboxes, faults.
+//! - [`actors`]: GitLab (coordinator, Rails, Workhorse), browsers,
+//!   middleboxes and services, over any network, simulated or real.
+//! - `timeline`: the one engine that plays a scenario's steps at their times
+//!   and ends the run once it settled, on a simulated or a real ground.
+//! - [`world`]: the simulated world on turmoil: the actors and the runner
+//!   under test as its hosts, network faults.
 //! - [`duration`]: durations read and written one way (Go's notation).
 //! - [`trace`]: what was observed, in canonical order; rendered, it is the snapshot.
 //! - [`expect`]: verdicts of expectations against a trace.
@@ -28,6 +32,7 @@
 //! The harness drives the runner only through its public API and its sockets,
 //! as it would drive a third party's runner.
 
+pub mod actors;
 pub mod catalogue;
 pub mod chromium;
 pub mod conform;
@@ -44,5 +49,6 @@ pub mod serve;
 pub mod shard;
 pub mod snapshot;
 pub mod spec;
+mod timeline;
 pub mod trace;
 pub mod world;

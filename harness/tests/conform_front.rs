@@ -11,10 +11,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use session_harness::actors::gitlab::RUNNER_TOKEN;
+use session_harness::actors::gitlab::{Gitlab, JobDef};
 use session_harness::conform::front::{Front, Holding};
 use session_harness::trace::Recorder;
-use session_harness::world::gitlab::{Gitlab, JobDef};
-use session_harness::world::RUNNER_TOKEN;
 
 static PANICS: AtomicUsize = AtomicUsize::new(0);
 

@@ -6,9 +6,9 @@ use std::time::Duration;
 use http::{HeaderMap, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
+use session_harness::actors::gitlab::payload::job_token;
+use session_harness::actors::gitlab::{Gitlab, JobDef, JobStatus};
 use session_harness::trace::Recorder;
-use session_harness::world::gitlab::payload::job_token;
-use session_harness::world::gitlab::{Gitlab, JobDef, JobStatus};
 
 const RUNNER_TOKEN: &str = "glrt-fixture";
 
@@ -360,7 +360,7 @@ async fn serve(gitlab: Gitlab) -> (std::net::SocketAddr, tokio::task::JoinHandle
     use session_server::net::{Net, TokioNet};
     let listener = TokioNet.bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let server = tokio::spawn(session_harness::world::workhorse::serve(
+    let server = tokio::spawn(session_harness::actors::workhorse::serve(
         listener,
         TokioNet,
         gitlab,

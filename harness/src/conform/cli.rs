@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::world::gitlab::SessionInfo;
+use crate::actors::gitlab::SessionInfo;
 
 use super::soak::report::round_line;
 use super::soak::{self, Event, Plan, Round, Until};

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use crate::actors::gitlab::RUNNER_TOKEN;
 use crate::scenario::{Executor, RunnerSpec};
-use crate::world::RUNNER_TOKEN;
 
 /// Where the runner's session server listens, and what it tells GitLab (CFG-2).
 #[derive(Clone, Debug, PartialEq, Eq)]

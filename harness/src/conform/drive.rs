@@ -2,10 +2,10 @@
 //! test takes them, and from that moment (time zero, as at the start of a
 //! simulation) browsers and the operator act at the scenario's (scaled) times.
 //!
-//! `world::simulate` paces the same steps by turmoil's clock; this paces them by
-//! the wall clock, with the same browsers (`world::browser`) and GitLab.
+//! The timeline engine (`timeline`) plays it, as it does in a simulated
+//! world; this is its ground on the wall clock: the runner process's signals,
+//! no network faults, and browsers that wait for a real shell before typing.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,13 +15,11 @@ use tokio::time::Instant;
 
 use super::page::{self, PageBrowser, Pages};
 use super::process::{RunnerProcess, Signal};
-use crate::scenario::{
-    browser_plans, Action, BrowserPlan, BrowserStep, Open, Scenario, Step, StopMode,
-};
+use crate::actors::browser::Browser;
+use crate::actors::gitlab::{Gitlab, JobStatus};
+use crate::scenario::{browser_plans, Action, BrowserPlan, Scenario, StopMode};
+use crate::timeline::{self, Ground, NotHere, Pace, Progress};
 use crate::trace::{Event, Injected, Recorder, What};
-use crate::world;
-use crate::world::browser::Browser;
-use crate::world::gitlab::{Gitlab, JobStatus};
 
 /// How often the driver looks at GitLab's state.
 const LOOK: Duration = Duration::from_millis(20);
@@ -56,70 +54,41 @@ pub async fn drive(scenario: &Scenario, stage: &Stage<'_>) -> Result<Vec<Event>,
     // The steps count from when the runner took the jobs, a moment ago.
     let start = Instant::now() - stage.recorder.now().saturating_sub(zero);
     let (over_tx, over) = watch::channel(false);
-    let busy = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
+    let progress = Arc::new(Progress::default());
     let pages = stage.pages.clone().filter(|_| page::can_play(scenario));
+    let mut tasks = Vec::new();
     for BrowserPlan { name, user, steps } in browser_plans(scenario) {
-        busy.fetch_add(1, Ordering::SeqCst);
-        let timeline = Timeline {
+        progress.busy(&name, true);
+        let pace = WallPace {
+            name: name.clone(),
             recorder: stage.recorder.clone(),
-            steps,
-            entry: stage.entry.clone(),
             start,
-            busy: busy.clone(),
-            over: over.clone(),
             shift: Duration::ZERO,
         };
-        let task = match &pages {
+        let (entry, progress, over) = (stage.entry.clone(), progress.clone(), over.clone());
+        let recorder = stage.recorder.clone();
+        tasks.push(match &pages {
             Some(pages) => {
-                let browser = PageBrowser::new(&name, user, pages.clone(), stage.recorder.clone());
-                tokio::spawn(browse_page(browser, timeline))
+                let browser = PageBrowser::new(&name, user, pages.clone(), recorder);
+                tokio::spawn(async move {
+                    timeline::browse(browser, steps, &entry, pace, &progress, over).await;
+                })
             }
             None => {
-                let browser = Browser::new(
-                    &name,
-                    user,
-                    TokioNet,
-                    stage.gitlab.clone(),
-                    stage.recorder.clone(),
-                );
-                tokio::spawn(browse(browser, timeline))
+                let browser = Browser::new(&name, user, TokioNet, stage.gitlab.clone(), recorder);
+                tokio::spawn(async move {
+                    timeline::browse(browser, steps, &entry, pace, &progress, over).await;
+                })
             }
-        };
-        tasks.push(task);
+        });
     }
-
-    let last_step = scenario.last_step();
-    let end = start + scenario.end.map(|e| e.0).unwrap_or(last_step);
-    let mut operator: Vec<&Step> = scenario
-        .steps
-        .iter()
-        .filter(|s| s.browser().is_none())
-        .collect();
-    operator.reverse();
-    let mut signalled = false;
-    let outcome = loop {
-        let now = Instant::now();
-        while let Some(step) = operator.last().filter(|s| start + s.at.0 <= now) {
-            signalled |= matches!(step.action, Action::Signal { .. });
-            act(step, stage);
-            operator.pop();
-        }
-        let settled =
-            now >= start + last_step && stage.gitlab.all_done() && busy.load(Ordering::SeqCst) == 0;
-        if settled || now >= end {
-            break Ok(());
-        }
-        if let Some(status) = stage.runner.and_then(RunnerProcess::exited) {
-            if !signalled {
-                break Err(format!(
-                    "the runner exited ({status}) in the middle of the scenario"
-                ));
-            }
-        }
-        tokio::time::sleep(LOOK).await;
+    let mut ground = WallGround {
+        start,
+        stage,
+        signalled: false,
+        over_at: None,
     };
-    tokio::time::sleep(stage.settle).await;
+    let outcome = timeline::run(scenario, &mut ground, stage.gitlab, &progress).await;
     over_tx.send_replace(true);
     for task in tasks {
         task.abort();
@@ -135,6 +104,77 @@ pub async fn drive(scenario: &Scenario, stage: &Stage<'_>) -> Result<Vec<Event>,
         })
         .collect();
     Ok(events)
+}
+
+/// The real world under the timeline: the wall clock, the runner process's
+/// signals, and a network the harness cannot cut.
+struct WallGround<'s, 'a> {
+    /// The scenario's zero.
+    start: Instant,
+    stage: &'s Stage<'a>,
+    /// The operator has stopped the runner: its exit is expected.
+    signalled: bool,
+    /// When the settle time ends.
+    over_at: Option<Instant>,
+}
+
+impl Ground for WallGround<'_, '_> {
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn check_every(&self) -> Duration {
+        LOOK
+    }
+
+    fn signal(&mut self, mode: StopMode) {
+        self.signalled = true;
+        let signal = match mode {
+            StopMode::Graceful => Signal::Quit,
+            StopMode::Abort => Signal::Term,
+        };
+        match self.stage.runner {
+            Some(runner) => runner.signal(signal),
+            // skip::reason_attached keeps such scenarios away.
+            None => tracing::warn!(
+                "cannot send {} to a runner the harness did not start",
+                mode.signal()
+            ),
+        }
+    }
+
+    /// Faults never get here (see `skip`); said so if one does.
+    fn network(&mut self, _action: &Action) -> Result<(), NotHere> {
+        Err(NotHere)
+    }
+
+    fn record(&self, spec: Option<&'static str>, injected: Injected) {
+        let what = What::Injected {
+            description: injected,
+        };
+        self.stage.recorder.record("scenario", spec, what);
+    }
+
+    /// A look's wait; a runner that exits by itself before the run settled
+    /// ends it.
+    async fn advance(&mut self) -> Result<(), String> {
+        let exited = self.stage.runner.and_then(RunnerProcess::exited);
+        if let Some(status) = exited.filter(|_| !self.signalled && self.over_at.is_none()) {
+            return Err(format!(
+                "the runner exited ({status}) in the middle of the scenario"
+            ));
+        }
+        tokio::time::sleep(LOOK).await;
+        Ok(())
+    }
+
+    fn settle(&mut self, late: Duration) {
+        self.over_at = Some(Instant::now() + self.stage.settle.saturating_sub(late));
+    }
+
+    fn over(&self) -> bool {
+        self.over_at.is_some_and(|at| Instant::now() >= at)
+    }
 }
 
 /// Waits until the runner has taken every job; when the last one was taken,
@@ -179,73 +219,26 @@ fn zero_ms(zero: Duration) -> u64 {
     u64::try_from(zero.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// One browser's steps and what paces them.
-struct Timeline {
+/// A browser's pace on the wall clock. A real shell may take its time to
+/// start: a browser waits for its first output before typing, and the wait
+/// shifts the rest of its timeline, so that what it does next keeps its
+/// distance from the typing.
+struct WallPace {
+    name: String,
     recorder: Recorder,
-    steps: Vec<Step>,
-    entry: String,
     start: Instant,
-    busy: Arc<AtomicUsize>,
-    over: watch::Receiver<bool>,
-    /// Time spent waiting for a slow shell before typing: it shifts the rest
-    /// of this browser's timeline, so that what it does next keeps its
-    /// distance from the typing.
     shift: Duration,
 }
 
-impl Timeline {
-    /// Sleeps until `name`'s next step is due (waiting for its shell before
-    /// typing) and yields it.
-    async fn next(&mut self, name: &str) -> Option<Step> {
-        if self.steps.is_empty() {
-            return None;
-        }
-        let step = self.steps.remove(0);
-        tokio::time::sleep_until(self.start + step.at.0 + self.shift).await;
-        if matches!(step.action, Action::Type { .. }) {
+impl Pace for WallPace {
+    async fn until(&mut self, at: Duration, typing: bool) {
+        tokio::time::sleep_until(self.start + at + self.shift).await;
+        if typing {
             let waited = Instant::now();
-            shell_started(name, &self.recorder).await;
+            shell_started(&self.name, &self.recorder).await;
             self.shift += waited.elapsed();
         }
-        Some(step)
     }
-
-    /// After the last step: until `closed` (the connection ended) or the run is over.
-    async fn finish(mut self, closed: impl std::future::Future<Output = ()>) {
-        tokio::select! {
-            biased;
-            _ = closed => {}
-            _ = self.over.wait_for(|o| *o) => {}
-        }
-        self.busy.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// A socket browser's timeline, then waiting for its connection to end (or the run).
-async fn browse(mut browser: Browser<TokioNet>, mut timeline: Timeline) {
-    while let Some(step) = timeline.next(&browser.name.clone()).await {
-        world::act(&mut browser, &step, &timeline.entry).await;
-    }
-    timeline.finish(browser.closed()).await;
-}
-
-/// The same with a page of real Chromium; [`page::can_play`] let through
-/// only the steps a page takes (opens through GitLab, typing, closing).
-async fn browse_page(mut browser: PageBrowser, mut timeline: Timeline) {
-    while let Some(step) = timeline.next(&browser.name.clone()).await {
-        match step.action.browser_step() {
-            Some((_, BrowserStep::Open(Open { job, .. }))) => {
-                browser.open(*job, &timeline.entry).await
-            }
-            Some((_, BrowserStep::Type { text, repeat })) => {
-                browser.type_text(&text.repeat(repeat)).await
-            }
-            Some((_, BrowserStep::Close)) => browser.close().await,
-            // page::can_play let no other browser step through.
-            Some((_, BrowserStep::Fetch { .. } | BrowserStep::Vanish)) | None => {}
-        }
-    }
-    timeline.finish(browser.closed()).await;
 }
 
 /// Waits, at most [`FIRST_OUTPUT`], until the browser's open terminal has
@@ -282,39 +275,4 @@ async fn shell_started(name: &str, recorder: &Recorder) {
         }
         tokio::time::sleep(LOOK).await;
     }
-}
-
-/// An operator's or GitLab's step. Faults never get here (see `skip`), and
-/// a browser's steps are its own.
-fn act(step: &Step, stage: &Stage<'_>) {
-    let record = |spec, description| {
-        stage
-            .recorder
-            .record("scenario", spec, What::Injected { description })
-    };
-    if step.action.is_network_fault() {
-        let action = step.action.name().to_string();
-        return record(None, Injected::NotForReal { action });
-    }
-    let Some((spec, injected)) = Injected::of_step(&step.action) else {
-        return; // a browser's step
-    };
-    match &step.action {
-        Action::Signal { mode } => {
-            let signal = match mode {
-                StopMode::Graceful => Signal::Quit,
-                StopMode::Abort => Signal::Term,
-            };
-            match stage.runner {
-                Some(runner) => runner.signal(signal),
-                // skip::reason_attached keeps such scenarios away.
-                None => tracing::warn!(
-                    "cannot send {} to a runner the harness did not start",
-                    mode.signal()
-                ),
-            }
-        }
-        action => stage.gitlab.act(action),
-    }
-    record(spec, injected);
 }

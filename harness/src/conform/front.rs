@@ -36,9 +36,10 @@ use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
+use crate::actors::gitlab::RUNNER_TOKEN;
+use crate::actors::gitlab::{Gitlab, JobStatus};
+use crate::actors::{workhorse, ws};
 use crate::trace::Recorder;
-use crate::world::gitlab::{Gitlab, JobStatus};
-use crate::world::{workhorse, ws, RUNNER_TOKEN};
 
 /// The longest a job request is held while nothing is queued. Below the
 /// request timeouts of runners' HTTP clients (30 s in this project's), like

@@ -2,8 +2,8 @@
 //! real sockets, the way h2spec holds an HTTP/2 server to its RFC.
 //!
 //! The harness plays GitLab for real: the coordinator API, Rails' authorization
-//! and Workhorse are the simulation's own code (`world::{gitlab, workhorse}`) on
-//! real sockets, and browsers (`world::browser`) drive terminals over real TCP
+//! and Workhorse are the simulation's own actors (`actors::{gitlab, workhorse}`) on
+//! real sockets, and browsers (`actors::browser`) drive terminals over real TCP
 //! and TLS. The runner under test polls the harness with a config.toml the
 //! harness writes; it is either started by the harness for each scenario
 //! (`--runner-cmd`) or already running with the printed config. Scenarios run in
@@ -40,7 +40,7 @@ mod suite;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::world::gitlab::SessionInfo;
+use crate::actors::gitlab::SessionInfo;
 
 pub use cli::{run, Args};
 pub use list::catalogue;

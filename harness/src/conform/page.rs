@@ -22,8 +22,9 @@ use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
 use crate::chromium::Chromium;
-use crate::scenario::{browser_names, Action, Open, Scenario, Via};
+use crate::scenario::{browser_names, Action, BrowserStep, Open, Scenario, Via};
 use crate::serve::USER_COOKIE;
+use crate::timeline::Plays;
 use crate::trace::{preview, Close, Endpoint, Injected, Recorder, Target, What};
 
 /// How often a page's collected WebSocket events are fetched.
@@ -298,6 +299,26 @@ impl PageBrowser {
         if let Some((_, ended)) = self.open.as_mut() {
             let _ = ended.wait_for(|e| *e).await;
         }
+    }
+}
+
+impl Plays for PageBrowser {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn take(&mut self, step: BrowserStep<'_>, entry: &str) {
+        match step {
+            BrowserStep::Open(Open { job, .. }) => self.open(*job, entry).await,
+            BrowserStep::Type { text, repeat } => self.type_text(&text.repeat(repeat)).await,
+            BrowserStep::Close => self.close().await,
+            // `can_play` lets no other step through.
+            BrowserStep::Fetch { .. } | BrowserStep::Vanish => {}
+        }
+    }
+
+    async fn closed(&mut self) {
+        PageBrowser::closed(self).await
     }
 }
 

@@ -1,7 +1,7 @@
 //! A job's services for real (WI-5): in the simulation each is a host of its
 //! own (its alias), which a runner on this machine has no way to reach. Here
 //! the harness serves each of its open ports itself, on 127.0.0.1 and a free
-//! port, with the simulation's own service (`world::service`: HTTP says what
+//! port, with the simulation's own service (`actors::service`: HTTP says what
 //! it received, a WebSocket greets and echoes), and GitLab's job names the
 //! service so that the runner reaches that listener: `127.0.0.1` first among
 //! its aliases (GitLab Runner's `alias` takes several, separated by spaces),
@@ -20,8 +20,8 @@ use std::collections::BTreeMap;
 use session_server::net::{Net, TokioNet};
 use tokio::task::JoinHandle;
 
+use crate::actors::service;
 use crate::scenario::{Action, Scenario};
-use crate::world::service;
 
 /// The listeners of one scenario's services; they stop when it is dropped.
 pub struct Services(Vec<JoinHandle<()>>);

@@ -21,12 +21,12 @@ use super::{Options, Progress, Runner, Sink};
 use crate::report::{Case, OUTPUT_LINES};
 use anyhow::Context as _;
 
+use crate::actors::gitlab::{self, RUNNER_TOKEN};
+use crate::actors::gitlab::{Gitlab, JobStatus};
 use crate::expect::{Failure, Verdict};
 use crate::judge::{self, Observed};
 use crate::scenario::{load_str, ContainerStart, Dur, Executor, RunnerSpec, Scenario};
 use crate::trace::Recorder;
-use crate::world::gitlab::{Gitlab, JobStatus};
-use crate::world::{gitlab_of, RUNNER_TOKEN};
 
 /// The job whose session the endpoint-level cases use: its script outlasts them.
 const ENDPOINT_JOB: &str = r#"
@@ -490,7 +490,7 @@ impl<'a, 'p> Suite<'a, 'p> {
         &self,
         gitlab: &Gitlab,
         runner: Option<&RunnerProcess>,
-    ) -> Result<crate::world::gitlab::SessionInfo, String> {
+    ) -> Result<crate::actors::gitlab::SessionInfo, String> {
         let give_up = Instant::now() + self.options.wait_runner;
         while gitlab.status(1) == Some(JobStatus::Pending) {
             if let Some(status) = runner.and_then(RunnerProcess::exited) {
@@ -534,7 +534,7 @@ fn job_ids(scenario: &Scenario) -> Vec<u64> {
 /// jobs run in `job_image`, without services (its engine has that image),
 /// and tell an engine that holds starts how long to hold theirs.
 fn gitlab_for(scenario: &Scenario, recorder: &Recorder, options: &Options) -> Gitlab {
-    let gitlab = gitlab_of(scenario, recorder);
+    let gitlab = gitlab::of_scenario(scenario, recorder);
     let docker = scenario.runner.executor == Executor::Docker;
     let image = options.job_image.as_deref().filter(|_| docker);
     for job in &scenario.jobs {

@@ -19,9 +19,9 @@ use serde::Serialize;
 
 use facts::Facts;
 
+use crate::actors::session_probe::Probe;
 use crate::scenario::{Action, ContainerStart, Executor, Open, Scenario, Step, Token, Via};
 use crate::trace::{Event, Injected, Link, What};
-use crate::world::session_probe::Probe;
 use crate::world::Run;
 
 /// Reporting, closing and latency take a few seconds beyond the exact bound.
@@ -253,7 +253,7 @@ fn masked_never_logged(events: &[Event], found: &mut Judge) {
     for e in events {
         if let What::JobLog { job, line } = &e.what {
             found.ran("JOB-5");
-            if line.contains(&crate::world::gitlab::payload::job_token(*job)) {
+            if line.contains(&crate::actors::gitlab::payload::job_token(*job)) {
                 violation(
                     found,
                     "masked-never-logged",
@@ -522,7 +522,7 @@ fn may_open(scenario: &Scenario, browser: &str, step: &Step, open: &Open) -> boo
             || scenario.steps.iter().filter(before).any(
                 |s| matches!(&s.action, Action::Archive { project } if *project == job.project),
             );
-    let developer = |u: &str| role(u).is_some_and(|r| r >= crate::world::gitlab::Role::Developer);
+    let developer = |u: &str| role(u).is_some_and(|r| r >= crate::actors::gitlab::Role::Developer);
     user.is_some_and(|u| u == job.owner && developer(&u)) && !archived
 }
 

@@ -210,7 +210,7 @@ fn is_browser(s: &Scenario, name: &str) -> bool {
 /// The hosts of the world a scenario builds (for faults).
 pub fn hosts(s: &Scenario) -> Vec<String> {
     let mut hosts = vec!["gitlab".to_string()];
-    hosts.extend(crate::world::runner_hosts(s.runner.replicas));
+    hosts.extend(s.runner.hosts());
     if s.runner.replicas > 1 {
         hosts.push("lb".into());
     }
@@ -527,6 +527,6 @@ job = 1
         let Action::Open(open) = &good.unwrap().steps[0].action else {
             panic!("an open step loads as an open")
         };
-        assert_eq!(open.request, Some(crate::world::plain::Shape::Post));
+        assert_eq!(open.request, Some(crate::actors::plain::Shape::Post));
     }
 }

@@ -14,7 +14,7 @@ pub use crate::duration::Dur;
 pub use load::{browser_names, browser_plans, hosts, load, load_str, BrowserPlan, LoadError};
 pub use step::{Action, BrowserStep, Link, Open, Step, StopMode, Token, Via};
 
-use crate::world::gitlab::Role;
+use crate::actors::gitlab::Role;
 
 /// A scenario, as written.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -96,6 +96,17 @@ pub struct RunnerSpec {
     pub replicas: u32,
     #[serde(default = "four")]
     pub concurrent: u32,
+}
+
+impl RunnerSpec {
+    /// The runner's hosts in the world: `runner`, or `runner-1..N` for replicas.
+    pub fn hosts(&self) -> Vec<String> {
+        if self.replicas <= 1 {
+            vec!["runner".into()]
+        } else {
+            (1..=self.replicas).map(|i| format!("runner-{i}")).collect()
+        }
+    }
 }
 
 impl Default for RunnerSpec {

@@ -10,8 +10,8 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::Dur;
-use crate::world::gitlab::{ProxyTarget, Role};
-pub use crate::world::plain::Shape;
+use crate::actors::gitlab::{ProxyTarget, Role};
+pub use crate::actors::plain::Shape;
 
 /// A step at a virtual time.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]

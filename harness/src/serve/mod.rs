@@ -2,7 +2,7 @@
 //! its users see, for a real browser.
 //!
 //! The coordinator API, Rails' authorization and Workhorse are the
-//! simulation's own code (`world::{gitlab, workhorse}`), reached through the
+//! simulation's own actors (`actors::{gitlab, workhorse}`), reached through the
 //! same [`Gateway`] as `conform`'s front. In front of them this module serves
 //! a small web UI ([`pages`]): the job list, a job page whose log follows the
 //! runner's trace, the Debug button under Rails' own rule (AU-1/2, the same
@@ -41,11 +41,12 @@ pub use cli::{run, Args};
 pub use pages::user_of;
 pub use runner::RunnerChoice;
 
+use crate::actors::gitlab;
+use crate::actors::gitlab::Gitlab;
+use crate::actors::{tls, workhorse, ws};
 use crate::conform::front::Gateway;
 use crate::scenario::{load_str, Scenario};
 use crate::trace::Recorder;
-use crate::world::gitlab::Gitlab;
-use crate::world::{gitlab_of, tls, workhorse, ws};
 
 /// The cookie that says who the browser is logged in as.
 pub const USER_COOKIE: &str = "harness_user";
@@ -126,7 +127,7 @@ pub async fn start(options: &Options) -> anyhow::Result<Served> {
     })?;
     let address = listener.local_addr()?;
     let recorder = Recorder::default();
-    let gitlab = gitlab_of(&options.scenario, &recorder);
+    let gitlab = gitlab::of_scenario(&options.scenario, &recorder);
     for job in &options.scenario.jobs {
         // There is no repository: a runner must not try to fetch one.
         gitlab.add_variable(job.id, "GIT_STRATEGY", "none");

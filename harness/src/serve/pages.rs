@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::assets::{self, Asset, XTERM_VERSION};
 use super::USER_COOKIE;
-use crate::world::gitlab::{Gitlab, JobView};
+use crate::actors::gitlab::{Gitlab, JobView};
 
 /// Who the browser is logged in as: the user switcher's cookie.
 pub fn user_of(headers: &HeaderMap) -> Option<String> {
@@ -74,7 +74,7 @@ struct SessionView {
 #[derive(Serialize)]
 struct UserView {
     name: String,
-    role: crate::world::gitlab::Role,
+    role: crate::actors::gitlab::Role,
 }
 
 fn session(user: Option<&str>, gitlab: &Gitlab) -> SessionView {
@@ -173,8 +173,8 @@ pub fn text(status: StatusCode, why: &str) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actors::gitlab::{JobDef, Role};
     use crate::trace::Recorder;
-    use crate::world::gitlab::{JobDef, Role};
 
     fn gitlab() -> Gitlab {
         let gitlab = Gitlab::new(Recorder::default(), "t", None);

@@ -1,23 +1,15 @@
-//! The simulated world: GitLab (coordinator, Rails, Workhorse), the runner under
-//! test (the impl's unchanged code on turmoil), browsers and middleboxes, driven
-//! through a scenario's timeline in virtual time.
+//! The simulated world: the harness's actors (GitLab with Rails and
+//! Workhorse, browsers, middleboxes, services) and the runner under test (the
+//! impl's unchanged code) as hosts of turmoil, driven through a scenario's
+//! timeline (`timeline`) in virtual time.
 //!
 //! Hosts: `gitlab:80` (API and Workhorse), `runner:8093` (or `runner-1..N`
 //! behind `lb:8093`), `proxy:80` in front of GitLab, `runner-proxy:8093` in
 //! front of the runner, one host per job service (its alias, else its name:
 //! `webide-file-sync:3000`), and one host per browser.
 
-pub mod browser;
-pub mod gitlab;
+mod ground;
 pub mod machine;
-mod middlebox;
-pub mod plain;
-pub(crate) mod service;
-mod service_proxy;
-pub mod session_probe;
-pub(crate) mod tls;
-pub mod workhorse;
-pub mod ws;
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -27,7 +19,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
 use session_server::config::Config;
 use session_server::machine::timed::Timed;
 use session_server::machine::JobTimings;
@@ -36,31 +27,16 @@ use session_server::rng::Rng;
 use session_server::runner::{self, Runner, RunnerParts};
 use tokio::sync::watch;
 
-use crate::scenario::{
-    Action, BrowserPlan, BrowserStep, ContainerStart, Dur, FrontProxy, Open, Scenario, Step,
-    StopMode,
-};
+use crate::actors::browser::Browser;
+use crate::actors::gitlab;
+use crate::actors::{middlebox, service, session_probe, workhorse};
+use crate::scenario::{BrowserPlan, ContainerStart, Dur, FrontProxy, Scenario, Step};
+use crate::timeline::{self, Progress};
 use crate::trace::{Event, Injected, Recorder, What};
-use browser::{Browser, Via};
-use gitlab::{Gitlab, JobDef};
+use ground::{SimGround, SimPace};
 
 pub const SESSION_PORT: u16 = 8093;
-pub const RUNNER_TOKEN: &str = "glrt-session-harness";
 const DEFAULT_TICK: Duration = Duration::from_millis(10);
-const DEFAULT_PROTOCOL: &str = "terminal.gitlab.com";
-/// After the last thing happens, the world runs this much longer to catch late events.
-const SETTLE: Duration = Duration::from_secs(2);
-/// How often the director asks whether everything settled.
-const CHECK_EVERY: Duration = Duration::from_millis(500);
-
-/// The runner hosts: `runner`, or `runner-1..N` for replicas.
-pub fn runner_hosts(replicas: u32) -> Vec<String> {
-    if replicas <= 1 {
-        vec!["runner".into()]
-    } else {
-        (1..=replicas).map(|i| format!("runner-{i}")).collect()
-    }
-}
 
 /// What a run observed.
 pub struct Run {
@@ -75,12 +51,11 @@ pub struct Run {
 /// Runs `scenario` with `seed` in a fresh simulated world.
 pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
     let recorder = Recorder::default();
-    let gitlab = gitlab_of(scenario, &recorder);
-    let last_step = scenario.last_step();
+    let gitlab = gitlab::of_scenario(scenario, &recorder);
     let end = scenario
         .end
         .map(|d| d.0)
-        .unwrap_or(last_step + Duration::from_secs(3600));
+        .unwrap_or(scenario.last_step() + Duration::from_secs(3600));
     let mut builder = turmoil::Builder::new();
     let [min, max] = scenario
         .network
@@ -105,7 +80,7 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         }
     });
 
-    let hosts = runner_hosts(scenario.runner.replicas);
+    let hosts = scenario.runner.hosts();
     let counters = machine::Counters::default();
     let mut controls = Vec::new();
     for host in &hosts {
@@ -228,41 +203,17 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
             },
         );
     }
-    let global: Vec<&Step> = scenario
-        .steps
-        .iter()
-        .filter(|s| s.browser().is_none())
-        .collect();
-    let mut next = 0;
-    // The next instant the director asks whether the run settled.
-    let mut check = Duration::ZERO;
-    loop {
-        while next < global.len() && global[next].at.0 <= sim.elapsed() {
-            apply(&mut sim, global[next], &gitlab, &controls, &recorder);
-            next += 1;
-        }
-        let all_clients_done = sim
-            .step()
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| format!("simulating {}", scenario.id))?;
-        if *over.borrow() && all_clients_done {
-            break;
-        }
-        // As the director did, a check at instant `check` sees the world
-        // after every host ran the tick that starts at or contains `check`
-        // (the director ran last in each tick). The settling it starts here
-        // is shortened by the time since `check`, so that it ends when it
-        // always did.
-        let now = sim.elapsed();
-        while check < now && settling.lock().expect("settling lock").is_none() {
-            let settled = check >= last_step && gitlab.all_done() && progress.idle();
-            if settled || check >= end {
-                *settling.lock().expect("settling lock") = Some(SETTLE.saturating_sub(now - check));
-                sim.bounce("director");
-            }
-            check += CHECK_EVERY;
-        }
-    }
+    let mut ground = SimGround {
+        sim: &mut sim,
+        recorder: recorder.clone(),
+        controls,
+        settling,
+        over,
+        clients_done: false,
+        name: scenario.id.clone(),
+    };
+    ground::at_once(timeline::run(scenario, &mut ground, &gitlab, &progress))
+        .map_err(|e| anyhow::anyhow!(e))?;
     // Dropped outside the world: their sockets send nothing any more.
     drop(done_browsers);
     let session_probes = std::mem::take(&mut *probes.lock().expect("probes lock"));
@@ -272,24 +223,6 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         terminals: counters,
         session_probes,
     })
-}
-
-/// Which browsers are still doing something.
-#[derive(Default)]
-struct Progress(Mutex<BTreeSet<String>>);
-
-impl Progress {
-    fn busy(&self, name: &str, busy: bool) {
-        let mut set = self.0.lock().expect("progress lock");
-        if busy {
-            set.insert(name.to_string());
-        } else {
-            set.remove(name);
-        }
-    }
-    fn idle(&self) -> bool {
-        self.0.lock().expect("progress lock").is_empty()
-    }
 }
 
 /// Browsers that finished their timeline with their connection ended, kept
@@ -306,127 +239,21 @@ impl Progress {
 struct DoneBrowsers(Rc<RefCell<Vec<Box<dyn Any>>>>);
 
 async fn drive_browser<N: Net + 'static>(
-    mut browser: Browser<N>,
+    browser: Browser<N>,
     steps: Vec<Step>,
     entry: String,
     progress: Arc<Progress>,
     mut over: watch::Receiver<bool>,
     done: DoneBrowsers,
 ) -> turmoil::Result {
-    for step in steps {
-        // A step stuck behind a fault must not outlive the run.
-        tokio::select! {
-            _ = perform(&mut browser, &step, &entry) => {}
-            _ = over.wait_for(|o| *o) => break,
+    let browsed = timeline::browse(browser, steps, &entry, SimPace, &progress, over.clone());
+    match browsed.await {
+        Some(browser) => done.0.borrow_mut().push(Box::new(browser)),
+        None => {
+            let _ = over.wait_for(|o| *o).await;
         }
     }
-    // Done with the timeline: wait for the connection to end, or for the run to.
-    let closed = tokio::select! {
-        _ = browser.closed() => true,
-        _ = over.wait_for(|o| *o) => false,
-    };
-    progress.busy(&browser.name, false);
-    if closed {
-        done.0.borrow_mut().push(Box::new(browser));
-        return Ok(());
-    }
-    let _ = over.wait_for(|o| *o).await;
     Ok(())
-}
-
-pub async fn perform<N: Net>(browser: &mut Browser<N>, step: &Step, entry: &str) {
-    let now = turmoil::sim_elapsed().unwrap_or_default();
-    if step.at.0 > now {
-        tokio::time::sleep(step.at.0 - now).await;
-    }
-    act(browser, step, entry).await;
-}
-
-/// Carries out one browser step now (`entry`: where GitLab is reached). The
-/// other steps are GitLab's, the operator's or the network's: not a browser's
-/// to take.
-pub async fn act<N: Net>(browser: &mut Browser<N>, step: &Step, entry: &str) {
-    let Some((_, step)) = step.action.browser_step() else {
-        return;
-    };
-    match step {
-        BrowserStep::Open(Open {
-            job,
-            via,
-            protocols,
-            request,
-            proxy,
-            ..
-        }) => {
-            let via = match (via, proxy) {
-                (crate::scenario::Via::Direct { token, insecure }, _) => Via::Direct {
-                    token: *token,
-                    insecure: *insecure,
-                },
-                (crate::scenario::Via::Gitlab, Some(target)) => Via::Service {
-                    entry: entry.to_string(),
-                    target: target.clone(),
-                },
-                (crate::scenario::Via::Gitlab, None) => Via::Gitlab {
-                    entry: entry.to_string(),
-                },
-            };
-            if let Some(shape) = request {
-                browser.request(*job, &via, *shape).await;
-                return;
-            }
-            let protocols = protocols
-                .clone()
-                .unwrap_or_else(|| vec![DEFAULT_PROTOCOL.to_string()]);
-            browser.open(*job, &via, &protocols).await;
-        }
-        BrowserStep::Type { text, repeat } => {
-            browser.type_text(text.repeat(repeat).as_bytes()).await
-        }
-        BrowserStep::Fetch { job, proxy } => browser.fetch(job, entry, proxy).await,
-        BrowserStep::Close => browser.close().await,
-        BrowserStep::Vanish => browser.vanish().await,
-    }
-}
-
-/// A global step: GitLab, the runner's operator, or the network. A browser's
-/// steps are its own (`act`).
-fn apply(
-    sim: &mut turmoil::Sim<'_>,
-    step: &Step,
-    gitlab: &Gitlab,
-    controls: &[Arc<watch::Sender<Option<runner::StopMode>>>],
-    recorder: &Recorder,
-) {
-    let at = sim.elapsed();
-    match &step.action {
-        Action::Signal { mode } => {
-            let stop = match mode {
-                StopMode::Graceful => runner::StopMode::Graceful,
-                StopMode::Abort => runner::StopMode::Abort,
-            };
-            for control in controls {
-                control.send_replace(Some(stop));
-            }
-        }
-        Action::Cancel { .. } | Action::Revoke { .. } | Action::Archive { .. } => {
-            gitlab.act(&step.action)
-        }
-        Action::Partition(link) => sim.partition(link.a.as_str(), link.b.as_str()),
-        Action::Repair(link) => sim.repair(link.a.as_str(), link.b.as_str()),
-        Action::Hold(link) => sim.hold(link.a.as_str(), link.b.as_str()),
-        Action::Release(link) => sim.release(link.a.as_str(), link.b.as_str()),
-        Action::Crash { host } => sim.crash(host.as_str()),
-        Action::Bounce { host } => sim.bounce(host.as_str()),
-        Action::Open(_)
-        | Action::Fetch { .. }
-        | Action::Type { .. }
-        | Action::Close { .. }
-        | Action::Vanish { .. } => return,
-    }
-    if let Some((spec, description)) = Injected::of_step(&step.action) {
-        recorder.record_at(at, "scenario", spec, What::Injected { description });
-    }
 }
 
 /// The executor's timings of each job (`prepare`, `container_start`): the
@@ -451,37 +278,6 @@ fn job_timings(scenario: &Scenario) -> Vec<(u64, JobTimings)> {
         .collect()
 }
 
-pub fn gitlab_of(scenario: &Scenario, recorder: &Recorder) -> Gitlab {
-    let gitlab = Gitlab::new(
-        recorder.clone(),
-        RUNNER_TOKEN,
-        scenario.gitlab.max_session_time.map(|d| d.0),
-    );
-    for (name, user) in &scenario.users {
-        gitlab.add_user(name, user.role);
-    }
-    for (name, project) in &scenario.projects {
-        gitlab.set_archived(name, project.archived);
-    }
-    for job in &scenario.jobs {
-        gitlab.add_job(JobDef {
-            id: job.id,
-            owner: job.owner.clone(),
-            project: job.project.clone(),
-            script: job.script.clone(),
-            timeout: job
-                .timeout
-                .map(|d| d.0)
-                .unwrap_or(Duration::from_secs(3600)),
-            variables: Vec::new(),
-            image: None,
-            webide: job.webide,
-            services: job.services.clone(),
-        });
-    }
-    gitlab
-}
-
 /// The config.toml of runner host `host`.
 pub fn runner_config(scenario: &Scenario, host: &str) -> String {
     let r = &scenario.runner;
@@ -503,7 +299,8 @@ pub fn runner_config(scenario: &Scenario, host: &str) -> String {
         toml.push('\n');
     }
     toml.push_str(&format!(
-        "[[runners]]\nname = \"{host}\"\nurl = \"http://gitlab:80\"\ntoken = \"{RUNNER_TOKEN}\"\nexecutor = \"{}\"\n",
+        "[[runners]]\nname = \"{host}\"\nurl = \"http://gitlab:80\"\ntoken = \"{}\"\nexecutor = \"{}\"\n",
+        gitlab::RUNNER_TOKEN,
         r.executor
     ));
     toml

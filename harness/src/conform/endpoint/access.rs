@@ -9,7 +9,7 @@ use session_server::net::TokioNet;
 
 use super::terminal::close;
 use super::{failure, handshake, Checked, Target, TERMINAL};
-use crate::world::ws::{self, Dialed, Trust};
+use crate::actors::ws::{self, Dialed, Trust};
 
 pub async fn tls(t: &Target) -> Checked {
     let tls = Some(Trust::Pem(&t.session.certificate));

@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::world::ws::{self, BoxIo, Dialed, Trust};
+use crate::actors::ws::{self, BoxIo, Dialed, Trust};
 
 /// An upgrade of `url` (`wss://host:port/path`) trusting only `pem`, with
 /// `headers` and offering `protocols`. A 101 whose subprotocol is not one of
@@ -100,7 +100,7 @@ async fn upgrade(
     let ws = WebSocketStream::from_raw_socket(
         io,
         Role::Client,
-        Some(crate::world::ws::websocket_config()),
+        Some(crate::actors::ws::websocket_config()),
     )
     .await;
     Ok(Dialed::Open { ws, protocol })

@@ -4,9 +4,9 @@
 
 use super::terminal::{self, close, end_of, End, DEFAULT};
 use super::{failure, Checked, Target, BASE64, TERMINAL};
+use crate::actors::ws::Dialed;
 use crate::expect;
 use crate::judge;
-use crate::world::ws::Dialed;
 
 /// EX-4: while one terminal is open, others are 423 whatever they offer.
 pub async fn second_terminal(t: &Target) -> Checked {

@@ -21,7 +21,7 @@ mod terminal;
 
 use std::time::{Duration, Instant};
 
-use crate::world::gitlab::SessionInfo;
+use crate::actors::gitlab::SessionInfo;
 
 use crate::expect::{Failure, Verdict};
 use crate::report;

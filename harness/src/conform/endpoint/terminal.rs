@@ -10,8 +10,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{failure, handshake, Target, TERMINAL};
+use crate::actors::ws::{self, Dialed, Ws};
 use crate::expect::Failure;
-use crate::world::ws::{self, Dialed, Ws};
 
 /// Longest to wait for a shell's answer or a close.
 pub const ANSWER: Duration = Duration::from_secs(5);

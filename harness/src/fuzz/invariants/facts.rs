@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
+use crate::actors::plain::Shape;
 use crate::scenario::{
     Action, ContainerStart, Executor, Open, Scenario, Step, StopMode, Token, Via,
 };
 use crate::trace::{Carries, Close, Event, Injected, Link, What};
-use crate::world::plain::Shape;
 
 /// One job as the scenario sets it up and the trace shows it.
 pub struct JobFacts {

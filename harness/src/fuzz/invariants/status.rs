@@ -7,8 +7,8 @@
 
 use super::facts::{Facts, Request};
 use super::{at, violation, Judge, SAME_MOMENT};
+use crate::actors::plain::Shape;
 use crate::trace::{Link, What};
-use crate::world::plain::Shape;
 
 pub fn check(facts: &Facts, found: &mut Judge) {
     for request in &facts.requests {

@@ -2,7 +2,8 @@
 //! (AU-1/2), the coordinator API that runners poll (`coordinator`, JOB-1..4),
 //! the job it hands out (`payload`) and the runner API's messages in GitLab's
 //! own shape (`wire`), the project's repository for a job that clones
-//! (`repository`, served by `git_http`), and Rails' side of the service proxy
+//! (`repository`, served by `git_http`), a GitLab as a scenario describes it
+//! (`seed`), and Rails' side of the service proxy
 //! of Web IDE terminals (`webide`, WI-2/3). The same GitLab serves simulations
 //! and `conform`.
 
@@ -14,6 +15,7 @@ mod coordinator;
 mod git_http;
 pub mod payload;
 pub mod repository;
+mod seed;
 mod webide;
 pub mod wire;
 
@@ -24,6 +26,7 @@ use tokio::sync::Notify;
 
 use crate::scenario::ServiceSpec;
 use crate::trace::Recorder;
+pub use seed::{of_scenario, RUNNER_TOKEN};
 pub use webide::ProxyTarget;
 pub use wire::SessionInfo;
 
