@@ -147,6 +147,18 @@ pub(crate) fn key_value(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{text:?}: use KEY=VALUE"))
 }
 
+/// The async runtime of a command that serves real sockets (`conform`,
+/// `serve`); exit 2, said why, when it cannot start.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: starting the async runtime: {e}");
+            ExitCode::from(2)
+        })
+}
+
 /// Runs `conform`: 0 when nothing failed, 1 on any failure, 2 when it could not run.
 pub fn run(args: Args) -> ExitCode {
     let options = match options(&args) {
@@ -160,15 +172,9 @@ pub fn run(args: Args) -> ExitCode {
         print!("{}", super::catalogue(&options));
         return ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return ExitCode::from(2);
-        }
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
     };
     if let Some(plan) = args.plan() {
         return run_soak(&args, &options, &plan, runtime);
