@@ -8,10 +8,12 @@ use session_server::net::Net;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::gitlab::{Gitlab, ProxyTarget};
+use super::exchange;
+use super::gitlab::Gitlab;
 use super::plain;
 use super::workhorse::USER_HEADER;
 use super::ws::{self, Dialed, Trust, Ws};
+use crate::scenario::{ProxyTarget, Shape};
 use crate::trace::{preview, Close, Endpoint, Injected, Recorder, Target, What};
 
 /// Which token a direct connection carries: the scenario's choice.
@@ -161,7 +163,7 @@ impl<N: Net> Browser<N> {
     /// Sends job `job`'s terminal endpoint a request that is not a WebSocket
     /// upgrade (`shape`), straight at the runner, and records its answer (EX-2,
     /// WS-8). An open terminal of this browser stays open.
-    pub async fn request(&mut self, job: u64, via: &Via, shape: plain::Shape) {
+    pub async fn request(&mut self, job: u64, via: &Via, shape: Shape) {
         let Some(Request {
             target,
             url,
@@ -173,7 +175,7 @@ impl<N: Net> Browser<N> {
             return;
         };
         self.record(
-            Some(if shape == plain::Shape::Http10Upgrade {
+            Some(if shape == Shape::Http10Upgrade {
                 "WS-8"
             } else {
                 "EX-2"
@@ -275,7 +277,7 @@ impl<N: Net> Browser<N> {
         let path = format!("/-/jobs/{job}/proxy?{}", target.query());
         let headers: Vec<(&str, String)> =
             self.user.iter().map(|u| (USER_HEADER, u.clone())).collect();
-        let (status, body) = match ws::http_get(&self.net, entry, None, &path, &headers).await {
+        let (status, body) = match exchange::get(&self.net, entry, None, &path, &headers).await {
             Ok((status, body)) => (status, String::from_utf8_lossy(&body).into_owned()),
             Err(why) => (0, why),
         };

@@ -24,24 +24,10 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use tokio::sync::Notify;
 
-use crate::scenario::ServiceSpec;
+use crate::scenario::{Role, ServiceSpec};
 use crate::trace::Recorder;
 pub use seed::{of_scenario, RUNNER_TOKEN};
-pub use webide::ProxyTarget;
 pub use wire::SessionInfo;
-
-/// A project member's role; Developer and above may open a terminal (AU-2).
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize, serde::Serialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Guest,
-    Reporter,
-    Developer,
-    Maintainer,
-    Owner,
-}
 
 /// A job as defined by the scenario.
 #[derive(Clone, Debug)]

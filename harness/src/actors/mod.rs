@@ -9,11 +9,12 @@
 //! - `middlebox`: load balancer and proxies; `service`: a job's service
 //!   (WI-5); `session_probe`: whether an ended job's session URL still
 //!   answers (LC-7).
-//! - The actors' own clients: `ws` (dialing, its frame limits and 101 check,
-//!   a bounded HTTP GET), `plain` (requests that are not upgrades), `tls`
-//!   (its own trust of a PEM).
+//! - The actors' own clients: `ws` (dialing, its frame limits and 101 check),
+//!   `exchange` (one HTTP request and its answer), `plain` (requests at a
+//!   terminal that are not upgrades), `tls` (its own trust of a PEM).
 
 pub mod browser;
+pub mod exchange;
 pub mod gitlab;
 pub mod middlebox;
 pub mod plain;

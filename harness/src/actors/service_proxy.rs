@@ -13,9 +13,11 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use session_server::net::Net;
 
-use super::gitlab::{reply, Gitlab, ProxyTarget, TerminalSpec};
+use super::exchange;
+use super::gitlab::{reply, Gitlab, TerminalSpec};
 use super::workhorse::{proxy_status_rule, record_authorization, user_of};
-use super::ws::{self, Trust};
+use super::ws::Trust;
+use crate::scenario::ProxyTarget;
 use crate::trace::{Link, Recorder, What};
 
 /// How long the runner may take to answer a proxied request.
@@ -105,7 +107,7 @@ async fn get<N: Net>(
     let path = format!("/{session}/proxy/{target}");
     let headers = [("authorization", spec.authorization.clone())];
     let trust = Some(Trust::Pem(&spec.ca_pem));
-    let (status, body) = ws::http_get(net, address, trust, &path, &headers).await?;
+    let (status, body) = exchange::get(net, address, trust, &path, &headers).await?;
     let status = StatusCode::from_u16(status).map_err(|e| format!("bad status: {e}"))?;
-    Ok((status, body))
+    Ok((status, body.to_vec()))
 }

@@ -5,8 +5,9 @@
 use session_server::net::Net;
 
 use super::gitlab::SessionInfo;
-use super::plain::{self, Shape};
+use super::plain;
 use super::ws::Trust;
+use crate::scenario::Shape;
 
 /// How long one probe may take before its answer counts as unknown.
 pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);

@@ -66,22 +66,21 @@ fn trusting_uncached(pem: &str) -> Result<rustls::ClientConfig, String> {
         .with_protocol_versions(VERSIONS)
         .map_err(|e| e.to_string())?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned {
-            certificates: pinned,
-        }))
+        .with_custom_certificate_verifier(Arc::new(Verifier(Accepts::Pinned(pinned))))
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.resumption = Resumption::disabled();
     Ok(config)
 }
 
-/// A client that trusts any certificate: for `insecure` connections only.
+/// A client that takes any certificate (still checking the handshake's
+/// signature): for `insecure` connections only.
 pub fn insecure_client_config() -> rustls::ClientConfig {
     rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(VERSIONS)
         .expect("ring supports TLS 1.2 and 1.3")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnything))
+        .with_custom_certificate_verifier(Arc::new(Verifier(Accepts::Anything)))
         .with_no_client_auth()
 }
 
@@ -113,18 +112,26 @@ pub fn self_signed_acceptor(host: &str) -> Result<TlsAcceptor, String> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Trusts exactly the certificates of a PEM (TLS-2), as a root store holding
-/// only them would, without building a chain: the runner's certificate is
-/// self-signed, so the only chain is the certificate itself. The server must
-/// show one of them byte for byte, for the name dialled, and prove it holds
-/// its key (the handshake's signature); anything else is an unknown
-/// authority, the error a root store gives.
+/// Which server certificates a client takes.
 #[derive(Debug)]
-struct Pinned {
-    certificates: Vec<CertificateDer<'static>>,
+enum Accepts {
+    /// Exactly the certificates of a PEM (TLS-2), as a root store holding
+    /// only them would, without building a chain: the runner's certificate
+    /// is self-signed, so the only chain is the certificate itself. The
+    /// server must show one of them byte for byte, for the name dialled;
+    /// anything else is an unknown authority, the error a root store gives.
+    Pinned(Vec<CertificateDer<'static>>),
+    /// Any certificate, for any name (`curl -k`).
+    Anything,
 }
 
-impl ServerCertVerifier for Pinned {
+/// A client's check of the server: its certificate as [`Accepts`] says, and
+/// in every case the handshake's signature, the server's proof that it holds
+/// the key of the certificate it showed (which `curl -k` checks too).
+#[derive(Debug)]
+struct Verifier(Accepts);
+
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -133,15 +140,16 @@ impl ServerCertVerifier for Pinned {
         _: &[u8],
         _: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if !self
-            .certificates
-            .iter()
-            .any(|c| c.as_ref() == end_entity.as_ref())
-        {
-            return Err(CertificateError::UnknownIssuer.into());
+        if let Accepts::Pinned(certificates) = &self.0 {
+            if !certificates
+                .iter()
+                .any(|c| c.as_ref() == end_entity.as_ref())
+            {
+                return Err(CertificateError::UnknownIssuer.into());
+            }
+            let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_name(&parsed, server_name)?;
         }
-        let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_name(&parsed, server_name)?;
         Ok(ServerCertVerified::assertion())
     }
     fn verify_tls12_signature(
@@ -150,12 +158,7 @@ impl ServerCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &provider().signature_verification_algorithms,
-        )
+        signed(rustls::crypto::verify_tls12_signature, message, cert, dss)
     }
     fn verify_tls13_signature(
         &self,
@@ -163,12 +166,7 @@ impl ServerCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &provider().signature_verification_algorithms,
-        )
+        signed(rustls::crypto::verify_tls13_signature, message, cert, dss)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         provider()
@@ -177,41 +175,25 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
-#[derive(Debug)]
-struct AcceptAnything;
-
-impl ServerCertVerifier for AcceptAnything {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+/// The check of a handshake's signature, `verify` (TLS 1.2's or 1.3's), with
+/// the provider's algorithms.
+fn signed(
+    verify: fn(
+        &[u8],
+        &CertificateDer<'_>,
+        &DigitallySignedStruct,
+        &rustls::crypto::WebPkiSupportedAlgorithms,
+    ) -> Result<HandshakeSignatureValid, rustls::Error>,
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    verify(
+        message,
+        cert,
+        dss,
+        &provider().signature_verification_algorithms,
+    )
 }
 
 #[cfg(test)]
@@ -234,9 +216,7 @@ mod tests {
         shown: &rcgen::CertifiedKey<rcgen::KeyPair>,
         host: &str,
     ) -> Result<(), rustls::Error> {
-        let verifier = Pinned {
-            certificates: vec![pinned.cert.der().clone()],
-        };
+        let verifier = Verifier(Accepts::Pinned(vec![pinned.cert.der().clone()]));
         let name = ServerName::try_from(host.to_string()).unwrap();
         verifier
             .verify_server_cert(shown.cert.der(), &[], &name, &[], UnixTime::now())

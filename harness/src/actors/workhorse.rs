@@ -20,9 +20,10 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::gitlab::{reply, Gitlab, ProxyTarget, TerminalSpec};
+use super::gitlab::{reply, Gitlab, TerminalSpec};
 use super::service_proxy;
 use super::ws::{self, Dialed, Trust, Ws};
+use crate::scenario::ProxyTarget;
 use crate::trace::{Authorization, Carries, Link, Pings, Recorder, What};
 
 /// WH-3: Workhorse pings the browser and re-authorizes on these periods.
@@ -32,6 +33,9 @@ pub const REAUTHORIZE: Duration = Duration::from_secs(5 * 60);
 const EOT_GRACE: Duration = Duration::from_secs(1);
 /// The header that stands for the browser's GitLab login in this world.
 pub const USER_HEADER: &str = "x-gitlab-user";
+/// The cookie a page of this GitLab is logged in with (`serve`'s user
+/// switcher): a page's WebSocket cannot send the login header.
+pub const LOGIN_COOKIE: &str = "harness_user";
 
 /// Serves the gitlab host until the listener fails.
 pub async fn serve<N: Net>(listener: N::Listener, net: N, gitlab: Gitlab, recorder: Recorder) {
@@ -261,6 +265,19 @@ pub(super) fn user_of(headers: &http::HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Who a page is logged in as: its [`LOGIN_COOKIE`].
+pub fn cookie_user(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == LOGIN_COOKIE)
+        .map(|(_, value)| value.to_string())
+        .filter(|v| !v.is_empty())
+}
+
 /// Rails' verdict in the trace (`rule`: AU-2 or WI-2; `service`: the job's
 /// service asked for, `None` for the terminal).
 pub(super) fn record_authorization(
@@ -479,4 +496,21 @@ fn close(code: CloseCode, reason: &str) -> Message {
         code,
         reason: reason.to_string().into(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_login_cookie_names_the_user() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::COOKIE,
+            "a=b; harness_user=alice".parse().unwrap(),
+        );
+        assert_eq!(cookie_user(&headers).as_deref(), Some("alice"));
+        headers.insert(http::header::COOKIE, "harness_user=".parse().unwrap());
+        assert_eq!(cookie_user(&headers), None);
+    }
 }

@@ -59,78 +59,68 @@ pub async fn dial<N: Net>(
     headers: &[(&str, String)],
     protocols: &[String],
 ) -> Dialed {
-    match tokio::time::timeout(
-        DIAL_TIMEOUT,
-        dial_unbounded(net, url, trust, headers, protocols),
-    )
-    .await
-    {
+    let dialed = async {
+        let Some((secure, rest)) = url
+            .strip_prefix("wss://")
+            .map(|r| (true, r))
+            .or_else(|| url.strip_prefix("ws://").map(|r| (false, r)))
+        else {
+            return Dialed::Failed(format!("not a WebSocket URL: {url}"));
+        };
+        let address = rest.split('/').next().unwrap_or(rest).to_string();
+        let tls = secure.then(|| trust.unwrap_or(Trust::Anything));
+        let io = match connect(net, &address, tls).await {
+            Ok(io) => io,
+            Err(why) => return Dialed::Failed(why),
+        };
+        let mut request = match url.into_client_request() {
+            Ok(r) => r,
+            Err(e) => return Dialed::Failed(format!("bad request: {e}")),
+        };
+        let key = request
+            .headers()
+            .get("sec-websocket-key")
+            .and_then(|k| k.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        for (name, value) in headers {
+            if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name.as_bytes()), value.parse()) {
+                request.headers_mut().insert(n, v);
+            }
+        }
+        if !protocols.is_empty() {
+            request.headers_mut().insert(
+                "sec-websocket-protocol",
+                protocols.join(", ").parse().expect("ascii"),
+            );
+        }
+        match tokio_tungstenite::client_async_with_config(request, io, Some(websocket_config()))
+            .await
+        {
+            Ok((ws, response)) => match check_switching(&response, &key, protocols) {
+                Ok(protocol) => Dialed::Open { ws, protocol },
+                Err(why) => Dialed::Failed(format!("bad 101 answer: {why}")),
+            },
+            Err(tungstenite::Error::Http(response)) => Dialed::Refused {
+                status: response.status().as_u16(),
+                body: response
+                    .body()
+                    .as_ref()
+                    .map(|b| {
+                        String::from_utf8_lossy(b)
+                            .lines()
+                            .next()
+                            .unwrap_or("")
+                            .to_string()
+                    })
+                    .unwrap_or_default(),
+            },
+            Err(e) => Dialed::Failed(format!("WebSocket handshake failed: {e}")),
+        }
+    };
+    match tokio::time::timeout(DIAL_TIMEOUT, dialed).await {
         Ok(dialed) => dialed,
         Err(_) => Dialed::Failed(format!("no answer within {}s", DIAL_TIMEOUT.as_secs())),
-    }
-}
-
-async fn dial_unbounded<N: Net>(
-    net: &N,
-    url: &str,
-    trust: Option<Trust<'_>>,
-    headers: &[(&str, String)],
-    protocols: &[String],
-) -> Dialed {
-    let Some((secure, rest)) = url
-        .strip_prefix("wss://")
-        .map(|r| (true, r))
-        .or_else(|| url.strip_prefix("ws://").map(|r| (false, r)))
-    else {
-        return Dialed::Failed(format!("not a WebSocket URL: {url}"));
-    };
-    let address = rest.split('/').next().unwrap_or(rest).to_string();
-    let tls = secure.then(|| trust.unwrap_or(Trust::Anything));
-    let io = match connect(net, &address, tls).await {
-        Ok(io) => io,
-        Err(why) => return Dialed::Failed(why),
-    };
-    let mut request = match url.into_client_request() {
-        Ok(r) => r,
-        Err(e) => return Dialed::Failed(format!("bad request: {e}")),
-    };
-    let key = request
-        .headers()
-        .get("sec-websocket-key")
-        .and_then(|k| k.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    for (name, value) in headers {
-        if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name.as_bytes()), value.parse()) {
-            request.headers_mut().insert(n, v);
-        }
-    }
-    if !protocols.is_empty() {
-        request.headers_mut().insert(
-            "sec-websocket-protocol",
-            protocols.join(", ").parse().expect("ascii"),
-        );
-    }
-    match tokio_tungstenite::client_async_with_config(request, io, Some(websocket_config())).await {
-        Ok((ws, response)) => match check_switching(&response, &key, protocols) {
-            Ok(protocol) => Dialed::Open { ws, protocol },
-            Err(why) => Dialed::Failed(format!("bad 101 answer: {why}")),
-        },
-        Err(tungstenite::Error::Http(response)) => Dialed::Refused {
-            status: response.status().as_u16(),
-            body: response
-                .body()
-                .as_ref()
-                .map(|b| {
-                    String::from_utf8_lossy(b)
-                        .lines()
-                        .next()
-                        .unwrap_or("")
-                        .to_string()
-                })
-                .unwrap_or_default(),
-        },
-        Err(e) => Dialed::Failed(format!("WebSocket handshake failed: {e}")),
     }
 }
 
@@ -158,55 +148,6 @@ pub async fn connect<N: Net>(
     match TlsConnector::from(config).connect(name, stream).await {
         Ok(tls) => Ok(Box::new(tls)),
         Err(e) => Err(tls_error(&e)),
-    }
-}
-
-/// `GET path` at `address` (`host:port`), plain or TLS as `tls` says, with
-/// `headers`: the answer's status and body (at most [`MAX_MESSAGE`] bytes),
-/// or why there was none. Bounded by [`DIAL_TIMEOUT`].
-pub async fn http_get<N: Net>(
-    net: &N,
-    address: &str,
-    tls: Option<Trust<'_>>,
-    path: &str,
-    headers: &[(&str, String)],
-) -> Result<(u16, Vec<u8>), String> {
-    let exchange = async {
-        let io = connect(net, address, tls).await?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
-                .await
-                .map_err(|e| format!("HTTP handshake: {e}"))?;
-        let driver = tokio::spawn(connection);
-        let mut request = http::Request::get(path).header(http::header::HOST, address);
-        for (name, value) in headers {
-            request = request.header(*name, value);
-        }
-        let request = request
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .map_err(|e| format!("not a valid request for {path:?}: {e}"))?;
-        let answer = async {
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| format!("HTTP request: {e}"))?;
-            let status = response.status().as_u16();
-            let body = http_body_util::BodyExt::collect(http_body_util::Limited::new(
-                response.into_body(),
-                MAX_MESSAGE,
-            ))
-            .await
-            .map_err(|e| format!("reading the answer: {e}"))?
-            .to_bytes();
-            Ok((status, body.to_vec()))
-        }
-        .await;
-        driver.abort();
-        answer
-    };
-    match tokio::time::timeout(DIAL_TIMEOUT, exchange).await {
-        Ok(answer) => answer,
-        Err(_) => Err(format!("no answer within {}s", DIAL_TIMEOUT.as_secs())),
     }
 }
 

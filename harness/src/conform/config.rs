@@ -43,7 +43,8 @@ pub fn free_local_address() -> anyhow::Result<String> {
 /// `session_timeout` is in whole seconds, as config.toml has it (CFG-3).
 /// A docker runner gets `job_image` as its default image, used without a
 /// pull when its engine has it (`pull_policy = "if-not-present"`); its
-/// engine is its environment's (`DOCKER_HOST`).
+/// engine is its environment's (`DOCKER_HOST`). Its first line says which
+/// command wrote it and why (`about`: `serve`, `conform: scenario …`).
 pub fn config_toml(
     runner: &RunnerSpec,
     session_timeout: u64,
@@ -53,7 +54,7 @@ pub fn config_toml(
     about: &str,
 ) -> String {
     let mut toml = format!(
-        "# Written by session-harness conform: {about}.\nconcurrent = {}\ncheck_interval = 1\n\n",
+        "# Written by session-harness {about}.\nconcurrent = {}\ncheck_interval = 1\n\n",
         runner.concurrent
     );
     if runner.session_server {

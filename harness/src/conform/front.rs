@@ -309,7 +309,7 @@ async fn dispatch(
     let (mut parts, body) = request.into_parts();
     // A page's WebSocket cannot send headers: its login is the cookie of
     // `serve`'s user switcher (`conform --browser chromium` sets it).
-    if let Some(user) = crate::serve::user_of(&parts.headers) {
+    if let Some(user) = workhorse::cookie_user(&parts.headers) {
         if let Ok(value) = http::HeaderValue::from_str(&user) {
             parts.headers.insert(workhorse::USER_HEADER, value);
         }

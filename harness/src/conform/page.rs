@@ -21,9 +21,9 @@ use serde_json::{json, Value};
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
+use crate::actors::workhorse::LOGIN_COOKIE;
 use crate::chromium::Chromium;
 use crate::scenario::{browser_names, Action, BrowserStep, Open, Scenario, Via};
-use crate::serve::USER_COOKIE;
 use crate::timeline::Plays;
 use crate::trace::{preview, Close, Endpoint, Injected, Recorder, Target, What};
 
@@ -116,8 +116,8 @@ impl Pages {
         };
         chromium.switch_to(&tab).await?;
         let cookie = match user {
-            Some(user) => format!("{USER_COOKIE}={user}; path=/"),
-            None => format!("{USER_COOKIE}=; path=/; max-age=0"),
+            Some(user) => format!("{LOGIN_COOKIE}={user}; path=/"),
+            None => format!("{LOGIN_COOKIE}=; path=/; max-age=0"),
         };
         chromium
             .execute(

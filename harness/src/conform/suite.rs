@@ -216,7 +216,7 @@ impl<'a, 'p> Suite<'a, 'p> {
             &self.front.url(),
             &session,
             o.job_image.as_deref(),
-            about,
+            &format!("conform: {about}"),
         );
         config::write(&self.config.path, &toml)?;
         Ok(toml)

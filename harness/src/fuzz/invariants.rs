@@ -522,7 +522,7 @@ fn may_open(scenario: &Scenario, browser: &str, step: &Step, open: &Open) -> boo
             || scenario.steps.iter().filter(before).any(
                 |s| matches!(&s.action, Action::Archive { project } if *project == job.project),
             );
-    let developer = |u: &str| role(u).is_some_and(|r| r >= crate::actors::gitlab::Role::Developer);
+    let developer = |u: &str| role(u).is_some_and(|r| r >= crate::scenario::Role::Developer);
     user.is_some_and(|u| u == job.owner && developer(&u)) && !archived
 }
 

@@ -9,12 +9,11 @@ use std::time::Duration;
 use proptest::prelude::*;
 use serde::Serialize;
 
-use crate::actors::gitlab::Role;
-use crate::actors::plain::Shape;
 use crate::scenario::{
     self, Action, BrowserSpec, ContainerStart, Dur, Executor, Expect, JobSpec, Link, Open,
     RunnerSpec, Scenario, Step, StopMode, UserSpec, Via,
 };
+use crate::scenario::{Role, Shape};
 
 /// Bytes of a paste: more than the reference's 32 KiB cut (WS-5).
 pub const PASTE: usize = 40 * 1024;

@@ -527,6 +527,6 @@ job = 1
         let Action::Open(open) = &good.unwrap().steps[0].action else {
             panic!("an open step loads as an open")
         };
-        assert_eq!(open.request, Some(crate::actors::plain::Shape::Post));
+        assert_eq!(open.request, Some(crate::scenario::Shape::Post));
     }
 }

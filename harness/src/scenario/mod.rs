@@ -3,6 +3,7 @@
 //! of steps at virtual times, and what must be observed.
 
 mod load;
+mod request;
 mod step;
 
 use std::collections::BTreeMap;
@@ -12,9 +13,8 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::duration::Dur;
 pub use load::{browser_names, browser_plans, hosts, load, load_str, BrowserPlan, LoadError};
+pub use request::{ProxyTarget, Shape};
 pub use step::{Action, BrowserStep, Link, Open, Step, StopMode, Token, Via};
-
-use crate::actors::gitlab::Role;
 
 /// A scenario, as written.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -78,6 +78,19 @@ impl Scenario {
 
 fn one() -> u64 {
     1
+}
+
+/// A project member's role; Developer and above may open a terminal (AU-2).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Guest,
+    Reporter,
+    Developer,
+    Maintainer,
+    Owner,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -10,8 +10,7 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::Dur;
-use crate::actors::gitlab::{ProxyTarget, Role};
-pub use crate::actors::plain::Shape;
+use super::{ProxyTarget, Role, Shape};
 
 /// A step at a virtual time.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -411,25 +410,5 @@ impl Link {
     pub fn is_gitlab_to_runner(&self) -> bool {
         let pair = [self.a.as_str(), self.b.as_str()];
         pair.contains(&"gitlab") && pair.iter().any(|h| h.starts_with("runner"))
-    }
-}
-
-impl<'de> Deserialize<'de> for ProxyTarget {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        ProxyTarget::parse(&text).ok_or_else(|| {
-            de::Error::custom(format!(
-                "proxy = {text:?}: use \"<service>/<port>/<path>\", e.g. \"webide-file-sync/3000/\""
-            ))
-        })
-    }
-}
-
-impl Serialize for ProxyTarget {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!(
-            "{}/{}/{}",
-            self.service, self.port, self.path
-        ))
     }
 }

@@ -38,7 +38,6 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 pub use cli::{run, Args};
-pub use pages::user_of;
 pub use runner::RunnerChoice;
 
 use crate::actors::gitlab;
@@ -48,8 +47,6 @@ use crate::conform::front::Gateway;
 use crate::scenario::{load_str, Scenario};
 use crate::trace::Recorder;
 
-/// The cookie that says who the browser is logged in as.
-pub const USER_COOKIE: &str = "harness_user";
 /// The world `serve` shows when no scenario file is given.
 pub const DEMO: &str = include_str!("demo.toml");
 
@@ -212,7 +209,7 @@ async fn dispatch(
     let path = request.uri().path();
     let to_gitlab =
         path.starts_with("/api/v4/") || path.contains(".git/") || path.ends_with("/terminal.ws");
-    let user = user_of(request.headers());
+    let user = workhorse::cookie_user(request.headers());
     if !to_gitlab {
         return pages::page(&request, user.as_deref(), &site.gitlab);
     }

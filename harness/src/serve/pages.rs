@@ -7,26 +7,13 @@
 //! - `/-/login?user=<name>`: log in as a scenario user (empty: log out)
 
 use bytes::Bytes;
-use http::{header, HeaderMap, Request, Response, StatusCode};
+use http::{header, Request, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
 use super::assets::{self, Asset, XTERM_VERSION};
-use super::USER_COOKIE;
 use crate::actors::gitlab::{Gitlab, JobView};
-
-/// Who the browser is logged in as: the user switcher's cookie.
-pub fn user_of(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == USER_COOKIE)
-        .map(|(_, value)| value.to_string())
-        .filter(|v| !v.is_empty())
-}
+use crate::actors::workhorse::LOGIN_COOKIE;
 
 pub fn page<B>(request: &Request<B>, user: Option<&str>, gitlab: &Gitlab) -> Response<Full<Bytes>> {
     if ![http::Method::GET, http::Method::HEAD].contains(request.method()) {
@@ -74,7 +61,7 @@ struct SessionView {
 #[derive(Serialize)]
 struct UserView {
     name: String,
-    role: crate::actors::gitlab::Role,
+    role: crate::scenario::Role,
 }
 
 fn session(user: Option<&str>, gitlab: &Gitlab) -> SessionView {
@@ -132,9 +119,9 @@ fn login(query: &str, gitlab: &Gitlab) -> Response<Full<Bytes>> {
     let back = back.replace("%2F", "/");
     let known = gitlab.users().iter().any(|(name, _)| name == user);
     let cookie = if known {
-        format!("{USER_COOKIE}={user}; Path=/; SameSite=Strict")
+        format!("{LOGIN_COOKIE}={user}; Path=/; SameSite=Strict")
     } else {
-        format!("{USER_COOKIE}=; Path=/; Max-Age=0; SameSite=Strict")
+        format!("{LOGIN_COOKIE}=; Path=/; Max-Age=0; SameSite=Strict")
     };
     Response::builder()
         .status(StatusCode::SEE_OTHER)
@@ -173,7 +160,8 @@ pub fn text(status: StatusCode, why: &str) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::gitlab::{JobDef, Role};
+    use crate::actors::gitlab::JobDef;
+    use crate::scenario::Role;
     use crate::trace::Recorder;
 
     fn gitlab() -> Gitlab {
@@ -196,15 +184,6 @@ mod tests {
     fn get(path: &str, user: Option<&str>) -> Response<Full<Bytes>> {
         let request = Request::get(path).body(()).unwrap();
         page(&request, user, &gitlab())
-    }
-
-    #[test]
-    fn the_login_cookie_names_the_user() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, "a=b; harness_user=alice".parse().unwrap());
-        assert_eq!(user_of(&headers).as_deref(), Some("alice"));
-        headers.insert(header::COOKIE, "harness_user=".parse().unwrap());
-        assert_eq!(user_of(&headers), None);
     }
 
     #[test]

@@ -92,7 +92,7 @@ pub fn config_toml(
         coordinator,
         &session,
         job_image,
-        "for `session-harness serve`",
+        "serve",
     ))
 }
 

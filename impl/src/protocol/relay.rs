@@ -59,6 +59,11 @@ where
 {
     let (mut sink, mut stream) = ws.split();
     let clock = Clock::new();
+    let both = Both {
+        protocol,
+        clock: &clock,
+        timing,
+    };
     let input = InputQueue::new();
     let Terminal {
         reader,
@@ -70,8 +75,8 @@ where
     let reason = tokio::select! {
         biased;
         r = guard.stop_requested() => r,
-        r = upstream(&mut stream, &input, protocol, &clock, timing) => r,
-        r = downstream(&mut sink, &mut **reader, exited, protocol, &clock, timing) => r,
+        r = both.upstream(&mut stream, &input) => r,
+        r = both.downstream(&mut sink, &mut **reader, exited) => r,
         never = input.drain_into(&mut **writer) => match never {},
     };
 
@@ -87,47 +92,52 @@ where
     reason
 }
 
-/// Browser to input queue.
-async fn upstream<S>(
-    stream: &mut Stream<S>,
-    input: &InputQueue,
+/// What both directions of a relay go by: the subprotocol's framing, the
+/// clock of the peer's liveness, and the timings.
+#[derive(Clone, Copy)]
+struct Both<'a> {
     protocol: Subprotocol,
-    clock: &Clock,
+    clock: &'a Clock,
     timing: Timing,
-) -> CloseReason
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    let mut pings = PingBudget::new(timing.ping_interval);
-    loop {
-        if !input.has_room() {
-            // Backpressure: the server stops reading, so the browser's
-            // silence meanwhile is not held against it.
-            clock.pause();
-            input.room().await;
-            clock.resume();
+}
+
+impl Both<'_> {
+    /// Browser to input queue.
+    async fn upstream<S>(self, stream: &mut Stream<S>, input: &InputQueue) -> CloseReason
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let mut pings = PingBudget::new(self.timing.ping_interval);
+        loop {
+            if !input.has_room() {
+                // Backpressure: the server stops reading, so the browser's
+                // silence meanwhile is not held against it.
+                self.clock.pause();
+                input.room().await;
+                self.clock.resume();
+            }
+            let Some(message) = stream.next().await else {
+                return CloseReason::ClientGone;
+            };
+            self.clock.saw_peer();
+            let payload = match message {
+                Ok(Message::Binary(b)) => b,
+                Ok(Message::Text(t)) => Bytes::from(t),
+                // tungstenite queued the reply; `close_websocket` sends it.
+                Ok(Message::Close(_)) => return CloseReason::ClientClosed,
+                Ok(Message::Ping(_)) if !pings.take() => return CloseReason::TooManyPings,
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
+                Err(e) => return read_error(e),
+            };
+            let mut decoded = match self.protocol.decode(payload) {
+                Ok(decoded) => decoded,
+                Err(reason) => return reason,
+            };
+            if faults::active(Fault::TruncateInput) && decoded.len() > 32 * 1024 {
+                decoded.truncate(32 * 1024);
+            }
+            input.push(decoded);
         }
-        let Some(message) = stream.next().await else {
-            return CloseReason::ClientGone;
-        };
-        clock.saw_peer();
-        let payload = match message {
-            Ok(Message::Binary(b)) => b,
-            Ok(Message::Text(t)) => Bytes::from(t),
-            // tungstenite queued the reply; `close_websocket` sends it.
-            Ok(Message::Close(_)) => return CloseReason::ClientClosed,
-            Ok(Message::Ping(_)) if !pings.take() => return CloseReason::TooManyPings,
-            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
-            Err(e) => return read_error(e),
-        };
-        let mut decoded = match protocol.decode(payload) {
-            Ok(decoded) => decoded,
-            Err(reason) => return reason,
-        };
-        if faults::active(Fault::TruncateInput) && decoded.len() > 32 * 1024 {
-            decoded.truncate(32 * 1024);
-        }
-        input.push(decoded);
     }
 }
 
@@ -172,53 +182,55 @@ fn read_error(error: WsError) -> CloseReason {
     }
 }
 
-/// Terminal to browser, with pings, the read deadline, and the shell's exit.
-async fn downstream<S>(
-    sink: &mut Sink<S>,
-    reader: &mut (dyn AsyncRead + Send + Unpin),
-    exited: &mut ShellExit,
-    protocol: Subprotocol,
-    clock: &Clock,
-    timing: Timing,
-) -> CloseReason
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    let mut ping =
-        tokio::time::interval_at(clock.start + timing.ping_interval, timing.ping_interval);
-    let mut buf = BytesMut::new();
-    loop {
-        let deadline = clock.deadline(timing);
-        buf.reserve(READ_CHUNK);
-        let message = tokio::select! {
-            biased;
-            _ = tokio::time::sleep_until(deadline) => {
-                // The deadline was computed before the browser's latest frame
-                // (a Pong, say) or a pause: only one that still stands ends it.
-                if clock.deadline(timing) > Instant::now() {
-                    continue;
+impl Both<'_> {
+    /// Terminal to browser, with pings, the read deadline, and the shell's exit.
+    async fn downstream<S>(
+        self,
+        sink: &mut Sink<S>,
+        reader: &mut (dyn AsyncRead + Send + Unpin),
+        exited: &mut ShellExit,
+    ) -> CloseReason
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let mut ping = tokio::time::interval_at(
+            self.clock.start + self.timing.ping_interval,
+            self.timing.ping_interval,
+        );
+        let mut buf = BytesMut::new();
+        loop {
+            let deadline = self.clock.deadline(self.timing);
+            buf.reserve(READ_CHUNK);
+            let message = tokio::select! {
+                biased;
+                _ = tokio::time::sleep_until(deadline) => {
+                    // The deadline was computed before the browser's latest frame
+                    // (a Pong, say) or a pause: only one that still stands ends it.
+                    if self.clock.deadline(self.timing) > Instant::now() {
+                        continue;
+                    }
+                    return CloseReason::PeerUnresponsive;
                 }
-                return CloseReason::PeerUnresponsive;
-            }
-            _ = ping.tick() => Message::Ping(Bytes::new()),
-            // Output first: what the shell wrote before it exited goes out
-            // in the frames it always had.
-            read = reader.read_buf(&mut buf) => match read {
-                Ok(0) | Err(_) => return CloseReason::ShellExited,
-                Ok(_) => {
-                    coalesce(reader, &mut buf);
-                    protocol.encode(buf.split().freeze())
+                _ = ping.tick() => Message::Ping(Bytes::new()),
+                // Output first: what the shell wrote before it exited goes out
+                // in the frames it always had.
+                read = reader.read_buf(&mut buf) => match read {
+                    Ok(0) | Err(_) => return CloseReason::ShellExited,
+                    Ok(_) => {
+                        coalesce(reader, &mut buf);
+                        self.protocol.encode(buf.split().freeze())
+                    }
+                },
+                // WS-7: the shell's exit ends the terminal, even while a
+                // background job it left holds the terminal open.
+                () = &mut *exited => {
+                    last_output(sink, reader, self.protocol, self.timing).await;
+                    return CloseReason::ShellExited;
                 }
-            },
-            // WS-7: the shell's exit ends the terminal, even while a
-            // background job it left holds the terminal open.
-            () = &mut *exited => {
-                last_output(sink, reader, protocol, timing).await;
-                return CloseReason::ShellExited;
+            };
+            if let Err(reason) = send(sink, message, self.timing).await {
+                return reason;
             }
-        };
-        if let Err(reason) = send(sink, message, timing).await {
-            return reason;
         }
     }
 }

@@ -1,37 +1,13 @@
 //! Rails' side of a Web IDE terminal's service proxy: which service, port and
 //! path a proxy request names (WI-3), and who may reach it (WI-2).
 
-use std::fmt;
-
 use super::{Denied, Gitlab, TerminalSpec};
+use crate::scenario::ProxyTarget;
 
 /// What Rails offers when the browser offers no subprotocol (WI-3).
 const TERMINAL_SUBPROTOCOL: &str = "terminal.gitlab.com";
 
-/// `<service>/<port>/<path>` of a proxy request: what follows
-/// `<session>/proxy/` on the runner (RT-2).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProxyTarget {
-    pub service: String,
-    pub port: String,
-    pub path: String,
-}
-
 impl ProxyTarget {
-    /// From a scenario's `proxy = "<service>/<port>/<path>"`.
-    pub fn parse(text: &str) -> Option<ProxyTarget> {
-        let mut parts = text.splitn(3, '/');
-        let (service, port) = (parts.next()?, parts.next()?);
-        if service.is_empty() || port.is_empty() {
-            return None;
-        }
-        Some(ProxyTarget {
-            service: service.into(),
-            port: port.into(),
-            path: parts.next().unwrap_or("").into(),
-        })
-    }
-
     /// From the query Workhorse passes on to Rails: `service`, `port` and
     /// `path`, with Rails' defaults `build` and `default_port` (WI-3).
     pub fn from_query(query: &str) -> ProxyTarget {
@@ -67,13 +43,6 @@ impl ProxyTarget {
             encode(&self.port),
             encode(&self.path)
         )
-    }
-}
-
-/// `<service>/<port>/<path>`, as it follows `<session>/proxy/`.
-impl fmt::Display for ProxyTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.service, self.port, self.path)
     }
 }
 

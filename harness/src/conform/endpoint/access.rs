@@ -8,7 +8,7 @@ use hyper_util::rt::TokioIo;
 use session_server::net::TokioNet;
 
 use super::terminal::close;
-use super::{failure, handshake, Checked, Target, TERMINAL};
+use super::{failure, handshake, BadToken, Checked, Route, Target, TERMINAL};
 use crate::actors::ws::{self, Dialed, Trust};
 
 pub async fn tls(t: &Target) -> Checked {
@@ -23,31 +23,31 @@ pub async fn tls(t: &Target) -> Checked {
     }
 }
 
-/// `unknown-session`, `id-prefix`, `unknown-endpoint`: 404 with the right token.
-pub async fn routing(name: &str, t: &Target) -> Checked {
+/// A path other than the session's `exec`: 404 with the right token.
+pub async fn routing(route: Route, t: &Target) -> Checked {
     let token = Some(t.session.authorization.clone());
-    let url = match name {
-        "unknown-session" => {
+    let url = match route {
+        Route::UnknownSession => {
             let (endpoint, id) = t.base.rsplit_once('/').unwrap_or((&t.base, ""));
             let other = if id.starts_with('0') { "1" } else { "0" }.repeat(id.len().max(64));
             format!("{endpoint}/{other}/exec")
         }
-        "id-prefix" => format!("{}0/exec", t.base),
-        _ => format!("{}/shell", t.base),
+        Route::IdPrefix => format!("{}0/exec", t.base),
+        Route::UnknownEndpoint => format!("{}/shell", t.base),
     };
     refused(t, &url, token, 404).await
 }
 
 /// The token cases: each wrong shape of `Authorization` is 401.
-pub async fn token(name: &str, t: &Target) -> Checked {
+pub async fn token(shape: BadToken, t: &Target) -> Checked {
     let token = &t.session.authorization;
-    let header = match name {
-        "no-token" => None,
-        "wrong-token" => Some(same_length(token)),
-        "token-appended" => Some(format!("{token}0")),
-        "token-prefix" => Some(token[..token.len().saturating_sub(1)].to_string()),
-        "token-case" => Some(other_case(token)),
-        _ => Some(format!("Bearer {token}")),
+    let header = match shape {
+        BadToken::Missing => None,
+        BadToken::Wrong => Some(same_length(token)),
+        BadToken::Appended => Some(format!("{token}0")),
+        BadToken::Prefix => Some(token[..token.len().saturating_sub(1)].to_string()),
+        BadToken::OtherCase => Some(other_case(token)),
+        BadToken::Bearer => Some(format!("Bearer {token}")),
     };
     refused(t, &t.exec(), header, 401).await
 }

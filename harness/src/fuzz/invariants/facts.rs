@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::actors::plain::Shape;
+use crate::scenario::Shape;
 use crate::scenario::{
     Action, ContainerStart, Executor, Open, Scenario, Step, StopMode, Token, Via,
 };

@@ -7,7 +7,7 @@
 
 use super::facts::{Facts, Request};
 use super::{at, violation, Judge, SAME_MOMENT};
-use crate::actors::plain::Shape;
+use crate::scenario::Shape;
 use crate::trace::{Link, What};
 
 pub fn check(facts: &Facts, found: &mut Judge) {
