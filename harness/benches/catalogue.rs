@@ -38,7 +38,12 @@ fn main() {
     }
 
     let mut results = run::run_all(&root, &scenarios, None, false, &[], 1, |_, _| {});
-    let simulated: Duration = results.iter().map(|r| r.simulated).sum();
+    let simulated_of = |r: &session_harness::report::Case| {
+        r.simulation
+            .as_ref()
+            .map_or(Duration::ZERO, |s| s.simulated)
+    };
+    let simulated: Duration = results.iter().map(simulated_of).sum();
     let wall: Duration = results.iter().map(|r| r.wall).sum();
     println!(
         "{:>10.0} s   simulated in all, {:.0} simulated s per wall s overall",
@@ -52,8 +57,8 @@ fn main() {
             "{:>10.3} s   {:<48} {:>6.0} s simulated, {:>7.0} simulated s per wall s",
             r.wall.as_secs_f64(),
             r.id,
-            r.simulated.as_secs_f64(),
-            r.simulated.as_secs_f64() / r.wall.as_secs_f64()
+            simulated_of(r).as_secs_f64(),
+            simulated_of(r).as_secs_f64() / r.wall.as_secs_f64()
         );
     }
 

@@ -1,12 +1,10 @@
 //! The scenario catalogue on disk: `scenarios/<family>/<name>.toml`, and each
-//! one's snapshot `snapshots/<family>/<name>.snap` (insta's format).
+//! one's snapshot `snapshots/<family>/<name>.snap` (read and written by
+//! [`crate::snapshot`]).
 
 use std::path::{Path, PathBuf};
 
 use crate::scenario::{self, LoadError, Scenario};
-
-/// The snapshot file's header, as insta writes it for `tests/scenarios.rs`.
-const SNAPSHOT_SOURCE: &str = "harness/tests/scenarios.rs";
 
 /// The project root: the nearest ancestor of the current directory holding
 /// `scenarios/`, else the one this binary was built from.
@@ -97,31 +95,6 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>) {
             files.push(path);
         }
     }
-}
-
-pub fn snapshot_path(root: &Path, scenario: &Scenario) -> PathBuf {
-    root.join("snapshots").join(format!("{}.snap", scenario.id))
-}
-
-/// The stored trace of a snapshot file, without insta's header.
-pub fn read_snapshot(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let body = text.strip_prefix("---\n")?;
-    let end = body.find("\n---\n")?;
-    Some(body[end + 5..].to_string())
-}
-
-/// Writes `trace` as an insta snapshot.
-pub fn write_snapshot(path: &Path, scenario: &Scenario, trace: &str) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let description = serde_json::to_string(&scenario.title).unwrap_or_default();
-    let text = format!(
-        "---\nsource: {SNAPSHOT_SOURCE}\ndescription: {description}\n---\n{}\n",
-        trace.trim_end()
-    );
-    std::fs::write(path, text)
 }
 
 /// The rendered trace of a run: a header naming the scenario, then the events.

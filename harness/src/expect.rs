@@ -92,7 +92,6 @@ fn check_browser(
     judging: Judging,
     verdict: &mut Verdict,
 ) {
-    let (strictness, texts) = (judging.strictness, Texts(judging.text_durations));
     let mine = |e: &&Event| e.actor == name;
     let answers: Vec<u16> = events
         .iter()
@@ -156,15 +155,13 @@ fn check_browser(
         let observed: Vec<String> = closes.iter().map(|(_, c)| c.describe()).collect();
         let matches = expected.len() == closes.len()
             && expected.iter().zip(&closes).all(|(want, (_, got))| {
-                match close_matches(want, got, texts) {
+                match close_matches(want, got, judging, &format!("browser {name}")) {
                     Match::Yes => true,
-                    Match::NonStrict if strictness == Strictness::AllowReferenceCloses => {
-                        verdict.non_strict.push(format!(
-                            "browser {name}: expected close {want:?}, got no close frame (WS-6)"
-                        ));
+                    Match::NonStrict(note) => {
+                        verdict.non_strict.push(note);
                         true
                     }
-                    _ => false,
+                    Match::No => false,
                 }
             });
         if !matches {
@@ -214,28 +211,45 @@ fn describe_output(output: &str) -> String {
     format!("{} bytes of output, ending {:?}", output.len(), tail)
 }
 
+/// A close as expected, or not.
 enum Match {
     Yes,
     No,
-    /// A server-decided end seen as no close frame: the reference's way (WS-6).
-    NonStrict,
+    /// A runner-decided end seen as no close frame, allowed (WS-6): the note.
+    NonStrict(String),
 }
 
-/// `want` is "CODE" or "CODE REASON" (1006: no close frame).
-fn close_matches(want: &str, got: &Close, texts: Texts) -> Match {
+/// `want` as its code and reason: "CODE" or "CODE REASON".
+fn close_parts(want: &str) -> (u16, Option<&str>) {
     let (code, reason) = want
         .split_once(' ')
         .map(|(c, r)| (c, Some(r)))
         .unwrap_or((want, None));
-    let code: u16 = code.parse().unwrap_or(0);
-    // The ends the runner decides (README, "Close frames"): the reference closes
-    // those without a frame (WS-6).
+    (code.parse().unwrap_or(0), reason)
+}
+
+/// WS-6, the one place it is decided: an end the runner decides (README,
+/// "Close frames": 1001, and 1000 `shell exited`) that came as no close
+/// frame, the reference's way. Allowed only with
+/// [`Strictness::AllowReferenceCloses`]: then a pass, non-strictly, with
+/// this note about `who` (a browser, an endpoint case's connection).
+pub fn missing_close_frame(strictness: Strictness, who: &str, want: &str) -> Option<String> {
+    let (code, reason) = close_parts(want);
     let runner_decided = code == 1001 || (code == 1000 && reason == Some("shell exited"));
+    (runner_decided && strictness == Strictness::AllowReferenceCloses)
+        .then(|| format!("{who}: expected close {want:?}, got no close frame (WS-6)"))
+}
+
+/// `want` is "CODE" or "CODE REASON" (1006: no close frame).
+fn close_matches(want: &str, got: &Close, judging: Judging, who: &str) -> Match {
+    let (code, reason) = close_parts(want);
     match got {
         Close::Abnormal if code == 1006 => Match::Yes,
-        Close::Abnormal if runner_decided => Match::NonStrict,
-        Close::Abnormal => Match::No,
+        Close::Abnormal => {
+            missing_close_frame(judging.strictness, who, want).map_or(Match::No, Match::NonStrict)
+        }
         Close::Frame { code: c, reason: r } => {
+            let texts = Texts(judging.text_durations);
             if *c == code && reason.is_none_or(|want| texts.same(want, r)) {
                 Match::Yes
             } else {
@@ -424,5 +438,33 @@ mod tests {
         let exact = Texts(None);
         assert!(!exact.same("allowed - 1.2s", "allowed - 1s"));
         assert!(exact.contains("will time out in 2m0s...", "in 2m0s"));
+    }
+
+    /// WS-6: only an end the runner decides may come without a close frame,
+    /// and only when the reference's way is allowed (over real sockets).
+    #[test]
+    fn a_missing_close_frame_passes_non_strictly_only_for_a_runner_decided_end() {
+        let allowed = Strictness::AllowReferenceCloses;
+        for want in ["1001", "1001 job canceled", "1000 shell exited"] {
+            let note = missing_close_frame(allowed, "browser alice", want);
+            assert_eq!(
+                note.as_deref(),
+                Some(
+                    format!("browser alice: expected close {want:?}, got no close frame (WS-6)")
+                        .as_str()
+                )
+            );
+            assert_eq!(
+                missing_close_frame(Strictness::Strict, "browser alice", want),
+                None
+            );
+        }
+        for want in ["1000", "1000 bye", "1009", "4000 x"] {
+            assert_eq!(
+                missing_close_frame(allowed, "browser alice", want),
+                None,
+                "{want}"
+            );
+        }
     }
 }

@@ -4,12 +4,37 @@
 //! `run`, `cargo test` (`tests/scenarios.rs`) and `conform` reach a scenario's
 //! verdict only through [`verdict`], so a committed regression is judged the
 //! same way wherever it runs.
+//!
+//! How strictly: [`SIMULATED`] (exact) or [`real`] (over real sockets: the
+//! reference's missing close frames pass non-strictly, WS-6, and texts'
+//! durations within a tolerance). The endpoint-level cases of `conform` judge
+//! a close the same way ([`expect::missing_close_frame`]); a case's status,
+//! non-strict or not, is [`crate::report::Status::of`] its verdict.
 
-use crate::expect::{self, Failure, Judging, Verdict};
+use std::time::Duration;
+
+use crate::expect::{self, Failure, Judging, Strictness, Verdict};
 use crate::fuzz::invariants;
 use crate::scenario::Scenario;
 use crate::trace::Event;
 use crate::world::Run;
+
+/// Simulated time is exact: closes as the project sends them, texts as written.
+pub const SIMULATED: Judging = Judging {
+    strictness: Strictness::Strict,
+    text_durations: None,
+};
+
+/// Over real sockets: a runner may end a terminal without a close frame, as
+/// the reference does (WS-6: a non-strict pass), and a Go duration in a text
+/// may be off by `text_durations` (a wait capped by a deadline is not a whole
+/// number in real time).
+pub fn real(text_durations: Duration) -> Judging {
+    Judging {
+        strictness: Strictness::AllowReferenceCloses,
+        text_durations: Some(text_durations),
+    }
+}
 
 /// What a run of a scenario left to judge.
 #[derive(Clone, Copy)]
@@ -48,10 +73,8 @@ pub fn verdict(scenario: &Scenario, observed: Observed<'_>, judging: Judging) ->
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::time::Duration;
 
     use super::*;
-    use crate::expect::Strictness;
     use crate::scenario::load_str;
 
     const REGRESSION: &str = r#"
@@ -78,19 +101,12 @@ script = ["sleep 1"]
         }
     }
 
-    fn strict() -> Judging {
-        Judging {
-            strictness: Strictness::Strict,
-            text_durations: None,
-        }
-    }
-
     #[test]
     fn a_regression_that_asks_for_invariants_fails_on_a_broken_one() {
         let scenario =
             load_str(REGRESSION, Path::new("regressions/r.toml"), "regressions/r").unwrap();
         let run = silent_run();
-        let verdict = verdict(&scenario, Observed::Simulated(&run), strict());
+        let verdict = verdict(&scenario, Observed::Simulated(&run), SIMULATED);
         assert!(
             verdict
                 .failures
@@ -110,7 +126,7 @@ script = ["sleep 1"]
         )
         .unwrap();
         let run = silent_run();
-        assert!(verdict(&not_asked, Observed::Simulated(&run), strict()).passed());
-        assert!(verdict(&asked, Observed::Real(&run.events), strict()).passed());
+        assert!(verdict(&not_asked, Observed::Simulated(&run), SIMULATED).passed());
+        assert!(verdict(&asked, Observed::Real(&run.events), SIMULATED).passed());
     }
 }

@@ -14,8 +14,10 @@
 //! - [`expect`]: verdicts of expectations against a trace.
 //! - [`judge`]: the one verdict of a scenario's run (expectations, and SPEC's
 //!   invariants where a scenario asks), for `run`, `cargo test` and `conform`.
-//! - [`run`], [`catalogue`], [`report`]: running the catalogue, snapshots on
-//!   disk, human/JSON/JUnit reports.
+//! - [`run`], [`catalogue`], [`snapshot`]: running the catalogue, its files
+//!   on disk, a trace against its snapshot (insta's format, read by insta).
+//! - [`report`]: the one result of a case and report of a run, for `run`,
+//!   `conform`, a soak and `report merge`: human lines, JSON, JUnit.
 //! - [`fuzz`]: generated session lifecycles checked against SPEC's invariants,
 //!   shrunk to minimal regressions.
 //! - [`conform`]: a real runner held to the contract over real sockets.
@@ -45,6 +47,7 @@ pub mod run;
 pub mod scenario;
 pub mod serve;
 pub mod shard;
+pub mod snapshot;
 pub mod spec;
 mod timeline;
 pub mod trace;

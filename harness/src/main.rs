@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use session_harness::report::{self, Outcome};
 use session_harness::scenario::Dur;
 use session_harness::shard::Shard;
-use session_harness::{catalogue, fuzz, report, run};
+use session_harness::{catalogue, fuzz, run};
 use session_server::faults::Fault;
 
 #[derive(Parser)]
@@ -328,25 +329,18 @@ fn run(
 ) -> ExitCode {
     let started = Instant::now();
     let total = scenarios.len();
-    let results = run::run_all(
-        root,
-        scenarios,
-        seed,
-        update,
-        faults,
-        threads,
-        |i, result| {
-            if matches!(format, Format::Human) {
-                print!("{}", report::human(result, i + 1, total));
-            }
-        },
-    );
+    let cases = run::run_all(root, scenarios, seed, update, faults, threads, |i, case| {
+        if matches!(format, Format::Human) {
+            print!("{}", report::human(case, i + 1, total));
+        }
+    });
+    let report = run::report(cases, started.elapsed());
     match format {
-        Format::Human => print!("{}", report::summary(&results, started.elapsed())),
-        Format::Json => println!("{}", report::json(&results)),
-        Format::Junit => print!("{}", report::junit("session-harness", &results)),
+        Format::Human => print!("{}", report.summary()),
+        Format::Json => println!("{}", report.json()),
+        Format::Junit => print!("{}", report.junit()),
     }
-    if results.iter().all(|r| r.passed()) {
+    if report.passed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -358,29 +352,12 @@ fn merge(
     json: Option<&std::path::Path>,
     junit: Option<&std::path::Path>,
 ) -> ExitCode {
-    let merged = match session_harness::merge::merge(files) {
-        Ok(merged) => merged,
+    match session_harness::merge::merge(files) {
+        Ok(merged) => report::conclude(&merged, json, junit),
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
+            ExitCode::from(2)
         }
-    };
-    for (flag, path, text) in [
-        ("--json", json, merged.json()),
-        ("--junit", junit, merged.junit()),
-    ] {
-        if let Some(path) = path {
-            if let Err(e) = std::fs::write(path, text) {
-                eprintln!("error: {flag} {}: {e}", path.display());
-                return ExitCode::from(2);
-            }
-        }
-    }
-    print!("{}", merged.summary());
-    if merged.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     }
 }
 

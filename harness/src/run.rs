@@ -1,119 +1,60 @@
-//! Running scenarios in simulation: verdict plus snapshot comparison.
+//! Running scenarios in simulation: each one's verdict ([`judge`]) and its
+//! trace against its snapshot ([`snapshot`]), as a [`Case`] of the report.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-use serde::{Deserialize, Serialize};
+use std::time::Instant;
 
 use crate::catalogue;
-use crate::expect::{Judging, Strictness, Verdict};
 use crate::judge::{self, Observed};
+use crate::report::{Case, Command, Report, Simulation, Snapshot};
 use crate::scenario::Scenario;
+use crate::snapshot;
 use crate::world;
 
-/// Simulated time is exact: closes as the project sends them, texts as written.
-pub const STRICT: Judging = Judging {
-    strictness: Strictness::Strict,
-    text_durations: None,
-};
-
-/// How a trace compares with the stored snapshot.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "snapshot", rename_all = "snake_case")]
-pub enum Snapshot {
-    Matches,
-    /// No snapshot yet: run with `--update`, then read and commit it.
-    Missing,
-    Differs {
-        diff: String,
-    },
-    /// Written by `--update`.
-    Written,
-    /// Not compared (another seed than the scenario's own, or a file outside `scenarios/`).
-    NotCompared,
-}
-
-/// The result of one scenario.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CaseResult {
-    pub id: String,
-    pub title: String,
-    pub spec: Vec<String>,
-    pub seed: u64,
-    pub verdict: Verdict,
-    pub snapshot: Snapshot,
-    /// The run itself failed (the world could not be built or simulated).
-    pub error: Option<String>,
-    #[serde(with = "crate::duration::seconds")]
-    pub wall: Duration,
-    #[serde(with = "crate::duration::seconds")]
-    pub simulated: Duration,
-    #[serde(skip)]
-    pub trace: String,
-}
-
-impl CaseResult {
-    pub fn passed(&self) -> bool {
-        self.error.is_none()
-            && self.verdict.passed()
-            && !matches!(self.snapshot, Snapshot::Differs { .. } | Snapshot::Missing)
-    }
-}
+/// What `run` tests: this project's runner, in the simulated world.
+pub const RUNNER: &str = "the built-in runner (session-server), simulated";
 
 /// Runs one scenario. `seed`: another seed than the file's (no snapshot
 /// comparison then: latencies differ, verdicts must not). `update`: write the
 /// snapshot instead of comparing.
-pub fn run(root: &Path, scenario: &Scenario, seed: Option<u64>, update: bool) -> CaseResult {
+pub fn run(root: &Path, scenario: &Scenario, seed: Option<u64>, update: bool) -> Case {
     let started = Instant::now();
     let own_seed = seed.is_none_or(|s| s == scenario.seed) && scenario.in_catalogue;
     let seed = seed.unwrap_or(scenario.seed);
-    let mut result = CaseResult {
-        id: scenario.id.clone(),
-        title: scenario.title.clone(),
-        spec: scenario.spec.clone(),
-        seed,
-        verdict: Verdict::default(),
-        snapshot: Snapshot::NotCompared,
-        error: None,
-        wall: Duration::ZERO,
-        simulated: Duration::ZERO,
-        trace: String::new(),
-    };
+    let (id, title, spec) = (&scenario.id, &scenario.title, &scenario.spec);
     match world::simulate(scenario, seed) {
         Ok(run) => {
-            result.verdict = judge::verdict(scenario, Observed::Simulated(&run), STRICT);
-            result.trace = catalogue::trace_text(scenario, &run.events);
-            result.simulated = run.simulated;
-            if own_seed {
-                result.snapshot = compare(root, scenario, &result.trace, update);
-            }
+            let verdict = judge::verdict(scenario, Observed::Simulated(&run), judge::SIMULATED);
+            let snapshot = match own_seed {
+                true => {
+                    let trace = catalogue::trace_text(scenario, &run.events);
+                    let path = snapshot::path(root, &scenario.id);
+                    snapshot::compare(&path, title, &trace, update)
+                }
+                false => Snapshot::NotCompared,
+            };
+            Case::judged(id, title, spec, verdict, None, started.elapsed()).simulated(Simulation {
+                seed,
+                simulated: run.simulated,
+                snapshot,
+            })
         }
-        Err(e) => result.error = Some(format!("{e:#}")),
-    }
-    result.wall = started.elapsed();
-    result
-}
-
-fn compare(root: &Path, scenario: &Scenario, trace: &str, update: bool) -> Snapshot {
-    let path = catalogue::snapshot_path(root, scenario);
-    let stored = catalogue::read_snapshot(&path);
-    match stored {
-        Some(stored) if stored.trim_end() == trace.trim_end() => Snapshot::Matches,
-        _ if update => match catalogue::write_snapshot(&path, scenario, trace) {
-            Ok(()) => Snapshot::Written,
-            Err(e) => Snapshot::Differs {
-                diff: format!("cannot write {}: {e}", path.display()),
-            },
-        },
-        None => Snapshot::Missing,
-        Some(stored) => Snapshot::Differs {
-            diff: diff(&stored, trace),
-        },
+        Err(e) => {
+            let error = Some(format!("{e:#}"));
+            Case::judged(
+                id,
+                title,
+                spec,
+                Default::default(),
+                error,
+                started.elapsed(),
+            )
+        }
     }
 }
 
 /// Runs `scenarios` on `threads` threads (each simulation is single-threaded),
-/// handing each result to `report` in catalogue order as soon as it can.
+/// handing each case to `report` in catalogue order as soon as it can.
 pub fn run_all(
     root: &Path,
     scenarios: &[Scenario],
@@ -121,8 +62,8 @@ pub fn run_all(
     update: bool,
     faults: &[session_server::faults::Fault],
     threads: usize,
-    mut report: impl FnMut(usize, &CaseResult),
-) -> Vec<CaseResult> {
+    mut report: impl FnMut(usize, &Case),
+) -> Vec<Case> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|scope| {
@@ -143,12 +84,12 @@ pub fn run_all(
             });
         }
         drop(tx);
-        let mut done: Vec<Option<CaseResult>> = (0..scenarios.len()).map(|_| None).collect();
+        let mut done: Vec<Option<Case>> = (0..scenarios.len()).map(|_| None).collect();
         let mut shown = 0;
-        for (i, result) in rx {
-            done[i] = Some(result);
-            while let Some(Some(result)) = done.get(shown) {
-                report(shown, result);
+        for (i, case) in rx {
+            done[i] = Some(case);
+            while let Some(Some(case)) = done.get(shown) {
+                report(shown, case);
                 shown += 1;
             }
         }
@@ -156,11 +97,15 @@ pub fn run_all(
     })
 }
 
-/// A unified diff, stored snapshot (-) against this run (+).
-pub fn diff(expected: &str, observed: &str) -> String {
-    similar::TextDiff::from_lines(expected.trim_end(), observed.trim_end())
-        .unified_diff()
-        .context_radius(2)
-        .header("snapshot", "observed")
-        .to_string()
+/// The report of `cases`, run in `wall`.
+pub fn report(cases: Vec<Case>, wall: std::time::Duration) -> Report {
+    Report {
+        command: Command::Run,
+        runner: RUNNER.to_string(),
+        profile: None,
+        scale: None,
+        cases,
+        warnings: Vec::new(),
+        wall,
+    }
 }

@@ -460,7 +460,8 @@ script = ["for i in $(seq 1200); do [ -e done-debugging ] && exit 0; sleep 0.1; 
 /// SPEC: WH-1, WH-5, LC-2, WS-7
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conform_holds_a_runner_against_chromiums_websocket() {
-    use session_harness::conform::{conform, Progress, Runner, Status};
+    use session_harness::conform::{conform, Progress, Runner};
+    use session_harness::report::{Outcome, Status};
     let Some(programs) = programs() else { return };
     let _one = ONE_AT_A_TIME.lock().await;
     let played = [

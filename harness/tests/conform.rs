@@ -14,8 +14,8 @@ use std::time::Duration;
 mod support;
 
 use session_harness::catalogue;
-use session_harness::conform::report::human;
-use session_harness::conform::{conform, endpoint, Options, Progress, Report, Runner, Status};
+use session_harness::conform::{conform, endpoint, Options, Progress, Runner};
+use session_harness::report::{human, Outcome, Report, Status};
 use session_harness::scenario::Scenario;
 use support::{
     containers_left, docker_engine_holds_starts, docker_engine_ready, DOCKER_TEST_IMAGE,

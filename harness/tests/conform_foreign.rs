@@ -13,8 +13,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use session_harness::catalogue;
-use session_harness::conform::report::human;
-use session_harness::conform::{conform, Options, Progress, Report, Runner, Status};
+use session_harness::conform::{conform, Options, Progress, Runner};
+use session_harness::report::{human, Outcome, Report, Status};
 
 static PANICS: AtomicUsize = AtomicUsize::new(0);
 /// The tests count panics process-wide: one at a time.

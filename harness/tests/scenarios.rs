@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use session_harness::expect;
 use session_harness::judge::{self, Observed};
 use session_harness::scenario::Scenario;
-use session_harness::{catalogue, run, world};
+use session_harness::{catalogue, snapshot, world};
 
 fn catalogue() -> Vec<Scenario> {
     let root = catalogue::root();
@@ -27,7 +27,7 @@ fn trace(scenario: &Scenario, seed: u64) -> (String, expect::Verdict) {
     let run = world::simulate(scenario, seed).unwrap_or_else(|e| panic!("{}: {e:#}", scenario.id));
     (
         catalogue::trace_text(scenario, &run.events),
-        judge::verdict(scenario, Observed::Simulated(&run), run::STRICT),
+        judge::verdict(scenario, Observed::Simulated(&run), judge::SIMULATED),
     )
 }
 
@@ -81,7 +81,7 @@ fn the_same_seed_gives_byte_identical_traces() {
             first == second,
             "{} is not deterministic:\n{}",
             scenario.id,
-            session_harness::run::diff(&first, &second)
+            snapshot::diff(&first, &second)
         );
     }
 }

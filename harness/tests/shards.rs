@@ -18,10 +18,11 @@ fn harness(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn ids(json: &[u8]) -> Vec<String> {
-    let cases: serde_json::Value = serde_json::from_slice(json).expect("a JSON report");
-    cases
+    let report: serde_json::Value = serde_json::from_slice(json).expect("a JSON report");
+    assert_eq!(report["command"], "run", "{report}");
+    report["cases"]
         .as_array()
-        .expect("a run report is an array")
+        .expect("a report has its cases")
         .iter()
         .map(|c| c["id"].as_str().unwrap().to_string())
         .collect()
@@ -98,8 +99,14 @@ fn run_shards_are_disjoint_together_the_whole_and_merge_back() {
         "{}",
         String::from_utf8_lossy(&merged.stderr)
     );
-    assert!(String::from_utf8_lossy(&merged.stdout)
-        .contains(&format!("{} passed, 0 failed", whole.len())));
+    let n = whole.len();
+    let summary = String::from_utf8_lossy(&merged.stdout);
+    assert!(
+        summary.contains(&format!(
+            "{n} cases: {n} passed (0 non-strict), 0 failed, 0 skipped"
+        )),
+        "{summary}"
+    );
     assert_eq!(ids(&std::fs::read(&merged_json).unwrap()), whole);
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert_eq!(xml.matches("<testcase ").count(), whole.len(), "{xml}");

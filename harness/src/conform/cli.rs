@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use crate::actors::gitlab::SessionInfo;
 
-use super::report::{human, Report};
-use super::soak::report::{round_line, SoakReport};
+use super::soak::report::round_line;
 use super::soak::{self, Event, Plan, Round, Until};
 use super::{conform, Options, Progress, Runner};
 use crate::catalogue;
+use crate::report::{self, human, Outcome};
 use crate::scenario::Dur;
 use crate::shard::Shard;
 
@@ -147,6 +147,18 @@ pub(crate) fn key_value(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{text:?}: use KEY=VALUE"))
 }
 
+/// The async runtime of a command that serves real sockets (`conform`,
+/// `serve`); exit 2, said why, when it cannot start.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: starting the async runtime: {e}");
+            ExitCode::from(2)
+        })
+}
+
 /// Runs `conform`: 0 when nothing failed, 1 on any failure, 2 when it could not run.
 pub fn run(args: Args) -> ExitCode {
     let options = match options(&args) {
@@ -160,39 +172,15 @@ pub fn run(args: Args) -> ExitCode {
         print!("{}", super::catalogue(&options));
         return ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return ExitCode::from(2);
-        }
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
     };
     if let Some(plan) = args.plan() {
         return run_soak(&args, &options, &plan, runtime);
     }
     let report = runtime.block_on(conform(&options, &mut print));
-    // The runtime's tasks (connections of a runner already running) must not hold the exit.
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    let report = match report {
-        Ok(report) => report,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    print!("{}", report.summary());
-    if let Err(e) = write_files(&args, &report) {
-        eprintln!("error: {e:#}");
-        return ExitCode::from(2);
-    }
-    if report.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    conclude(&args, report, runtime)
 }
 
 /// The soak: conform's lines for the profile and for failures, a line per
@@ -218,25 +206,24 @@ fn run_soak(
         }
     };
     let report = runtime.block_on(soak::soak(options, plan, &mut show));
+    conclude(args, report, runtime)
+}
+
+/// The end of a run or a soak: the summary, `--junit`/`--json`, the exit
+/// code (2 when it could not run).
+fn conclude(
+    args: &Args,
+    outcome: anyhow::Result<impl Outcome>,
+    runtime: tokio::runtime::Runtime,
+) -> ExitCode {
+    // The runtime's tasks (connections of a runner already running) must not hold the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
-    let report: SoakReport = match report {
-        Ok(report) => report,
+    match outcome {
+        Ok(outcome) => report::conclude(&outcome, args.json.as_deref(), args.junit.as_deref()),
         Err(e) => {
             eprintln!("error: {e:#}");
-            return ExitCode::from(2);
+            ExitCode::from(2)
         }
-    };
-    print!("{}", report.summary());
-    let written = write_file(&args.junit, "--junit", || report.junit())
-        .and_then(|()| write_file(&args.json, "--json", || report.json()));
-    if let Err(e) = written {
-        eprintln!("error: {e:#}");
-        return ExitCode::from(2);
-    }
-    if report.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     }
 }
 
@@ -344,22 +331,4 @@ fn scenarios(args: &Args) -> anyhow::Result<Vec<crate::scenario::Scenario>> {
         .collect();
     anyhow::ensure!(!chosen.is_empty(), "no scenario matches --filter {glob:?}");
     Ok(chosen)
-}
-
-fn write_files(args: &Args, report: &Report) -> anyhow::Result<()> {
-    write_file(&args.junit, "--junit", || report.junit())?;
-    write_file(&args.json, "--json", || report.json())
-}
-
-/// Writes `text()` to `path`, if given (`flag` names it in an error).
-fn write_file(
-    path: &Option<PathBuf>,
-    flag: &str,
-    text: impl FnOnce() -> String,
-) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    let Some(path) = path else {
-        return Ok(());
-    };
-    std::fs::write(path, text()).with_context(|| format!("{flag} {}", path.display()))
 }

@@ -44,8 +44,8 @@ use crate::actors::gitlab::SessionInfo;
 
 pub use cli::{run, Args};
 pub use list::catalogue;
-pub use report::{CaseReport, Report, Status};
 
+use crate::report::{Case, Command, Report};
 use crate::scenario::Scenario;
 
 /// What to test and how.
@@ -118,7 +118,7 @@ pub enum Progress<'a> {
     /// What the runner said about itself in its first job request.
     Profile(&'a profile::Profile),
     Case {
-        case: &'a CaseReport,
+        case: &'a Case,
         index: usize,
         total: usize,
     },
@@ -179,24 +179,25 @@ pub async fn conform(
             suite.profile.take()
         }
     };
-    Ok(Report {
+    Ok(report::report(
+        Command::Conform,
         runner,
         profile,
-        scale: options.scale,
-        cases: sink.cases,
-        wall: started.elapsed(),
-    })
+        options.scale,
+        sink.cases,
+        started.elapsed(),
+    ))
 }
 
 /// Where results go as they come.
 struct Sink<'p> {
     progress: &'p mut dyn FnMut(Progress<'_>),
-    cases: Vec<CaseReport>,
+    cases: Vec<Case>,
     total: usize,
 }
 
 impl Sink<'_> {
-    fn case(&mut self, case: CaseReport) {
+    fn case(&mut self, case: Case) {
         (self.progress)(Progress::Case {
             case: &case,
             index: self.cases.len() + 1,

@@ -14,16 +14,16 @@ use super::front::{Front, Holding};
 use super::page::{self, Pages};
 use super::process::{RunnerProcess, STOP_GRACE};
 use super::profile::Profile;
-use super::report::{CaseReport, OUTPUT_LINES};
 use super::scale::{scale, Scaled};
 use super::services;
 use super::skip;
 use super::{Options, Progress, Runner, Sink};
+use crate::report::{Case, OUTPUT_LINES};
 use anyhow::Context as _;
 
 use crate::actors::gitlab::{self, RUNNER_TOKEN};
 use crate::actors::gitlab::{Gitlab, JobStatus};
-use crate::expect::{Failure, Judging, Strictness, Verdict};
+use crate::expect::{Failure, Verdict};
 use crate::judge::{self, Observed};
 use crate::scenario::{load_str, ContainerStart, Dur, Executor, RunnerSpec, Scenario};
 use crate::trace::Recorder;
@@ -120,7 +120,7 @@ impl<'a, 'p> Suite<'a, 'p> {
         let (runner, config) = match runner {
             Ok(started) => started,
             Err(e) => {
-                let case = CaseReport::judged(
+                let case = Case::judged(
                     ID,
                     TITLE,
                     &spec,
@@ -174,8 +174,7 @@ impl<'a, 'p> Suite<'a, 'p> {
                         .collect(),
                     non_strict: Vec::new(),
                 };
-                let mut case =
-                    CaseReport::judged(ID, TITLE, &spec, verdict, None, started.elapsed());
+                let mut case = Case::judged(ID, TITLE, &spec, verdict, None, started.elapsed());
                 case.cause = finding.map(|_| "no session offered".to_string());
                 self.profile = Some(profile);
                 case
@@ -184,7 +183,7 @@ impl<'a, 'p> Suite<'a, 'p> {
                 if self.attached.is_some() {
                     self.unresponsive = Some(why.clone());
                 }
-                let mut case = CaseReport::judged(
+                let mut case = Case::judged(
                     ID,
                     TITLE,
                     &spec,
@@ -225,7 +224,7 @@ impl<'a, 'p> Suite<'a, 'p> {
 
     /// Runs (or skips) one scenario and reports it.
     pub async fn scenario(&mut self, s: &Scenario) {
-        let skipped = |why: String| CaseReport::skipped(&s.id, &s.title, &s.spec, why);
+        let skipped = |why: String| Case::skipped(&s.id, &s.title, &s.spec, why);
         let scaled = match skip::reason(s)
             .or_else(|| skip::reason_docker(s, self.options))
             .map_or_else(|| scale(s, self.options.scale, self.options.slack), Err)
@@ -247,14 +246,8 @@ impl<'a, 'p> Suite<'a, 'p> {
                 Err(e) => {
                     let error = Some(format!("serving the job's services: {e:#}"));
                     let verdict = Verdict::default();
-                    let case = CaseReport::judged(
-                        &s.id,
-                        &s.title,
-                        &s.spec,
-                        verdict,
-                        error,
-                        Duration::ZERO,
-                    );
+                    let case =
+                        Case::judged(&s.id, &s.title, &s.spec, verdict, error, Duration::ZERO);
                     return self.sink.case(case);
                 }
             },
@@ -263,7 +256,7 @@ impl<'a, 'p> Suite<'a, 'p> {
         self.sink.case(case);
     }
 
-    async fn run(&mut self, s: &Scenario, scaled: &Scaled) -> CaseReport {
+    async fn run(&mut self, s: &Scenario, scaled: &Scaled) -> Case {
         let started = Instant::now();
         let recorder = Recorder::default();
         let gitlab = gitlab_for(&scaled.scenario, &recorder, self.options);
@@ -275,14 +268,7 @@ impl<'a, 'p> Suite<'a, 'p> {
                 self.front.idle();
                 let error = Some(format!("headless Chromium could not open its pages: {e:#}"));
                 let verdict = Verdict::default();
-                return CaseReport::judged(
-                    &s.id,
-                    &s.title,
-                    &s.spec,
-                    verdict,
-                    error,
-                    started.elapsed(),
-                );
+                return Case::judged(&s.id, &s.title, &s.spec, verdict, error, started.elapsed());
             }
         }
         let about = format!("scenario {} ({})", s.id, scaled.describe());
@@ -292,7 +278,7 @@ impl<'a, 'p> Suite<'a, 'p> {
                 Err(e) => {
                     self.front.idle();
                     let error = Some(format!("{e:#}"));
-                    return CaseReport::judged(
+                    return Case::judged(
                         &s.id,
                         &s.title,
                         &s.spec,
@@ -333,10 +319,7 @@ impl<'a, 'p> Suite<'a, 'p> {
         self.front.idle();
         let (verdict, error) = match observed {
             Ok(events) => {
-                let judging = Judging {
-                    strictness: Strictness::AllowReferenceCloses,
-                    text_durations: Some(scaled.text_tolerance),
-                };
+                let judging = judge::real(scaled.text_tolerance);
                 let observed = Observed::Real(&events);
                 (judge::verdict(&scaled.scenario, observed, judging), None)
             }
@@ -350,8 +333,7 @@ impl<'a, 'p> Suite<'a, 'p> {
                 (Verdict::default(), Some(e))
             }
         };
-        let mut case =
-            CaseReport::judged(&s.id, &s.title, &s.spec, verdict, error, started.elapsed());
+        let mut case = Case::judged(&s.id, &s.title, &s.spec, verdict, error, started.elapsed());
         case.waited = waited;
         case.notes.push(scaled.describe());
         if in_chromium {
@@ -424,7 +406,7 @@ impl<'a, 'p> Suite<'a, 'p> {
 
     fn explain(
         &self,
-        case: &mut CaseReport,
+        case: &mut Case,
         runner: Option<&RunnerProcess>,
         stopped: Option<(String, bool)>,
         config: Option<&str>,
@@ -458,7 +440,7 @@ impl<'a, 'p> Suite<'a, 'p> {
     }
 
     /// The cases reported so far, in order.
-    pub fn cases(&self) -> &[CaseReport] {
+    pub fn cases(&self) -> &[Case] {
         &self.sink.cases
     }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{demo_scenario, start, Options, RunnerChoice};
-use crate::conform::cli::key_value;
+use crate::conform::cli::{key_value, runtime};
 use crate::scenario::load;
 
 /// The world's GitLab on a real port with its pages: the job list, job pages
@@ -72,15 +72,9 @@ pub fn run(args: Args) -> ExitCode {
         runner,
         job_image: args.job_image.clone(),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            return ExitCode::from(2);
-        }
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
     };
     let code = runtime.block_on(async {
         let served = match start(&options).await {

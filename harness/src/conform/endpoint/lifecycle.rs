@@ -5,6 +5,8 @@
 use super::terminal::{self, close, end_of, End, DEFAULT};
 use super::{failure, Checked, Target, BASE64, TERMINAL};
 use crate::actors::ws::Dialed;
+use crate::expect;
+use crate::judge;
 
 /// EX-4: while one terminal is open, others are 423 whatever they offer.
 pub async fn second_terminal(t: &Target) -> Checked {
@@ -82,10 +84,21 @@ pub async fn shell_exit(t: &Target, exit_line: &str) -> Checked {
         .await?;
     let notes = match end_of(&mut first.ws).await {
         End::Frame(_) => Vec::new(),
-        End::Dropped => {
-            vec![format!(
-                "after `{exit_line}`: no close frame, as the reference does (WS-6)"
-            )]
+        // The shell's exit is an end the runner decides: judged as a
+        // scenario's browser's close is (WS-6).
+        dropped @ End::Dropped => {
+            let strictness = judge::real(t.settings.slack).strictness;
+            let who = format!("after `{exit_line}`");
+            match expect::missing_close_frame(strictness, &who, "1000 shell exited") {
+                Some(note) => vec![note],
+                None => {
+                    return Err(failure(
+                        &check,
+                        "close 1000 shell exited",
+                        dropped.describe(),
+                    ))
+                }
+            }
         }
         still @ End::StillOpen => {
             let hint = if exit_line == "exit" {

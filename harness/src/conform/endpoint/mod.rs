@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use crate::actors::gitlab::SessionInfo;
 
-use super::report::CaseReport;
 use crate::expect::{Failure, Verdict};
+use crate::report;
 
 const TERMINAL: &str = "terminal.gitlab.com";
 const BASE64: &str = "base64.terminal.gitlab.com";
@@ -172,11 +172,11 @@ impl Case {
 
 /// Reports every case without running it, for `why`: failed (the runner gave
 /// no session to check; `why` is the cause), or skipped.
-pub fn unrun(why: &str, failed: bool, report: &mut dyn FnMut(CaseReport)) {
+pub fn unrun(why: &str, failed: bool, report: &mut dyn FnMut(report::Case)) {
     for case in &CASES {
         let (id, spec) = (case.id(), case.spec());
         report(if failed {
-            let mut unrun = CaseReport::judged(
+            let mut unrun = report::Case::judged(
                 &id,
                 case.title,
                 &spec,
@@ -187,18 +187,18 @@ pub fn unrun(why: &str, failed: bool, report: &mut dyn FnMut(CaseReport)) {
             unrun.cause = Some(why.to_string());
             unrun
         } else {
-            CaseReport::skipped(&id, case.title, &spec, why.to_string())
+            report::Case::skipped(&id, case.title, &spec, why.to_string())
         });
     }
 }
 
 /// Runs every case against `target`, in order, handing each result to `report`.
-pub async fn run(target: &Target, report: &mut dyn FnMut(CaseReport)) {
+pub async fn run(target: &Target, report: &mut dyn FnMut(report::Case)) {
     let mut no_tls = None;
     for case in &CASES {
         let (id, spec) = (case.id(), case.spec());
         if let Some(why) = no_tls.clone().or_else(|| case.skipped(&target.settings)) {
-            report(CaseReport::skipped(&id, case.title, &spec, why));
+            report(report::Case::skipped(&id, case.title, &spec, why));
             continue;
         }
         let started = Instant::now();
@@ -225,7 +225,7 @@ pub async fn run(target: &Target, report: &mut dyn FnMut(CaseReport)) {
         if matches!(case.check, Check::Tls) && !verdict.passed() {
             no_tls = Some("needs a TLS connection to the session (endpoint/tls failed)".into());
         }
-        report(CaseReport::judged(
+        report(report::Case::judged(
             &id,
             case.title,
             &spec,

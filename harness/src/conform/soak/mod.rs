@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::report::{CaseReport, Report, Status};
 use super::suite::Suite;
 use super::{endpoint, Options, Progress, Runner, Sink};
+use crate::report::{Case, Command, Status};
 use report::SoakReport;
 use sample::Sample;
 use verdict::Growth;
@@ -116,9 +116,12 @@ pub async fn soak(
     let mut watched = Watched::choose(options, plan, &suite);
     (events.borrow_mut())(Event::Watching(&watched.describe()));
     let mut rounds: Vec<Round> = Vec::new();
+    // Where each round's cases start.
+    let mut starts: Vec<usize> = Vec::new();
     let mut stopped_early = None;
     for number in 1.. {
         let first = suite.cases().len();
+        starts.push(first);
         before.set(first);
         let round_started = Instant::now();
         for scenario in &options.scenarios {
@@ -169,14 +172,16 @@ pub async fn soak(
                 .to_string(),
         ),
     };
+    let mut cases = sink.cases;
+    for (number, &start) in starts.iter().enumerate() {
+        for case in cases.iter_mut().skip(start) {
+            case.round = Some(number + 1);
+        }
+    }
+    cases.extend(report::growth_cases(growth.as_ref(), unjudged.as_deref()));
+    let wall = started.elapsed();
     Ok(SoakReport {
-        conform: Report {
-            runner,
-            profile: None,
-            scale: options.scale,
-            cases: sink.cases,
-            wall: started.elapsed(),
-        },
+        report: super::report::report(Command::Soak, runner, None, options.scale, cases, wall),
         watched: watched.describe(),
         rounds,
         growth,
@@ -188,7 +193,7 @@ pub async fn soak(
 impl Round {
     fn of(
         round: usize,
-        cases: &[CaseReport],
+        cases: &[Case],
         sample: Option<Sample>,
         at: Duration,
         wall: Duration,

@@ -1,20 +1,26 @@
-//! A soak's report: a plain line per round (no carriage returns: CI logs
-//! and terminals alike), the verdict on growth, and JSON and JUnit like
-//! conform's.
+//! A soak's report: the one report ([`crate::report`]) of every case of
+//! every round (each with its round) and the verdicts on growth as the
+//! cases `soak/fds` and `soak/rss`, with the rounds and the growth beside
+//! it; a plain line per round (no carriage returns: CI logs and terminals
+//! alike) and a closing summary of its own. JSON and JUnit are the one
+//! report's writers.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::super::report::{junit_case, Report, Status};
 use super::verdict::{mib, Growth};
 use super::Round;
-use crate::report::{junit_suite, JunitCase, JunitOutcome};
+use crate::expect::{Failure, Verdict};
+use crate::report::{self, Case, Outcome, Report};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SoakReport {
-    /// Every case of every round, in order (the runner's profile first).
-    pub conform: Report,
+    /// Every case of every round, in order (the runner's profile first),
+    /// then `soak/fds` and `soak/rss`.
+    #[serde(flatten)]
+    pub report: Report,
     /// Whose figures these are (`pid 4242 (session-server)`), or why unknown.
     pub watched: String,
     pub rounds: Vec<Round>,
@@ -29,24 +35,17 @@ pub struct SoakReport {
     pub stopped_early: Option<String>,
 }
 
-impl SoakReport {
-    /// No case failed, nothing leaked, and the runner lasted the soak.
-    pub fn passed(&self) -> bool {
-        self.conform.passed()
-            && !self.growth.as_ref().is_some_and(Growth::leaked)
-            && self.stopped_early.is_none()
-    }
-
+impl Outcome for SoakReport {
     /// The closing lines: cases, the verdict on growth, the failures by round.
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         let ran = |r: &Round| r.passed + r.failed.len();
         let cases: usize = self.rounds.iter().map(ran).sum();
         let failed: usize = self.rounds.iter().map(|r| r.failed.len()).sum();
         let mut out = format!(
             "\nsoak: {} rounds in {:.1}s, {cases} cases run, {failed} failed\nrunner under test: {}; {}\n",
             self.rounds.len(),
-            self.conform.wall.as_secs_f64(),
-            self.conform.runner,
+            self.report.wall.as_secs_f64(),
+            self.report.runner,
             self.watched,
         );
         if let Some(why) = &self.stopped_early {
@@ -72,60 +71,52 @@ impl SoakReport {
         out
     }
 
-    pub fn json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    /// No case failed, nothing leaked, and the runner lasted the soak.
+    fn passed(&self) -> bool {
+        self.report.passed() && self.stopped_early.is_none()
     }
 
-    /// Each case of each round (`round 3: endpoint/no-token [EX-1]`), a
-    /// skipped scenario once, and the verdicts on descriptors and memory as
-    /// `soak/fds` and `soak/rss`.
-    pub fn junit(&self) -> String {
-        let mut cases: Vec<JunitCase> = Vec::new();
-        let mut all = self.conform.cases.iter();
-        if let Some(profile) = all.next() {
-            cases.push(junit_case(profile, ""));
-        }
-        let all: Vec<_> = all.collect();
-        let mut at = 0;
-        for round in &self.rounds {
-            let count = round.passed + round.failed.len() + round.skipped;
-            for case in all.iter().skip(at).take(count) {
-                if case.status == Status::Skipped && round.round > 1 {
-                    continue;
-                }
-                cases.push(junit_case(case, &format!("round {}: ", round.round)));
-            }
-            at += count;
-        }
-        for (name, line, leaked) in self.growth_cases() {
-            let outcome = match (line, leaked) {
-                (Ok(line), true) => JunitOutcome::Failed {
-                    message: line.clone(),
-                    details: line,
-                },
-                (Ok(_), false) => JunitOutcome::Passed,
-                (Err(reason), _) => JunitOutcome::Skipped { reason },
-            };
-            cases.push(JunitCase {
-                name: name.into(),
-                seconds: 0.0,
-                outcome,
-            });
-        }
-        junit_suite("session-harness conform soak", &cases)
+    fn json(&self) -> String {
+        report::json(self)
     }
 
-    fn growth_cases(&self) -> [(&'static str, Result<String, String>, bool); 2] {
-        let unjudged = || Err(self.unjudged.clone().unwrap_or_default());
-        match &self.growth {
-            Some(g) => [
-                ("soak/fds", Ok(g.fds_line()), g.fds_leaked()),
-                ("soak/rss", Ok(g.rss_line()), g.rss_leaked()),
-            ],
-            None => [
-                ("soak/fds", unjudged(), false),
-                ("soak/rss", unjudged(), false),
-            ],
+    fn junit(&self) -> String {
+        self.report.junit()
+    }
+}
+
+/// The verdicts on descriptors and memory as cases: failed on a leak,
+/// skipped (saying why) when there are no figures to judge.
+pub fn growth_cases(growth: Option<&Growth>, unjudged: Option<&str>) -> [Case; 2] {
+    const FDS: &str = "The runner's open descriptors come back to the first round's";
+    const RSS: &str = "The runner's RSS grows by less than the ceiling";
+    let judged = |id: &str, title: &str, line: String, leaked: bool| {
+        let mut verdict = Verdict::default();
+        let mut notes = Vec::new();
+        match leaked {
+            true => verdict.failures.push(Failure {
+                check: format!("{id}: from the first round to the last"),
+                expected: "no leak".into(),
+                observed: line,
+            }),
+            false => notes.push(line),
+        }
+        Case {
+            notes,
+            ..Case::judged(id, title, &[], verdict, None, Duration::ZERO)
+        }
+    };
+    match growth {
+        Some(g) => [
+            judged("soak/fds", FDS, g.fds_line(), g.fds_leaked()),
+            judged("soak/rss", RSS, g.rss_line(), g.rss_leaked()),
+        ],
+        None => {
+            let why = unjudged.unwrap_or_default().to_string();
+            [
+                Case::skipped("soak/fds", FDS, &[], why.clone()),
+                Case::skipped("soak/rss", RSS, &[], why),
+            ]
         }
     }
 }
@@ -221,5 +212,70 @@ mod tests {
         };
         assert!(round_line(&unknown, None).ends_with("fds and RSS unknown"));
         assert!(!line.contains('\r'));
+    }
+
+    #[test]
+    fn a_soaks_json_and_junit_are_the_one_reports_with_rounds_and_growth() {
+        let samples = [10, 20, 30].map(|fds| Sample {
+            fds,
+            rss_kib: 14_336,
+        });
+        let growth = Growth::of(&samples, 16).expect("three rounds");
+        let in_round = |mut case: Case, r: usize| {
+            case.round = Some(r);
+            case
+        };
+        let passed = crate::report::passed_case;
+        let skipped = Case::skipped("jobs/x", "t", &[], "needs docker".into());
+        let mut cases = vec![passed("runner/job-request")];
+        for r in 1..=2 {
+            cases.push(in_round(passed("endpoint/no-token"), r));
+            cases.push(in_round(skipped.clone(), r));
+        }
+        cases.extend(growth_cases(Some(&growth), None));
+        let soak = SoakReport {
+            report: crate::conform::report::report(
+                crate::report::Command::Soak,
+                "`runner`".into(),
+                None,
+                0.01,
+                cases,
+                Duration::from_secs(60),
+            ),
+            watched: "pid 1".into(),
+            rounds: vec![round(1, 10, &[]), round(2, 20, &[])],
+            growth: Some(growth),
+            unjudged: None,
+            stopped_early: None,
+        };
+        assert!(!soak.passed(), "a leak fails the soak");
+        let junit = soak.junit();
+        assert!(
+            junit.contains("name=\"session-harness conform soak\""),
+            "{junit}"
+        );
+        assert!(
+            junit.contains("name=\"round 2: endpoint/no-token [EX-1]\""),
+            "{junit}"
+        );
+        assert!(junit.contains("name=\"round 1: jobs/x\""), "{junit}");
+        assert!(
+            !junit.contains("round 2: jobs/x"),
+            "a skip is reported once: {junit}"
+        );
+        assert!(
+            junit.contains("name=\"soak/fds\" time=\"0.000\">\n    <failure"),
+            "{junit}"
+        );
+        assert!(
+            junit.contains("name=\"soak/rss\" time=\"0.000\"/>"),
+            "{junit}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&soak.json()).unwrap();
+        assert_eq!(json["command"], "soak");
+        assert_eq!(json["rounds"][1]["sample"]["fds"], 20);
+        assert!(json["growth"].is_object(), "{json}");
+        assert_eq!(json["cases"][3]["round"], 2);
+        assert_eq!(json["cases"][5]["id"], "soak/fds");
     }
 }
