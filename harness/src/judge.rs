@@ -75,20 +75,13 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::scenario::load_str;
+    use crate::scenario::{load_str, TEST_SCENARIO};
 
-    const REGRESSION: &str = r#"
-title = "a committed regression"
-user_sees = "its job ends"
-spec = ["LC-1"]
-invariants = true
-[users.alice]
-role = "developer"
-[[job]]
-id = 1
-owner = "alice"
-script = ["sleep 1"]
-"#;
+    /// A committed regression: job 1 and no step, its invariants asked for.
+    fn regression() -> String {
+        let without_steps = TEST_SCENARIO.split("[[step]]").next().unwrap_or_default();
+        format!("invariants = true\n{without_steps}")
+    }
 
     /// A run in which job 1 was never taken nor ended: no expectation says
     /// anything of it, the invariant `job-ends` (LC-1) does.
@@ -103,8 +96,12 @@ script = ["sleep 1"]
 
     #[test]
     fn a_regression_that_asks_for_invariants_fails_on_a_broken_one() {
-        let scenario =
-            load_str(REGRESSION, Path::new("regressions/r.toml"), "regressions/r").unwrap();
+        let scenario = load_str(
+            &regression(),
+            Path::new("regressions/r.toml"),
+            "regressions/r",
+        )
+        .unwrap();
         let run = silent_run();
         let verdict = verdict(&scenario, Observed::Simulated(&run), SIMULATED);
         assert!(
@@ -118,9 +115,14 @@ script = ["sleep 1"]
 
     #[test]
     fn invariants_are_checked_only_when_asked_and_only_in_simulation() {
-        let asked = load_str(REGRESSION, Path::new("regressions/r.toml"), "regressions/r").unwrap();
+        let asked = load_str(
+            &regression(),
+            Path::new("regressions/r.toml"),
+            "regressions/r",
+        )
+        .unwrap();
         let not_asked = load_str(
-            &REGRESSION.replace("invariants = true\n", ""),
+            &regression().replace("invariants = true\n", ""),
             Path::new("regressions/r.toml"),
             "regressions/r",
         )

@@ -14,6 +14,7 @@ use std::time::Duration;
 mod coordinator;
 mod git_http;
 pub mod payload;
+pub mod profile;
 pub mod repository;
 mod seed;
 mod webide;

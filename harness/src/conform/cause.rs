@@ -4,7 +4,7 @@
 //! Said in one line before the details, so that 40 cases failing for one
 //! reason read as one reason.
 
-use super::profile::Profile;
+use crate::actors::gitlab::profile::Profile;
 use crate::scenario::{Action, JobState, Scenario};
 use crate::trace::{Event, What};
 

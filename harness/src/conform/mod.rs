@@ -29,7 +29,6 @@ pub mod front;
 mod list;
 pub mod page;
 pub mod process;
-pub mod profile;
 pub mod report;
 pub mod scale;
 mod services;
@@ -116,7 +115,7 @@ pub enum Progress<'a> {
         coordinator: &'a str,
     },
     /// What the runner said about itself in its first job request.
-    Profile(&'a profile::Profile),
+    Profile(&'a crate::actors::gitlab::profile::Profile),
     Case {
         case: &'a Case,
         index: usize,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::profile::Profile;
+use crate::actors::gitlab::profile::Profile;
 use crate::report::{Case, Command, Report};
 
 /// Waits for the runner's job requests that add up to this much, and to a

@@ -13,11 +13,11 @@ use super::endpoint;
 use super::front::{Front, Holding};
 use super::page::{self, Pages};
 use super::process::{RunnerProcess, STOP_GRACE};
-use super::profile::Profile;
 use super::scale::{scale, Scaled};
 use super::services;
 use super::skip;
 use super::{Options, Progress, Runner, Sink};
+use crate::actors::gitlab::profile::Profile;
 use crate::report::{Case, OUTPUT_LINES};
 use anyhow::Context as _;
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::conform::profile::Profile;
+use crate::actors::gitlab::profile::Profile;
 use crate::expect::Verdict;
 pub use human::{human, verdict_lines, OUTPUT_LINES};
 

@@ -1,6 +1,7 @@
-//! The runner as it describes itself in its job requests (JOB-1): a profile a
-//! report starts with, and the cause it establishes for the cases that need a
-//! terminal when it offers no session.
+//! The runner as it describes itself in its job requests (JOB-1), as GitLab
+//! reads them: the profile a conformance report starts with, and the cause
+//! it establishes for the cases that need a terminal when it offers no
+//! session.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
