@@ -81,6 +81,7 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         .end
         .map(|d| d.0)
         .unwrap_or(last_step + Duration::from_secs(3600));
+    let tick = scenario.tick.map(|t| t.0).unwrap_or(DEFAULT_TICK);
     let mut builder = turmoil::Builder::new();
     let [min, max] = scenario
         .network
@@ -88,7 +89,7 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         .unwrap_or([Dur(Duration::from_millis(1)), Dur(Duration::from_millis(5))]);
     builder
         .simulation_duration(end + Duration::from_secs(600))
-        .tick_duration(scenario.tick.map(|t| t.0).unwrap_or(DEFAULT_TICK))
+        .tick_duration(tick)
         .min_message_latency(min.0)
         .max_message_latency(max.0)
         .rng_seed(seed);
@@ -152,6 +153,7 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
     let progress = Arc::new(Progress::default());
     let done_browsers = DoneBrowsers::default();
     let (over_tx, over) = watch::channel(false);
+    let mut browsers = Vec::new();
     for BrowserPlan { name, user, steps } in crate::scenario::browser_plans(scenario) {
         let browser = Browser::new(&name, user, TurmoilNet, gitlab.clone(), recorder.clone());
         let entry = if scenario.network.front_proxy.is_some() {
@@ -161,17 +163,16 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         }
         .to_string();
         progress.busy(&name, true);
-        sim.client(
-            name.as_str(),
-            drive_browser(
-                browser,
-                steps,
-                entry,
-                progress.clone(),
-                over.clone(),
-                done_browsers.clone(),
-            ),
+        let first = steps.iter().map(|s| s.at.0).min().unwrap_or_default();
+        let drive = drive_browser(
+            browser,
+            steps,
+            entry,
+            progress.clone(),
+            over.clone(),
+            done_browsers.clone(),
         );
+        browsers.push(LateBrowser::register(&mut sim, name, first, tick, drive));
     }
     // The director ends the run: once everything settled (checked on a grid
     // of CHECK_EVERY, as it always was), it probes each ended job's session
@@ -236,17 +237,28 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
     let mut next = 0;
     // The next instant the director asks whether the run settled.
     let mut check = Duration::ZERO;
+    // Whether the step that told the browsers the run is over was taken.
+    let mut told = false;
     loop {
         while next < global.len() && global[next].at.0 <= sim.elapsed() {
             apply(&mut sim, global[next], &gitlab, &controls, &recorder);
             next += 1;
         }
-        let all_clients_done = sim
-            .step()
+        for browser in &browsers {
+            browser.start_if_due(&mut sim);
+        }
+        sim.step()
             .map_err(|e| anyhow::anyhow!("{e}"))
             .with_context(|| format!("simulating {}", scenario.id))?;
-        if *over.borrow() && all_clients_done {
-            break;
+        // The run ends once the browsers saw it over: a step after the one
+        // that said so, as when they were turmoil's clients, unless none
+        // was left to see it (one that never started counts as one waiting).
+        if *over.borrow() {
+            let running = browsers.iter().any(|b| b.running(&mut sim));
+            if !running && (told || browsers.iter().all(LateBrowser::started)) {
+                break;
+            }
+            told = true;
         }
         // As the director did, a check at instant `check` sees the world
         // after every host ran the tick that starts at or contains `check`
@@ -272,6 +284,74 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         terminals: counters,
         session_probes,
     })
+}
+
+/// A browser as a host that idles (finished, so turmoil does not tick a
+/// runtime for it, as the director does) until shortly before its first
+/// step, when the simulation starts it with `bounce`.
+///
+/// Speed: turmoil steps every running host every tick, and most browsers
+/// wait most of a run for their first step (the fuzzer's LC-7 probe waits
+/// for the job's end). It starts `START_AHEAD` ticks early, so that its first
+/// sleep is already set when the tick of its step begins, as when it slept
+/// from the start: the same instants, the same traces.
+struct LateBrowser {
+    name: String,
+    /// When the simulation starts it.
+    start: Duration,
+    started: Rc<std::cell::Cell<bool>>,
+}
+
+/// Ticks before its first step that a browser starts.
+const START_AHEAD: u32 = 2;
+
+impl LateBrowser {
+    fn register<F>(
+        sim: &mut turmoil::Sim<'_>,
+        name: String,
+        first: Duration,
+        tick: Duration,
+        drive: F,
+    ) -> LateBrowser
+    where
+        F: std::future::Future<Output = turmoil::Result> + 'static,
+    {
+        let start = first.saturating_sub(tick * START_AHEAD);
+        let started = Rc::new(std::cell::Cell::new(start.is_zero()));
+        let drive = RefCell::new(Some(Box::pin(drive)));
+        let go = started.clone();
+        sim.host(name.as_str(), move || {
+            // Its timeline runs once: called at registration, and again by
+            // the bounce that starts it.
+            let drive = go.get().then(|| drive.borrow_mut().take()).flatten();
+            async move {
+                match drive {
+                    Some(drive) => drive.await,
+                    None => Ok(()),
+                }
+            }
+        });
+        LateBrowser {
+            name,
+            start,
+            started,
+        }
+    }
+
+    fn start_if_due(&self, sim: &mut turmoil::Sim<'_>) {
+        if !self.started.get() && self.start <= sim.elapsed() {
+            self.started.set(true);
+            sim.bounce(self.name.as_str());
+        }
+    }
+
+    fn started(&self) -> bool {
+        self.started.get()
+    }
+
+    fn running(&self, sim: &mut turmoil::Sim<'_>) -> bool {
+        self.started.get() && sim.is_host_running(self.name.as_str())
+    }
 }
 
 /// Which browsers are still doing something.
