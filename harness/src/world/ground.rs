@@ -7,6 +7,7 @@ use std::time::Duration;
 use session_server::runner;
 use tokio::sync::watch;
 
+use super::browsers::LateBrowser;
 use crate::scenario::{Action, StopMode};
 use crate::timeline::{Ground, NotHere, Pace};
 use crate::trace::{Injected, Recorder, What};
@@ -27,8 +28,11 @@ pub struct SimGround<'a, 'b> {
     pub settling: Arc<Mutex<Option<Duration>>>,
     /// Said by the director when it is done.
     pub over: watch::Receiver<bool>,
-    /// Every client (browser) host's software is done.
-    pub clients_done: bool,
+    pub browsers: Vec<LateBrowser>,
+    /// A step was taken since the director said the run is over.
+    pub told: bool,
+    /// The browsers saw that the run is over, and none of them runs.
+    pub finished: bool,
     pub name: String,
 }
 
@@ -72,11 +76,23 @@ impl Ground for SimGround<'_, '_> {
         self.recorder.record_at(self.now(), "scenario", spec, what);
     }
 
+    /// Starts the browsers whose first step is near, and takes a step.
     async fn advance(&mut self) -> Result<(), String> {
-        self.clients_done = self
-            .sim
+        for browser in &self.browsers {
+            browser.start_if_due(self.sim);
+        }
+        self.sim
             .step()
             .map_err(|e| format!("simulating {}: {e}", self.name))?;
+        // The run ends once the browsers saw it over: a step after the one
+        // that said so, as when they were turmoil's clients, unless none was
+        // left to see it (one that never started counts as one waiting).
+        if *self.over.borrow() {
+            let running = self.browsers.iter().any(|b| b.running(self.sim));
+            let all_started = self.browsers.iter().all(LateBrowser::started);
+            self.finished = !running && (self.told || all_started);
+            self.told = true;
+        }
         Ok(())
     }
 
@@ -88,7 +104,7 @@ impl Ground for SimGround<'_, '_> {
     }
 
     fn over(&self) -> bool {
-        *self.over.borrow() && self.clients_done
+        self.finished
     }
 }
 

@@ -8,13 +8,11 @@
 //! front of the runner, one host per job service (its alias, else its name:
 //! `webide-file-sync:3000`), and one host per browser.
 
+mod browsers;
 mod ground;
 pub mod machine;
 
-use std::any::Any;
-use std::cell::RefCell;
 use std::collections::BTreeSet;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,13 +25,12 @@ use session_server::rng::Rng;
 use session_server::runner::{self, Runner, RunnerParts};
 use tokio::sync::watch;
 
-use crate::actors::browser::Browser;
 use crate::actors::gitlab;
 use crate::actors::{middlebox, service, session_probe, workhorse};
-use crate::scenario::{BrowserPlan, ContainerStart, Dur, FrontProxy, Scenario, Step};
+use crate::scenario::{ContainerStart, Dur, FrontProxy, Scenario};
 use crate::timeline::{self, Progress};
 use crate::trace::{Event, Injected, Recorder, What};
-use ground::{SimGround, SimPace};
+use ground::SimGround;
 
 pub const SESSION_PORT: u16 = 8093;
 const DEFAULT_TICK: Duration = Duration::from_millis(10);
@@ -56,6 +53,7 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         .end
         .map(|d| d.0)
         .unwrap_or(scenario.last_step() + Duration::from_secs(3600));
+    let tick = scenario.tick.map(|t| t.0).unwrap_or(DEFAULT_TICK);
     let mut builder = turmoil::Builder::new();
     let [min, max] = scenario
         .network
@@ -63,7 +61,7 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         .unwrap_or([Dur(Duration::from_millis(1)), Dur(Duration::from_millis(5))]);
     builder
         .simulation_duration(end + Duration::from_secs(600))
-        .tick_duration(scenario.tick.map(|t| t.0).unwrap_or(DEFAULT_TICK))
+        .tick_duration(tick)
         .min_message_latency(min.0)
         .max_message_latency(max.0)
         .rng_seed(seed);
@@ -125,29 +123,10 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
     add_services(&mut sim, scenario);
 
     let progress = Arc::new(Progress::default());
-    let done_browsers = DoneBrowsers::default();
     let (over_tx, over) = watch::channel(false);
-    for BrowserPlan { name, user, steps } in crate::scenario::browser_plans(scenario) {
-        let browser = Browser::new(&name, user, TurmoilNet, gitlab.clone(), recorder.clone());
-        let entry = if scenario.network.front_proxy.is_some() {
-            "proxy:80"
-        } else {
-            "gitlab:80"
-        }
-        .to_string();
-        progress.busy(&name, true);
-        sim.client(
-            name.as_str(),
-            drive_browser(
-                browser,
-                steps,
-                entry,
-                progress.clone(),
-                over.clone(),
-                done_browsers.clone(),
-            ),
-        );
-    }
+    let (browsers, done_browsers) = browsers::add(
+        &mut sim, scenario, &gitlab, &recorder, &progress, &over, tick,
+    );
     // The director ends the run: once everything settled (checked on a grid
     // of CHECK_EVERY, as it always was), it probes each ended job's session
     // URL (LC-7 over sockets) during SETTLE, then tells the browsers the run
@@ -209,7 +188,9 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         controls,
         settling,
         over,
-        clients_done: false,
+        browsers,
+        told: false,
+        finished: false,
         name: scenario.id.clone(),
     };
     ground::at_once(timeline::run(scenario, &mut ground, &gitlab, &progress))
@@ -223,37 +204,6 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         terminals: counters,
         session_probes,
     })
-}
-
-/// Browsers that finished their timeline with their connection ended, kept
-/// whole (sockets and all) until the run is over.
-///
-/// Speed: turmoil steps the runtime of every host whose software still runs,
-/// tick by tick, idle or not. A browser that is done ends its software at
-/// once instead of idling until the run is over (most scenarios' browsers
-/// leave long before their job ends), so it costs nothing from then on. It
-/// is kept rather than dropped: dropping its sockets inside the world would
-/// send segments (a FIN) that the run never sent before, and so change the
-/// world's timing and the snapshots.
-#[derive(Clone, Default)]
-struct DoneBrowsers(Rc<RefCell<Vec<Box<dyn Any>>>>);
-
-async fn drive_browser<N: Net + 'static>(
-    browser: Browser<N>,
-    steps: Vec<Step>,
-    entry: String,
-    progress: Arc<Progress>,
-    mut over: watch::Receiver<bool>,
-    done: DoneBrowsers,
-) -> turmoil::Result {
-    let browsed = timeline::browse(browser, steps, &entry, SimPace, &progress, over.clone());
-    match browsed.await {
-        Some(browser) => done.0.borrow_mut().push(Box::new(browser)),
-        None => {
-            let _ = over.wait_for(|o| *o).await;
-        }
-    }
-    Ok(())
 }
 
 /// The executor's timings of each job (`prepare`, `container_start`): the
