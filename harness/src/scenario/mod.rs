@@ -129,6 +129,11 @@ pub struct RunnerSpec {
     pub replicas: u32,
     #[serde(default = "four")]
     pub concurrent: u32,
+    /// Seconds between the runner's job requests while GitLab has none for
+    /// it (`check_interval`; GitLab Runner's default, 3). In simulation
+    /// only: `conform` asks a real runner for a request every second.
+    #[serde(default = "three")]
+    pub check_interval: u32,
 }
 
 impl RunnerSpec {
@@ -150,6 +155,7 @@ impl Default for RunnerSpec {
             session_server: true,
             replicas: 1,
             concurrent: 4,
+            check_interval: 3,
         }
     }
 }
@@ -187,6 +193,10 @@ fn yes() -> bool {
 fn one_u32() -> u32 {
     1
 }
+fn three() -> u32 {
+    3
+}
+
 fn four() -> u32 {
     4
 }

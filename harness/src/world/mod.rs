@@ -231,7 +231,10 @@ fn job_timings(scenario: &Scenario) -> Vec<(u64, JobTimings)> {
 /// The config.toml of runner host `host`.
 pub fn runner_config(scenario: &Scenario, host: &str) -> String {
     let r = &scenario.runner;
-    let mut toml = format!("concurrent = {}\ncheck_interval = 3\n\n", r.concurrent);
+    let mut toml = format!(
+        "concurrent = {}\ncheck_interval = {}\n\n",
+        r.concurrent, r.check_interval
+    );
     if r.session_server {
         let advertise = if scenario.network.unreachable_advertise {
             format!("{host}:1{SESSION_PORT}")
