@@ -449,8 +449,8 @@ impl Lifecycle {
                 // more work every 3 s while its job runs (a fifth of a case's cost).
                 concurrent: 1,
                 // Once its job ended, the runner asks GitLab for another
-                // every `check_interval` until the run ends (the LC-7 probe
-                // comes a minute later): at 30 s instead of GitLab Runner's
+                // every `check_interval` until the run ends with the LC-7
+                // probe (`surely_ended`): at 30 s instead of GitLab Runner's
                 // default 3 s, an eighth of a case's cost less. A request
                 // that fails (GitLab cut off at the start) is retried 30 s
                 // later: the lifecycle starts later, and is judged from when
