@@ -65,21 +65,14 @@ pub fn scale(s: &Scenario, requested: f64, slack: Duration) -> Result<Scaled, St
 
     let mut out = s.clone();
     out.runner.session_timeout = Some(session_timeout as i64);
-    let last_step = s.steps.iter().map(|st| st.at.0).max().unwrap_or_default();
-    out.end = Some(Dur(by(s
-        .end
-        .map(|e| e.0)
-        .unwrap_or(last_step + Duration::from_secs(3600)))));
+    out.end = Some(Dur(by(s.ends_by())));
     out.gitlab.max_session_time = s.gitlab.max_session_time.map(|d| Dur(by(d.0)));
     for step in &mut out.steps {
         step.at = Dur(by(step.at.0));
     }
     for job in &mut out.jobs {
         // The job API carries whole seconds; GitLab's default is an hour.
-        let exact = by(job
-            .timeout
-            .map(|t| t.0)
-            .unwrap_or(Duration::from_secs(3600)));
+        let exact = by(job.timeout());
         let whole = Duration::from_secs(exact.as_secs_f64().round().max(1.0) as u64);
         if whole.abs_diff(exact) > slack {
             return Err(format!(

@@ -566,7 +566,7 @@ fn engine_hold(container_start: Dur) -> String {
 /// removes a container only once its start has ended, and the runner's
 /// removal must be done within the harness's stop grace.
 fn never_hold(job: &crate::scenario::JobSpec, slack: Duration) -> Dur {
-    let timeout = job.timeout.map_or(Duration::from_secs(3600), |t| t.0);
+    let timeout = job.timeout();
     Dur(timeout + slack.max(Duration::from_secs(1)))
 }
 

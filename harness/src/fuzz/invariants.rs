@@ -827,10 +827,7 @@ fn job_invariants(scenario: &Scenario, run: &Run, found: &mut Judge) {
             continue;
         };
         let script = ScriptFacts::of(&job.script);
-        let timeout = job
-            .timeout
-            .map(|d| d.0)
-            .unwrap_or(Duration::from_secs(3600));
+        let timeout = job.timeout();
         let session_timeout = match scenario.runner.session_timeout {
             Some(s) if s > 0 => Duration::from_secs(s as u64),
             _ => Duration::from_secs(1800),

@@ -94,6 +94,14 @@ impl Scenario {
     pub fn last_step(&self) -> std::time::Duration {
         self.steps.iter().map(|s| s.at.0).max().unwrap_or_default()
     }
+
+    /// When the run stops at the latest: its `end`, else an hour after its
+    /// last step.
+    pub fn ends_by(&self) -> std::time::Duration {
+        self.end
+            .map(|d| d.0)
+            .unwrap_or(self.last_step() + std::time::Duration::from_secs(3600))
+    }
 }
 
 fn one() -> u64 {
@@ -275,6 +283,15 @@ pub struct JobSpec {
     /// The job's `services:` (WI-1); absent: the pipeline's default service.
     #[serde(default, rename = "service")]
     pub services: Option<Vec<ServiceSpec>>,
+}
+
+impl JobSpec {
+    /// The job's `timeout`, else GitLab's default: an hour.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout
+            .map(|d| d.0)
+            .unwrap_or(std::time::Duration::from_secs(3600))
+    }
 }
 
 /// One entry of a job's `services:`. In the simulation each service host (its

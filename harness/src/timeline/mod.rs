@@ -20,9 +20,6 @@ use crate::actors::gitlab::Gitlab;
 use crate::scenario::{Action, Scenario, Step, StopMode};
 use crate::trace::Injected;
 
-/// A run with no `end` stops this long after its last step at the latest.
-const NO_END: Duration = Duration::from_secs(3600);
-
 /// What differs between a simulated world and the real one.
 pub trait Ground {
     /// The scenario's clock: the time since its zero.
@@ -66,7 +63,7 @@ pub async fn run<G: Ground>(
         .filter(|s| s.browser().is_none())
         .collect();
     let last_step = scenario.last_step();
-    let end = scenario.end.map(|d| d.0).unwrap_or(last_step + NO_END);
+    let end = scenario.ends_by();
     let mut next = 0;
     // The next instant on the grid at which the engine asks whether the run settled.
     let mut check = Duration::ZERO;

@@ -16,7 +16,7 @@ use crate::trace::{Injected, Recorder, What};
 const CHECK_EVERY: Duration = Duration::from_millis(500);
 /// After everything settled, the world runs this much longer to catch late
 /// events (and the director probes ended jobs' sessions, LC-7).
-pub const SETTLE: Duration = Duration::from_secs(2);
+const SETTLE: Duration = Duration::from_secs(2);
 
 /// The simulation under the timeline.
 pub struct SimGround<'a, 'b> {

@@ -49,10 +49,7 @@ pub struct Run {
 pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
     let recorder = Recorder::default();
     let gitlab = gitlab::of_scenario(scenario, &recorder);
-    let end = scenario
-        .end
-        .map(|d| d.0)
-        .unwrap_or(scenario.last_step() + Duration::from_secs(3600));
+    let end = scenario.ends_by();
     let tick = scenario.tick.map(|t| t.0).unwrap_or(DEFAULT_TICK);
     let mut builder = turmoil::Builder::new();
     let [min, max] = scenario
@@ -127,13 +124,13 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
     let (browsers, done_browsers) = browsers::add(
         &mut sim, scenario, &gitlab, &recorder, &progress, &over, tick,
     );
-    // The director ends the run: once everything settled (checked on a grid
-    // of CHECK_EVERY, as it always was), it probes each ended job's session
-    // URL (LC-7 over sockets) during SETTLE, then tells the browsers the run
-    // is over. It is a host whose software idles (finished, so turmoil does
-    // not tick a runtime for it) until the loop below starts it: one host
-    // fewer to step every tick of every run. Registered here, last, as
-    // before: its address and the world's random stream stay the same.
+    // The director ends the run: once the timeline settled, it probes each
+    // ended job's session URL (LC-7 over sockets) for the rest of the settle
+    // time, then tells the browsers the run is over. It is a host whose
+    // software idles (finished, so turmoil does not tick a runtime for it)
+    // until the ground starts it (`SimGround::settle`): one host fewer to
+    // step every tick of every run. Registered here, last, as before: its
+    // address and the world's random stream stay the same.
     let probes: Arc<Mutex<Vec<(u64, session_probe::Probe)>>> = Arc::default();
     let settling: Arc<Mutex<Option<Duration>>> = Arc::default();
     let over_tx = Arc::new(over_tx);

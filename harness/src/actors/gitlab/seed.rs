@@ -2,8 +2,6 @@
 //! projects, its queued jobs, and the token its runner registers with. The
 //! simulation, `conform` and `serve` all start from this one.
 
-use std::time::Duration;
-
 use super::{Gitlab, JobDef};
 use crate::scenario::Scenario;
 use crate::trace::Recorder;
@@ -31,10 +29,7 @@ pub fn of_scenario(scenario: &Scenario, recorder: &Recorder) -> Gitlab {
             owner: job.owner.clone(),
             project: job.project.clone(),
             script: job.script.clone(),
-            timeout: job
-                .timeout
-                .map(|d| d.0)
-                .unwrap_or(Duration::from_secs(3600)),
+            timeout: job.timeout(),
             variables: Vec::new(),
             image: None,
             webide: job.webide,

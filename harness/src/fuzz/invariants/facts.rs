@@ -192,7 +192,7 @@ fn jobs(scenario: &Scenario, events: &[Event]) -> Vec<JobFacts> {
                     _ => None,
                 })
                 .collect();
-            let timeout = job.timeout.map_or(Duration::from_secs(3600), |d| d.0);
+            let timeout = job.timeout();
             let container_start = match job.container_start {
                 Some(ContainerStart::Never) => None,
                 Some(ContainerStart::After(start)) => Some(start.0),
