@@ -18,12 +18,6 @@ use session_server::faults::Fault;
     version,
     about = "Simulation and conformance harness for GitLab Runner interactive web terminals"
 )]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
 enum Command {
     /// Run scenarios in simulation against the built-in runner.
     Run {
@@ -163,7 +157,7 @@ fn main() -> ExitCode {
             .init();
     }
     let root = catalogue::root();
-    match Cli::parse().command {
+    match Command::parse() {
         Command::Conform(args) => session_harness::conform::run(*args),
         Command::Serve(args) => session_harness::serve::run(*args),
         Command::Coverage { spec } => coverage(&root, &spec),

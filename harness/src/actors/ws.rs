@@ -191,12 +191,18 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 }
 
 fn has_token(headers: &HeaderMap, name: http::header::HeaderName, token: &str) -> bool {
+    tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+/// The comma-separated tokens of every `name` header, trimmed, in order
+/// (RFC 9110 5.6.1's lists; a value that is not text has none).
+fn tokens(headers: &HeaderMap, name: http::header::HeaderName) -> impl Iterator<Item = &str> {
     headers
         .get_all(name)
-        .iter()
+        .into_iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+        .map(str::trim)
 }
 
 /// Judges a server's answer to an upgrade that sent `key` offering `offered`
@@ -241,13 +247,9 @@ pub fn check_switching<B>(
 
 /// The subprotocols a request offers, in its order.
 pub fn offered_protocols(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|p| p.trim().to_string())
+    tokens(headers, http::header::SEC_WEBSOCKET_PROTOCOL)
         .filter(|p| !p.is_empty())
+        .map(str::to_string)
         .collect()
 }
 

@@ -29,18 +29,7 @@ use crate::scenario::{load_str, ContainerStart, Dur, Executor, RunnerSpec, Scena
 use crate::trace::Recorder;
 
 /// The job whose session the endpoint-level cases use: its script outlasts them.
-const ENDPOINT_JOB: &str = r#"
-title = "A job whose session the endpoint-level cases use"
-user_sees = "-"
-spec = ["JOB-2"]
-[users.conform]
-role = "developer"
-[[job]]
-id = 1
-owner = "conform"
-script = ["sleep 300"]
-timeout = "10m"
-"#;
+const ENDPOINT_JOB: &str = include_str!("endpoint_job.toml");
 /// How long to watch after a scenario settled, for late events, at least.
 const SETTLE: Duration = Duration::from_millis(300);
 

@@ -258,64 +258,51 @@ fn container_start() -> impl Strategy<Value = u64> {
     prop_oneof![2 => 0u64..=20, 1 => 12u64..=18]
 }
 
+prop_compose! {
+    /// The runner's configuration and the job, before its browsers and faults.
+    fn job()(
+        docker in prop::bool::weighted(0.3),
+        session_timeout in session_timeout(),
+        near_deadline in -5i64..=5,
+        job_timeout in 30u64..=300,
+        script_seconds in 1u64..=90,
+        exit_code in prop_oneof![4 => Just(0), 1 => 1i32..=3],
+        prepare in prepare(),
+        container_start in container_start(),
+    ) -> Lifecycle {
+        let container_start = if docker { container_start } else { 0 };
+        // LC-1: a session_timeout a few seconds either side of the time
+        // the job has left when its script ends.
+        let left = job_timeout as i64 - (prepare + container_start + script_seconds) as i64;
+        let session_timeout = session_timeout.unwrap_or_else(|| (left + near_deadline).max(1));
+        Lifecycle {
+            docker,
+            session_timeout,
+            job_timeout,
+            script_seconds,
+            exit_code,
+            prepare,
+            container_start,
+            probe_token: Token::Own,
+            seed: 0,
+            ops: Vec::new(),
+        }
+    }
+}
+
 /// Lifecycles of at most `max_steps` ops.
 pub fn lifecycle(max_steps: usize) -> impl Strategy<Value = Lifecycle> {
-    let job = (
-        prop::bool::weighted(0.3),
-        session_timeout(),
-        -5i64..=5,
-        30u64..=300,
-        1u64..=90,
-        prop_oneof![4 => Just(0), 1 => 1i32..=3],
-        prepare(),
-        container_start(),
-    );
     let probe = prop_oneof![3 => Just(Token::Own), 1 => wrong_token()];
-    (
-        job,
-        probe,
-        any::<u64>(),
-        prop::collection::vec(
-            (0u64..=30, op()).prop_map(|(after, op)| Timed { after, op }),
-            0..=max_steps,
-        ),
-    )
-        .prop_map(
-            |(
-                (
-                    docker,
-                    session_timeout,
-                    near_deadline,
-                    job_timeout,
-                    script_seconds,
-                    exit_code,
-                    prepare,
-                    container_start,
-                ),
-                probe_token,
-                seed,
-                ops,
-            )| {
-                let container_start = if docker { container_start } else { 0 };
-                // LC-1: a session_timeout a few seconds either side of the time
-                // the job has left when its script ends.
-                let left = job_timeout as i64 - (prepare + container_start + script_seconds) as i64;
-                let session_timeout =
-                    session_timeout.unwrap_or_else(|| (left + near_deadline).max(1));
-                Lifecycle {
-                    docker,
-                    session_timeout,
-                    job_timeout,
-                    script_seconds,
-                    exit_code,
-                    prepare,
-                    container_start,
-                    probe_token,
-                    seed,
-                    ops,
-                }
-            },
-        )
+    let ops = prop::collection::vec(
+        (0u64..=30, op()).prop_map(|(after, op)| Timed { after, op }),
+        0..=max_steps,
+    );
+    (job(), probe, any::<u64>(), ops).prop_map(|(job, probe_token, seed, ops)| Lifecycle {
+        probe_token,
+        seed,
+        ops,
+        ..job
+    })
 }
 
 impl Lifecycle {

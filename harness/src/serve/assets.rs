@@ -36,10 +36,39 @@ pub const ASSETS: &[Asset] = &[
     asset!("xterm/LICENSE", "text/plain; charset=utf-8"),
 ];
 
-/// The three pages; each loads its script from [`ASSETS`].
-pub const JOBS_PAGE: Asset = asset!("jobs.html", HTML);
-pub const JOB_PAGE: Asset = asset!("job.html", HTML);
-pub const TERMINAL_PAGE: Asset = asset!("terminal.html", HTML);
+/// A page: the one layout (head, `app.css`, the top bar's `<header>`,
+/// `app.js`) around its `<main>` from `assets/<name>.main.html`, with its own
+/// title, styles and scripts (from [`ASSETS`]). Put together at compile time.
+macro_rules! page {
+    ($name:literal, $title:literal, styles: [$($style:literal),*], scripts: [$($script:literal),*]) => {
+        Asset {
+            name: concat!($name, ".html"),
+            content_type: HTML,
+            bytes: concat!(
+                "<!doctype html>\n<html lang=\"en\">\n<head>\n  <meta charset=\"utf-8\">\n",
+                "  <title>", $title, " · session-harness</title>\n",
+                $("  <link rel=\"stylesheet\" href=\"/-/assets/", $style, "\">\n",)*
+                "  <link rel=\"stylesheet\" href=\"/-/assets/app.css\">\n",
+                "</head>\n<body>\n  <header id=\"top\"></header>\n",
+                include_str!(concat!("assets/", $name, ".main.html")),
+                "  <script src=\"/-/assets/app.js\"></script>\n",
+                $("  <script src=\"/-/assets/", $script, "\"></script>\n",)*
+                "</body>\n</html>\n",
+            )
+            .as_bytes(),
+        }
+    };
+}
+
+/// The three pages.
+pub const JOBS_PAGE: Asset = page!("jobs", "Jobs", styles: [], scripts: ["jobs.js"]);
+pub const JOB_PAGE: Asset = page!("job", "Job", styles: [], scripts: ["job.js"]);
+pub const TERMINAL_PAGE: Asset = page!(
+    "terminal",
+    "Terminal",
+    styles: ["xterm/xterm.css"],
+    scripts: ["xterm/xterm.js", "terminal.js"]
+);
 
 pub fn find(name: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|a| a.name == name)
