@@ -16,8 +16,10 @@
 #                   has its own cases (and case seeds) and none is run twice
 #
 # Reports go to $REPORTS (default: ./reports): conform-junit.xml and
-# conform.json; fuzz.txt and regressions/ (shrunk failing lifecycles, as
-# scenario files to replay with `session-harness run`).
+# conform.json; fuzz.txt, fuzz-junit.xml and fuzz.json (a case per SPEC rule;
+# `session-harness report merge` adds up the shards' fuzz.json), and
+# regressions/ (shrunk failing lifecycles, as scenario files to replay with
+# `session-harness run`).
 # SESSION_HARNESS names a built harness; otherwise it is built here (release).
 set -eu
 # CONFORM_ARGS may hold a glob for --filter: no file name expansion.
@@ -44,7 +46,8 @@ case "${1:-}" in
     seed=${FUZZ_SEED:-${CI_PIPELINE_ID:-$(date -u +%Y%m%d)}}
     status=0
     "$SESSION_HARNESS" fuzz --seed "$seed" --duration "${FUZZ_DURATION:-50m}" \
-      --regressions "$REPORTS/regressions" > "$REPORTS/fuzz.txt" || status=$?
+      --regressions "$REPORTS/regressions" \
+      --junit "$REPORTS/fuzz-junit.xml" --json "$REPORTS/fuzz.json" > "$REPORTS/fuzz.txt" || status=$?
     cat "$REPORTS/fuzz.txt"
     exit "$status"
     ;;

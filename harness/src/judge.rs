@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use crate::expect::{self, Failure, Judging, Strictness, Verdict};
+use crate::expect::{self, Judging, Strictness, Verdict};
 use crate::fuzz::invariants;
 use crate::scenario::Scenario;
 use crate::trace::Event;
@@ -59,12 +59,8 @@ pub fn verdict(scenario: &Scenario, observed: Observed<'_>, judging: Judging) ->
     if let (true, Observed::Simulated(run)) = (scenario.invariants, observed) {
         verdict.failures.extend(
             invariants::check(scenario, run)
-                .into_iter()
-                .map(|v| Failure {
-                    check: format!("invariant {} [{}]", v.invariant, v.spec),
-                    expected: "holds".into(),
-                    observed: v.detail,
-                }),
+                .iter()
+                .map(invariants::Violation::failure),
         );
     }
     verdict

@@ -76,6 +76,13 @@ enum Command {
         /// Where a failing lifecycle is written as a scenario.
         #[arg(long, default_value = "scenarios/regressions")]
         regressions: PathBuf,
+        /// Also write the report as JSON here: a case per SPEC rule (`report
+        /// merge` adds up the shards of one campaign).
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Also write the report as JUnit XML here (a test case per SPEC rule).
+        #[arg(long)]
+        junit: Option<PathBuf>,
     },
     /// Rerun the one lifecycle of a case seed (as `fuzz` printed it) and show its trace.
     Replay {
@@ -173,12 +180,14 @@ fn main() -> ExitCode {
             max_steps,
             faults,
             regressions,
+            json,
+            junit,
         } => {
             let shard = match Shard::resolve(shard) {
                 Ok(shard) => shard,
                 Err(e) => return usage_error(&e),
             };
-            campaign(fuzz::Options {
+            let options = fuzz::Options {
                 cases: cases.or(duration.is_none().then_some(500)),
                 duration: duration.map(|d| d.0),
                 seed,
@@ -188,7 +197,8 @@ fn main() -> ExitCode {
                 progress: fuzz::Progress::for_stderr(),
                 jobs: jobs.max(1),
                 shard,
-            })
+            };
+            campaign(&options, json.as_deref(), junit.as_deref())
         }
         Command::Replay {
             seed,
@@ -260,7 +270,11 @@ fn select(
     Ok(scenarios)
 }
 
-fn campaign(options: fuzz::Options) -> ExitCode {
+fn campaign(
+    options: &fuzz::Options,
+    json: Option<&std::path::Path>,
+    junit: Option<&std::path::Path>,
+) -> ExitCode {
     let shard = options.shard;
     if shard != Shard::WHOLE {
         eprintln!(
@@ -271,13 +285,8 @@ fn campaign(options: fuzz::Options) -> ExitCode {
             options.seed
         );
     }
-    let summary = fuzz::fuzz(&options);
-    print!("{}", fuzz::describe(&summary));
-    if summary.found.is_some() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    let summary = fuzz::fuzz(options);
+    report::conclude(&fuzz::report::Ended::new(options, &summary), json, junit)
 }
 
 /// Reruns case `seed` of a campaign: its scenario, its trace, what it broke.

@@ -1,19 +1,21 @@
 //! `session-harness report merge`: the JSON reports of a run's shards
 //! (`--shard K/N`) as the one report of the whole run, in the run's order.
 //!
-//! A report is a report ([`crate::report::Report`]), of `run` or of
-//! `conform`: reports merge with reports of the same command. A case in two
+//! A report is a report ([`crate::report::Report`]), of `run`, `conform` or
+//! `fuzz`: reports merge with reports of the same command. A case in two
 //! reports means they were not shards of one run: refused, naming it. The
 //! one exception is `conform`'s `runner/job-request`, which every shard runs
 //! (it is the runner's profile each shard needs): the merge keeps one, a
-//! failed one if any shard's failed. A soak's report is one runner's rounds,
-//! not a shard: refused.
+//! failed one if any shard's failed. A fuzz campaign's shards all report
+//! every rule: their counts add up, rule by rule ([`fuzz_shard`]). A soak's
+//! report is one runner's rounds, not a shard: refused.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::report::{Case, Command, Report};
+use crate::fuzz::report::rule_case;
+use crate::report::{Campaign, Case, Command, Exercised, Report, Status};
 
 /// The case of `conform` that every shard runs.
 const EVERY_SHARD: &str = "runner/job-request";
@@ -34,6 +36,7 @@ pub fn merge(files: &[PathBuf]) -> Result<Report, String> {
         return Err("no report to merge: name the JSON reports of the shards".into());
     };
     let mut merged = Report {
+        campaign: None,
         cases: Vec::new(),
         warnings: Vec::new(),
         wall: Duration::ZERO,
@@ -51,6 +54,10 @@ pub fn merge(files: &[PathBuf]) -> Result<Report, String> {
             if !merged.warnings.contains(warning) {
                 merged.warnings.push(warning.clone());
             }
+        }
+        if merged.command == Command::Fuzz {
+            fuzz_shard(&mut merged, name, report)?;
+            continue;
         }
         for case in &report.cases {
             if merged.command == Command::Conform && case.id == EVERY_SHARD {
@@ -70,8 +77,72 @@ pub fn merge(files: &[PathBuf]) -> Result<Report, String> {
     // The run's order: conform's profile, the scenarios by id (the
     // catalogue's order), then the endpoint-level cases as they ran (one
     // shard runs them all).
-    merged.cases.sort_by_key(order);
+    match merged.command {
+        Command::Fuzz => merged.cases.sort_by_key(rule_order),
+        _ => merged.cases.sort_by_key(order),
+    }
     Ok(merged)
+}
+
+/// Adds a fuzz shard to the campaign: its counts to the campaign's, and each
+/// rule's case to the same rule's. A rule passes when any shard reached it
+/// and none broke it; one never reached is skipped for the whole campaign.
+fn fuzz_shard(merged: &mut Report, name: &str, shard: &Report) -> Result<(), String> {
+    let Some(part) = &shard.campaign else {
+        return Err(format!("{name}: a fuzz report without its campaign: written by an older harness? run it again with this one"));
+    };
+    let campaign = merged.campaign.get_or_insert_with(|| Campaign {
+        seed: part.seed,
+        ..Campaign::default()
+    });
+    if campaign.seed != part.seed {
+        return Err(format!("{name}: a campaign of seed {}, the first file's is of seed {}: shards of one campaign share its seed", part.seed, campaign.seed));
+    }
+    campaign.lifecycles += part.lifecycles;
+    campaign.steps += part.steps;
+    campaign.faults_injected += part.faults_injected;
+    campaign.simulated += part.simulated;
+    for case in &shard.cases {
+        let Some(kept) = merged.cases.iter_mut().find(|c| c.id == case.id) else {
+            merged.cases.push(case.clone());
+            continue;
+        };
+        let exercised = match (kept.exercised, case.exercised) {
+            (Some(a), Some(b)) => Some(Exercised {
+                lifecycles: a.lifecycles + b.lifecycles,
+                checks: a.checks + b.checks,
+            }),
+            (a, b) => a.or(b),
+        };
+        kept.verdict
+            .failures
+            .extend(case.verdict.failures.iter().cloned());
+        kept.notes.extend(case.notes.iter().cloned());
+        kept.exercised = exercised;
+    }
+    // Each rule's status, for the campaign as a whole.
+    let lifecycles = campaign.lifecycles;
+    for case in &mut merged.cases {
+        let (Some(exercised), [rule]) = (case.exercised, &case.spec[..]) else {
+            continue;
+        };
+        let whole = rule_case(rule, &case.title, exercised, lifecycles);
+        if case.verdict.passed() {
+            (case.status, case.skipped) = (whole.status, whole.skipped);
+        } else {
+            (case.status, case.skipped) = (Status::Failed, None);
+        }
+    }
+    Ok(())
+}
+
+/// A fuzz report's order: SPEC.md's, then the violations of no rule.
+fn rule_order(case: &Case) -> usize {
+    let rule = case.spec.first().map(String::as_str);
+    crate::spec::RULES
+        .iter()
+        .position(|r| Some(r.id) == rule)
+        .unwrap_or(usize::MAX)
 }
 
 fn order(case: &Case) -> (u8, String) {
@@ -84,12 +155,12 @@ fn order(case: &Case) -> (u8, String) {
 
 fn read(text: &str) -> Result<Report, String> {
     serde_json::from_str(text).map_err(|e| {
-        format!("not a report of `run --format json` or `conform --json` ({e}); a report of an older harness: run it again with this one")
+        format!("not a report of `run --format json`, `conform --json` or `fuzz --json` ({e}); a report of an older harness: run it again with this one")
     })
 }
 
 fn mixed(name: &str) -> String {
-    format!("{name}: a report of another command than the first file's (merge `run` reports with `run` reports, `conform` with `conform`)")
+    format!("{name}: a report of another command than the first file's (merge `run` reports with `run` reports, `conform` with `conform`, `fuzz` with `fuzz`)")
 }
 
 fn twice(id: &str, a: &str, b: &str) -> String {
@@ -120,6 +191,7 @@ mod tests {
             runner: "`runner`, started for each scenario".into(),
             profile: None,
             scale: Some(0.01),
+            campaign: None,
             cases,
             warnings: Vec::new(),
             wall: Duration::from_secs(wall),
@@ -189,6 +261,55 @@ mod tests {
         let soak = write(&dir, "soak.json", &report(Command::Soak, Vec::new(), 1));
         let soak = merge(&[a, soak]).err().unwrap();
         assert!(soak.contains("not a shard"), "{soak}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn fuzz_shards_add_up_rule_by_rule() {
+        use crate::fuzz::report::{of, sample};
+        use std::collections::BTreeMap;
+        let dir = std::env::temp_dir().join(format!("merge-fuzz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (options, quiet) = sample(3, false);
+        let a = write(&dir, "a.json", &of(&options, &quiet));
+        let (options, mut broken) = sample(3, true);
+        broken
+            .coverage
+            .add(&BTreeMap::from([("WS-5", 4), ("CFG-3", 1)]));
+        let b = write(&dir, "b.json", &of(&options, &broken));
+        let merged = merge(&[a.clone(), b]).expect("the shards of one campaign merge");
+        let rule = |id: &str| merged.cases.iter().find(|c| c.id == id).unwrap();
+        assert_eq!(rule("fuzz/EX-1").status, Status::Passed);
+        let exercised = Exercised {
+            lifecycles: 2,
+            checks: 4,
+        };
+        assert_eq!(rule("fuzz/EX-1").exercised, Some(exercised));
+        assert_eq!(
+            rule("fuzz/WS-5").status,
+            Status::Passed,
+            "reached by one shard"
+        );
+        assert_eq!(
+            rule("fuzz/EX-4").status,
+            Status::Failed,
+            "broken in one shard"
+        );
+        let unreached = rule("fuzz/DK-1");
+        assert_eq!(unreached.status, Status::Skipped);
+        let reason = unreached.skipped.as_deref().unwrap();
+        assert!(
+            reason.contains("never reached in 20 lifecycles"),
+            "{reason}"
+        );
+        assert_eq!(merged.campaign.as_ref().map(|c| c.lifecycles), Some(20));
+        let ids = |r: &Report| r.cases.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&merged), ids(&of(&options, &broken)), "SPEC.md's order");
+        assert!(!merged.passed());
+        let (options, other) = sample(4, false);
+        let other = write(&dir, "other.json", &of(&options, &other));
+        let seeds = merge(&[a, other]).err().unwrap();
+        assert!(seeds.contains("share its seed"), "{seeds}");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

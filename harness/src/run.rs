@@ -104,6 +104,7 @@ pub fn report(cases: Vec<Case>, wall: std::time::Duration) -> Report {
         runner: RUNNER.to_string(),
         profile: None,
         scale: None,
+        campaign: None,
         cases,
         warnings: Vec::new(),
         wall,

@@ -154,5 +154,10 @@ fn a_nightly_fuzz_shard_runs_its_own_cases_for_its_duration() {
     assert!(!all.contains('\r'), "{all:?}");
     let summary = std::fs::read_to_string(dir.join("reports/fuzz.txt")).unwrap();
     assert!(summary.contains("no invariant broken"), "{summary}");
+    let junit = std::fs::read_to_string(dir.join("reports/fuzz-junit.xml")).unwrap();
+    assert!(junit.contains("name=\"fuzz/EX-1 [EX-1]\""), "{junit}");
+    assert!(junit.contains("failures=\"0\""), "{junit}");
+    let json = std::fs::read_to_string(dir.join("reports/fuzz.json")).unwrap();
+    assert!(json.contains("\"command\": \"fuzz\""), "{json}");
     let _ = std::fs::remove_dir_all(&dir);
 }

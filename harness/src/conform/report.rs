@@ -25,6 +25,7 @@ pub fn report(
         runner,
         profile,
         scale: Some(scale),
+        campaign: None,
         cases,
         warnings,
         wall,

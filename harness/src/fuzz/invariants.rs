@@ -20,6 +20,7 @@ use serde::Serialize;
 use facts::Facts;
 
 use crate::actors::session_probe::Probe;
+use crate::expect::Failure;
 use crate::scenario::{Action, ContainerStart, Executor, Open, Scenario, Step, Token, Via};
 use crate::trace::{Event, Injected, Link, What};
 use crate::world::Run;
@@ -40,6 +41,17 @@ pub struct Violation {
     pub invariant: &'static str,
     pub spec: &'static str,
     pub detail: String,
+}
+
+impl Violation {
+    /// The violation as a failed check of a verdict: what held, what was seen.
+    pub fn failure(&self) -> Failure {
+        Failure {
+            check: format!("invariant {} [{}]", self.invariant, self.spec),
+            expected: "holds".into(),
+            observed: self.detail.clone(),
+        }
+    }
 }
 
 impl std::fmt::Display for Violation {

@@ -13,6 +13,7 @@ pub mod coverage;
 pub mod invariants;
 pub mod lifecycle;
 mod progress;
+pub mod report;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -272,26 +273,16 @@ pub fn describe(summary: &Summary) -> String {
     match &summary.found {
         None => out.push_str("no invariant broken\n"),
         Some(found) => {
-            out.push_str(&format!(
-                "FAILED at case {} (seed {}), shrunk in {} steps to {} ops:\n",
-                found.case,
-                found.case_seed,
-                found.shrink_steps,
-                found.minimal.ops.len()
-            ));
+            let lines = report::FoundLines::of(found);
+            out.push_str(&format!("FAILED at {}\n", lines.case));
             for v in &found.violations {
                 out.push_str(&format!("  {v}\n"));
             }
-            for (i, timed) in found.minimal.ops.iter().enumerate() {
-                out.push_str(&format!(
-                    "  op {}: after {}s {:?}\n",
-                    i + 1,
-                    timed.after,
-                    timed.op
-                ));
+            for op in &lines.ops {
+                out.push_str(&format!("  {op}\n"));
             }
-            if let Some(path) = &found.written {
-                out.push_str(&format!("written to {}\n", path.display()));
+            if let Some(written) = &lines.written {
+                out.push_str(&format!("{written}\n"));
             }
         }
     }

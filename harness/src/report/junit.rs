@@ -22,6 +22,7 @@ pub fn suite(report: &Report) -> String {
         Command::Run => "session-harness",
         Command::Conform => "session-harness conform",
         Command::Soak => "session-harness conform soak",
+        Command::Fuzz => "session-harness fuzz",
     };
     let cases: Vec<&Case> = report
         .cases

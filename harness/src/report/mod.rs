@@ -1,6 +1,7 @@
 //! The one result of a case and the one report of a run, whatever ran them:
 //! `run` (scenarios in simulation), `conform` (a runner over real sockets),
-//! a soak's rounds, and `report merge` (shards' reports as one). A case
+//! a soak's rounds, `fuzz` (a case per SPEC rule its invariants check), and
+//! `report merge` (shards' reports as one). A case
 //! passes (perhaps only non-strictly, WS-6), fails with expected against
 //! observed, or is skipped with a reason; [`human`] writes it for people,
 //! [`json`] and [`junit`] for machines.
@@ -99,6 +100,9 @@ pub struct Case {
     /// A soak's round, from 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub round: Option<usize>,
+    /// How often a fuzz campaign's lifecycles reached the case's rule.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub exercised: Option<Exercised>,
     #[serde(with = "crate::duration::seconds")]
     pub wall: Duration,
 }
@@ -119,6 +123,7 @@ impl Case {
             runner_output: None,
             simulation: None,
             round: None,
+            exercised: None,
             wall: Duration::ZERO,
         }
     }
@@ -170,6 +175,28 @@ pub struct Simulation {
     pub snapshot: Snapshot,
 }
 
+/// A fuzz campaign's reach of one SPEC rule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exercised {
+    /// Lifecycles in which at least one check of the rule ran.
+    pub lifecycles: u64,
+    /// Its checks run, in all.
+    pub checks: u64,
+}
+
+/// What a fuzz campaign (or its shards, merged) ran.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Campaign {
+    pub seed: u64,
+    /// Lifecycles run: up to and including the first that broke an invariant.
+    pub lifecycles: u64,
+    /// Their ops (browsers, operators, network faults), in all.
+    pub steps: u64,
+    pub faults_injected: u64,
+    #[serde(with = "crate::duration::seconds")]
+    pub simulated: Duration,
+}
+
 /// Which command a report is of: reports merge only with their own kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -180,6 +207,8 @@ pub enum Command {
     Conform,
     /// `conform --repeat`/`--soak`: rounds against one runner.
     Soak,
+    /// `fuzz`: generated lifecycles in simulation, a case per SPEC rule.
+    Fuzz,
 }
 
 /// A whole run.
@@ -195,6 +224,9 @@ pub struct Report {
     /// Real seconds per scenario second, over real sockets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<f64>,
+    /// What a fuzz campaign ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<Campaign>,
     pub cases: Vec<Case>,
     /// Said once in the summary (e.g. a poll interval that set the run's pace).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -248,6 +280,17 @@ impl Outcome for Report {
         );
         if let Some(profile) = &self.profile {
             let _ = writeln!(out, "runner profile: {}", profile.line());
+        }
+        if let Some(c) = &self.campaign {
+            let _ = writeln!(
+                out,
+                "fuzz campaign of seed {}: {} lifecycles, {} steps, {} faults injected, {:.0}s simulated",
+                c.seed,
+                c.lifecycles,
+                c.steps,
+                c.faults_injected,
+                c.simulated.as_secs_f64()
+            );
         }
         for warning in &self.warnings {
             let _ = writeln!(out, "warning: {warning}");
@@ -338,6 +381,7 @@ mod tests {
             runner: "r".into(),
             profile: None,
             scale: None,
+            campaign: None,
             cases: vec![simulated.clone(), case("endpoint/tls")],
             warnings: Vec::new(),
             wall: Duration::from_secs(2),
