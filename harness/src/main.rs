@@ -73,9 +73,12 @@ enum Command {
         /// slow-pings, base64-as-binary, base64-input-raw). The fuzzer should find it.
         #[arg(long = "fault", value_parser = parse_fault)]
         faults: Vec<Fault>,
-        /// Where a failing lifecycle is written as a scenario.
-        #[arg(long, default_value = "scenarios/regressions")]
-        regressions: PathBuf,
+        /// Where a failing lifecycle is written as a scenario (default:
+        /// scenarios/regressions; with --fault, a folder under the system's
+        /// temporary one: a planted bug's regression is no regression of the
+        /// runner, and in the catalogue it would fail `run`).
+        #[arg(long)]
+        regressions: Option<PathBuf>,
         /// Also write the report as JSON here: a case per SPEC rule (`report
         /// merge` adds up the shards of one campaign).
         #[arg(long)]
@@ -187,13 +190,17 @@ fn main() -> ExitCode {
                 Ok(shard) => shard,
                 Err(e) => return usage_error(&e),
             };
+            let regressions = regressions.unwrap_or_else(|| match faults.is_empty() {
+                true => root.join("scenarios/regressions"),
+                false => std::env::temp_dir().join("session-harness-fault-regressions"),
+            });
             let options = fuzz::Options {
                 cases: cases.or(duration.is_none().then_some(500)),
                 duration: duration.map(|d| d.0),
                 seed,
                 max_steps,
                 faults,
-                regressions: Some(root.join(regressions)),
+                regressions: Some(regressions),
                 progress: fuzz::Progress::for_stderr(),
                 jobs: jobs.max(1),
                 shard,

@@ -75,11 +75,9 @@ fn impl_runner(binary: &Path, env: &[(&str, &str)]) -> Runner {
     // which on some machines takes seconds (e.g. `pyenv init`). The contract
     // does not depend on the shell.
     env.push(("SHELL".into(), "/bin/sh".into()));
-    // Nor may its shells and scripts read this host's dotfiles: a HOME of its own.
-    let home = std::env::temp_dir().join(format!(
-        "session-harness-conform-home-{}",
-        std::process::id()
-    ));
+    // Nor may its shells and scripts read this host's dotfiles: a HOME of its
+    // own, in the target dir's folder for tests (one, reused: none left behind).
+    let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("conform-home");
     std::fs::create_dir_all(&home).expect("creating a private HOME for the runner");
     env.push(("HOME".into(), home.display().to_string()));
     env.push(("RUST_LOG".into(), "session_server=info".into()));

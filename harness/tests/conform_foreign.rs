@@ -48,9 +48,10 @@ fn python_runner_is_installed() {
     );
 }
 
-/// Its shell must not read this machine's dotfiles (they can stall).
+/// Its shell must not read this machine's dotfiles (they can stall): a HOME
+/// in the target dir's folder for tests (one, reused: none left behind).
 fn home() -> PathBuf {
-    let home = std::env::temp_dir().join(format!("conform-foreign-home-{}", std::process::id()));
+    let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("conform-foreign-home");
     std::fs::create_dir_all(&home).expect("a HOME for the runner");
     home
 }
