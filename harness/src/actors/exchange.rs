@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::request::Builder;
 use http::Request;
 use http_body_util::{BodyExt as _, Empty, Limited};
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use session_server::net::Net;
 
@@ -22,6 +23,15 @@ pub enum Body {
     /// What arrives within this long: a refusal's body says why, but a peer
     /// that keeps it open is not waited for (nothing then).
     Within(Duration),
+}
+
+/// All of `body`, or nothing when it broke off (a peer that hung up midway):
+/// what the harness's servers and proxies read of a request or an answer.
+pub async fn body_or_empty(body: Incoming) -> Bytes {
+    body.collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
 }
 
 /// Sends a request for `path` at `address` (`host:port`), plain or TLS as

@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use session_server::net::{Listener, Net};
 
+use super::exchange::body_or_empty;
 use super::gitlab::reply;
 
 /// Relays each TCP connection to the next upstream in turn.
@@ -54,11 +55,7 @@ async fn forward_stripped<N: Net>(
     let (mut parts, body) = request.into_parts();
     parts.headers.remove(http::header::UPGRADE);
     parts.headers.remove(http::header::CONNECTION);
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = body_or_empty(body).await;
     let Ok(stream) = net.connect(upstream).await else {
         return reply(StatusCode::BAD_GATEWAY, b"upstream unreachable".to_vec());
     };
@@ -77,11 +74,7 @@ async fn forward_stripped<N: Net>(
     {
         Ok(response) => {
             let (parts, body) = response.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
+            let body = body_or_empty(body).await;
             http::Response::from_parts(parts, Full::new(body))
         }
         Err(_) => reply(StatusCode::BAD_GATEWAY, b"upstream failed".to_vec()),

@@ -12,12 +12,13 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::payload::{self, Server};
 use super::wire::{JobRequest, UpdateJob};
 use super::{reply, Gitlab, Job, JobStatus};
+use crate::actors::exchange::body_or_empty;
 use crate::trace::What;
 
 /// `X-GitLab-Trace-Update-Interval`: GitLab asks for an update every 3 s while
@@ -28,11 +29,7 @@ impl Gitlab {
     /// The runner API (`/api/v4/...`). `peer` names the runner that called.
     pub async fn api(&self, request: Request<Incoming>, peer: &str) -> Response<Full<Bytes>> {
         let (parts, body) = request.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let body = body_or_empty(body).await;
         let response = self.answer(&parts.method, parts.uri.path(), &parts.headers, &body, peer);
         self.changed.notify_waiters();
         response

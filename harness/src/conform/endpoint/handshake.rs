@@ -4,7 +4,7 @@
 //! failed" for a runner that selects a subprotocol nobody offered (WS-1).
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use session_server::net::TokioNet;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
@@ -12,6 +12,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
+use crate::actors::exchange::body_or_empty;
 use crate::actors::ws::{self, BoxIo, Dialed, Trust};
 
 /// An upgrade of `url` (`wss://host:port/path`) trusting only `pem`, with
@@ -62,12 +63,7 @@ async fn upgrade(
         .map_err(|e| format!("no HTTP answer: {e}"))?;
     let status = response.status().as_u16();
     if status != 101 {
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let body = body_or_empty(response.into_body()).await;
         let body = String::from_utf8_lossy(&body);
         let body = body.lines().next().unwrap_or("").to_string();
         return Ok(Dialed::Refused { status, body });
