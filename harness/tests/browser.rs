@@ -59,24 +59,48 @@ role = "reporter"
     load_str(&text, std::path::Path::new("(test)"), "browser/test").expect("a valid world")
 }
 
-async fn serve(scenario: session_harness::scenario::Scenario, tls: bool) -> Served {
-    serve_with_image(scenario, tls, None).await
+/// A job of alice's whose script keeps it running for the test.
+const RUNNING_JOB: &str = r#"
+[[job]]
+id = 1
+owner = "alice"
+script = ["sleep 120"]
+"#;
+
+/// One page test's world: `serve` of `jobs` on a runner with `executor`
+/// (over TLS with `tls`; a docker runner's jobs in `job_image`), and a
+/// headless Chromium, one test at a time.
+struct Page {
+    served: Served,
+    browser: Chromium,
+    _one: tokio::sync::MutexGuard<'static, ()>,
 }
 
-/// `serve --job-image <image>`: a docker runner's jobs run in `image`.
-async fn serve_with_image(
-    scenario: session_harness::scenario::Scenario,
-    tls: bool,
-    job_image: Option<&str>,
-) -> Served {
-    let options = Options {
-        scenario,
-        listen: "127.0.0.1:0".into(),
-        tls,
-        runner: RunnerChoice::InProcess,
-        job_image: job_image.map(str::to_string),
-    };
-    serve::start(&options).await.expect("serve starts")
+impl Page {
+    /// `None` (the test is skipped) without Chromium.
+    async fn start(executor: &str, jobs: &str, tls: bool, job_image: Option<&str>) -> Option<Page> {
+        let programs = programs()?;
+        let one = ONE_AT_A_TIME.lock().await;
+        let options = Options {
+            scenario: world(executor, jobs),
+            listen: "127.0.0.1:0".into(),
+            tls,
+            runner: RunnerChoice::InProcess,
+            job_image: job_image.map(str::to_string),
+        };
+        let served = serve::start(&options).await.expect("serve starts");
+        let browser = Chromium::launch(&programs).await.expect("Chromium starts");
+        Some(Page {
+            served,
+            browser,
+            _one: one,
+        })
+    }
+
+    async fn stop(self) {
+        self.browser.quit().await;
+        self.served.stop().await;
+    }
 }
 
 fn screenshot_path(name: &str) -> PathBuf {
@@ -203,8 +227,6 @@ async fn type_command(browser: &Chromium, command: &str) {
 /// SPEC: AU-1, AU-2, WH-1
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_owner_sees_debug_on_a_running_job_and_not_on_a_finished_one() {
-    let Some(programs) = programs() else { return };
-    let _one = ONE_AT_A_TIME.lock().await;
     let jobs = r#"
 [[job]]
 id = 1
@@ -215,12 +237,14 @@ id = 2
 owner = "alice"
 script = ["echo 'Lint passed'"]
 "#;
-    let served = serve(world("shell", jobs), false).await;
-    let browser = Chromium::launch(&programs).await.expect("Chromium starts");
+    let Some(page) = Page::start("shell", jobs, false, None).await else {
+        return;
+    };
+    let (browser, served) = (&page.browser, &page.served);
 
-    log_in(&browser, &served, "alice", 1).await;
+    log_in(browser, served, "alice", 1).await;
     let running = job_page_when(
-        &browser,
+        browser,
         "job 1 runs with Debug, its log shown",
         "job.status === 'running' && job.debug && job.log.includes('Building...')",
     )
@@ -229,47 +253,41 @@ script = ["echo 'Lint passed'"]
         running["log"].as_str().unwrap().contains("Building..."),
         "{running}"
     );
-    screenshot(&browser, "1-job-page-owner-running-debug").await;
+    screenshot(browser, "1-job-page-owner-running-debug").await;
 
     browser
         .goto(&format!("{}/-/jobs/2", served.origin()))
         .await
         .unwrap();
-    let finished = job_page_when(&browser, "job 2 succeeds", "job.status === 'success'").await;
+    let finished = job_page_when(browser, "job 2 succeeds", "job.status === 'success'").await;
     assert_eq!(finished["debug"], false, "{finished}");
     assert!(
         finished["why"].as_str().unwrap().contains("not running"),
         "{finished}"
     );
-    screenshot(&browser, "2-job-page-owner-finished-no-debug").await;
+    screenshot(browser, "2-job-page-owner-finished-no-debug").await;
 
-    browser.quit().await;
-    served.stop().await;
+    page.stop().await;
 }
 
 /// SPEC: AU-2
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_developer_and_a_reporter_see_no_debug_button() {
-    let Some(programs) = programs() else { return };
-    let _one = ONE_AT_A_TIME.lock().await;
-    let jobs = r#"
-[[job]]
-id = 1
-owner = "alice"
-script = ["sleep 120"]
-"#;
-    let served = serve(world("shell", jobs), false).await;
-    let browser = Chromium::launch(&programs).await.expect("Chromium starts");
+    let jobs = RUNNING_JOB;
+    let Some(page) = Page::start("shell", jobs, false, None).await else {
+        return;
+    };
+    let (browser, served) = (&page.browser, &page.served);
 
     for (user, why) in [
         ("bob", "only the user who started the job"),
         ("carol", "only the user who started the job"),
     ] {
-        log_in(&browser, &served, user, 1).await;
-        let job = job_page_when(&browser, "job 1 runs", "job.status === 'running'").await;
+        log_in(browser, served, user, 1).await;
+        let job = job_page_when(browser, "job 1 runs", "job.status === 'running'").await;
         assert_eq!(job["debug"], false, "{user}: {job}");
         assert!(job["why"].as_str().unwrap().contains(why), "{user}: {job}");
-        screenshot(&browser, &format!("3-job-page-{user}-no-debug")).await;
+        screenshot(browser, &format!("3-job-page-{user}-no-debug")).await;
     }
     // The switcher shows whom one is: the reporter's own job would not
     // change the answer (AU-2 wants Developer), as Rails' unit tests check.
@@ -282,29 +300,23 @@ script = ["sleep 120"]
         .unwrap();
     assert_eq!(shown, "carol (reporter)");
 
-    browser.quit().await;
-    served.stop().await;
+    page.stop().await;
 }
 
 /// SPEC: WH-1, WS-2, EX-6
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debug_opens_a_terminal_where_typing_echo_shows_42() {
-    let Some(programs) = programs() else { return };
-    let _one = ONE_AT_A_TIME.lock().await;
-    let jobs = r#"
-[[job]]
-id = 1
-owner = "alice"
-script = ["sleep 120"]
-"#;
+    let jobs = RUNNING_JOB;
     // Over TLS: the page opens wss://, as on a GitLab served over HTTPS.
-    let served = serve(world("shell", jobs), true).await;
-    let browser = Chromium::launch(&programs).await.expect("Chromium starts");
+    let Some(page) = Page::start("shell", jobs, true, None).await else {
+        return;
+    };
+    let (browser, served) = (&page.browser, &page.served);
 
-    log_in(&browser, &served, "alice", 1).await;
-    job_page_when(&browser, "Debug on job 1", "job.debug").await;
-    open_terminal(&browser).await;
-    terminal_state_when(&browser, "the terminal connects", "state === 'connected'").await;
+    log_in(browser, served, "alice", 1).await;
+    job_page_when(browser, "Debug on job 1", "job.debug").await;
+    open_terminal(browser).await;
+    terminal_state_when(browser, "the terminal connects", "state === 'connected'").await;
     let protocol = browser
         .execute(
             "const s = window.harnessSocket; return [s.url, s.protocol, s.binaryType];",
@@ -320,13 +332,13 @@ script = ["sleep 120"]
     assert_eq!(protocol[1], "terminal.gitlab.com");
     assert_eq!(protocol[2], "arraybuffer");
 
-    type_command(&browser, "echo $((6*7))").await;
-    let screen = terminal_shows(&browser, "42").await;
+    type_command(browser, "echo $((6*7))").await;
+    let screen = terminal_shows(browser, "42").await;
     assert!(
         screen.iter().any(|l| l.contains("echo $((6*7))")),
         "{screen:?}"
     );
-    screenshot(&browser, "4-terminal-echo-42").await;
+    screenshot(browser, "4-terminal-echo-42").await;
 
     // Everything the page loaded came from the harness itself (no CDN).
     let foreign = browser
@@ -339,32 +351,31 @@ script = ["sleep 120"]
         .unwrap();
     assert_eq!(foreign, serde_json::json!([]), "loaded from elsewhere");
 
-    browser.quit().await;
-    served.stop().await;
+    page.stop().await;
 }
 
 /// SPEC: LC-1, LC-2, LC-6, WH-5
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminal_open_when_the_script_ends_holds_the_job_until_its_tab_closes() {
-    let Some(programs) = programs() else { return };
-    let _one = ONE_AT_A_TIME.lock().await;
     let jobs = r#"
 [[job]]
 id = 1
 owner = "alice"
 script = ["echo 'Building...'", "sleep 6", "echo 'Build finished'"]
 "#;
-    let served = serve(world("shell", jobs), false).await;
-    let browser = Chromium::launch(&programs).await.expect("Chromium starts");
+    let Some(page) = Page::start("shell", jobs, false, None).await else {
+        return;
+    };
+    let (browser, served) = (&page.browser, &page.served);
 
-    log_in(&browser, &served, "alice", 1).await;
-    job_page_when(&browser, "Debug on job 1", "job.debug").await;
-    let (job_tab, terminal_tab) = open_terminal(&browser).await;
-    terminal_state_when(&browser, "the terminal connects", "state === 'connected'").await;
+    log_in(browser, served, "alice", 1).await;
+    job_page_when(browser, "Debug on job 1", "job.debug").await;
+    let (job_tab, terminal_tab) = open_terminal(browser).await;
+    terminal_state_when(browser, "the terminal connects", "state === 'connected'").await;
 
     browser.switch_to(&job_tab).await.unwrap();
     let held = job_page_when(
-        &browser,
+        browser,
         "the job is held by the terminal",
         "job.log.includes('Terminal is connected, will time out in')",
     )
@@ -374,10 +385,10 @@ script = ["echo 'Building...'", "sleep 6", "echo 'Build finished'"]
         held["log"].as_str().unwrap().contains("Build finished"),
         "{held}"
     );
-    screenshot(&browser, "5-job-page-held-by-terminal").await;
+    screenshot(browser, "5-job-page-held-by-terminal").await;
     // Still held a moment later: only the terminal's end lets it finish.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let still = job_page_when(&browser, "job page", "true").await;
+    let still = job_page_when(browser, "job page", "true").await;
     assert_eq!(still["status"], "running", "{still}");
 
     browser.switch_to(&terminal_tab).await.unwrap();
@@ -386,7 +397,7 @@ script = ["echo 'Building...'", "sleep 6", "echo 'Build finished'"]
         .await
         .expect("the terminal's tab closes");
     browser.switch_to(&job_tab).await.unwrap();
-    let done = job_page_when(&browser, "the job succeeds", "job.status === 'success'").await;
+    let done = job_page_when(browser, "the job succeeds", "job.status === 'success'").await;
     assert!(
         done["log"]
             .as_str()
@@ -394,20 +405,17 @@ script = ["echo 'Building...'", "sleep 6", "echo 'Build finished'"]
             .contains("Terminal disconnected"),
         "{done}"
     );
-    screenshot(&browser, "6-job-page-success-after-terminal-closed").await;
+    screenshot(browser, "6-job-page-success-after-terminal-closed").await;
 
-    browser.quit().await;
-    served.stop().await;
+    page.stop().await;
 }
 
 /// SPEC: DK-3
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_docker_executor_the_terminal_closes_when_the_script_ends() {
-    let Some(programs) = programs() else { return };
     if !support::docker_engine_ready() {
         return;
     }
-    let _one = ONE_AT_A_TIME.lock().await;
     // The script ends when the terminal's user says so, by a file written
     // from the terminal (the same container): not a race with page loads.
     let jobs = r#"
@@ -416,30 +424,24 @@ id = 1
 owner = "alice"
 script = ["for i in $(seq 1200); do [ -e done-debugging ] && exit 0; sleep 0.1; done; exit 1"]
 "#;
-    let served = serve_with_image(
-        world("docker", jobs),
-        false,
-        Some(support::DOCKER_TEST_IMAGE),
-    )
-    .await;
-    let browser = Chromium::launch(&programs).await.expect("Chromium starts");
+    let image = Some(support::DOCKER_TEST_IMAGE);
+    let Some(page) = Page::start("docker", jobs, false, image).await else {
+        return;
+    };
+    let (browser, served) = (&page.browser, &page.served);
 
-    log_in(&browser, &served, "alice", 1).await;
-    job_page_when(&browser, "Debug on job 1", "job.debug").await;
-    let (job_tab, _) = open_terminal(&browser).await;
-    terminal_state_when(&browser, "the terminal connects", "state === 'connected'").await;
-    type_command(&browser, "touch done-debugging").await;
-    let closed = terminal_state_when(
-        &browser,
-        "the terminal closes",
-        "state.startsWith('closed')",
-    )
-    .await;
+    log_in(browser, served, "alice", 1).await;
+    job_page_when(browser, "Debug on job 1", "job.debug").await;
+    let (job_tab, _) = open_terminal(browser).await;
+    terminal_state_when(browser, "the terminal connects", "state === 'connected'").await;
+    type_command(browser, "touch done-debugging").await;
+    let closed =
+        terminal_state_when(browser, "the terminal closes", "state.startsWith('closed')").await;
     assert_eq!(closed, "closed (1001 build container exited)");
-    screenshot(&browser, "7-terminal-closed-build-container-exited").await;
+    screenshot(browser, "7-terminal-closed-build-container-exited").await;
 
     browser.switch_to(&job_tab).await.unwrap();
-    let done = job_page_when(&browser, "the job succeeds", "job.status === 'success'").await;
+    let done = job_page_when(browser, "the job succeeds", "job.status === 'success'").await;
     assert!(
         !done["log"]
             .as_str()
@@ -448,8 +450,7 @@ script = ["for i in $(seq 1200); do [ -e done-debugging ] && exit 0; sleep 0.1; 
         "{done}"
     );
 
-    browser.quit().await;
-    served.stop().await;
+    page.stop().await;
     // serve's runner token is glrt-session-harness: labelled glrt-ses.
     assert_eq!(support::containers_left("glrt-ses"), "", "containers left");
 }
