@@ -7,7 +7,7 @@
 //! one exception is `conform`'s `runner/job-request`, which every shard runs
 //! (it is the runner's profile each shard needs): the merge keeps one, a
 //! failed one if any shard's failed. A fuzz campaign's shards all report
-//! every rule: their counts add up, rule by rule ([`fuzz_shard`]). A soak's
+//! every rule: their counts add up, rule by rule (`fuzz_shard`). A soak's
 //! report is one runner's rounds, not a shard: refused.
 
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! One HTTP/1.1 exchange on a fresh connection, with hyper's client: the
 //! harness's own, for every request that is not a WebSocket dial (Workhorse's
 //! service proxy, a browser's fetch, a plain request at a terminal, the
-//! session probe). Bounded by [`ws::DIAL_TIMEOUT`], as a dial is.
+//! session probe). Bounded by [`super::ws::DIAL_TIMEOUT`], as a dial is.
 
 use std::time::Duration;
 

@@ -6,10 +6,21 @@
 //! the browsers, and the counters of the runner's machine), plus what the
 //! scenario itself says (scripts, timeouts, steps). Where a fault makes an
 //! observation ambiguous, the invariant is lenient rather than wrong.
+//!
+//! Here: the list ([`INVARIANTS`]), the one judge of a run ([`judge`]), and
+//! the few that read the log and the probe. By what they judge:
+//! `terminals` (who gets one: EX-1, EX-4, AU-2), `output` (what flows: WS-2,
+//! WS-3, WS-5), `job` (each job's end: LC-1, LC-6, LC-7), `status` (EX's
+//! order of answers), `timing` (lower bounds of timed rules), `closes` (the
+//! ends the runner decides and their log lines); `facts` gathers what they
+//! read from a trace.
 
 mod closes;
 mod facts;
+mod job;
+mod output;
 mod status;
+mod terminals;
 mod timing;
 
 use std::collections::BTreeMap;
@@ -19,10 +30,9 @@ use serde::Serialize;
 
 use facts::Facts;
 
-use crate::actors::session_probe::Probe;
 use crate::expect::Failure;
-use crate::scenario::{Action, ContainerStart, Executor, Open, Scenario, Step, Token, Via};
-use crate::trace::{Event, Injected, Link, What};
+use crate::scenario::{Action, Scenario, Step};
+use crate::trace::{Event, What};
 use crate::world::Run;
 
 /// Reporting, closing and latency take a few seconds beyond the exact bound.
@@ -230,12 +240,12 @@ pub fn check(scenario: &Scenario, run: &Run) -> Vec<Violation> {
 pub fn judge(scenario: &Scenario, run: &Run) -> Judge {
     let mut found = Judge::default();
     let facts = Facts::of(scenario, &run.events);
-    single_terminal(&run.events, scenario, &mut found);
-    no_unauthorized_upgrade(scenario, &run.events, &mut found);
-    no_shell_for_refused_requests(run, &mut found);
-    output_in_order_exactly_once(&run.events, &mut found);
-    frames_follow_the_subprotocol(&run.events, &mut found);
-    job_invariants(scenario, run, &mut found);
+    terminals::single_terminal(&run.events, scenario, &mut found);
+    terminals::no_unauthorized_upgrade(scenario, &run.events, &mut found);
+    terminals::no_shell_for_refused_requests(run, &mut found);
+    output::output_in_order_exactly_once(&run.events, &mut found);
+    output::frames_follow_the_subprotocol(&run.events, &mut found);
+    job::job_invariants(scenario, run, &mut found);
     session_answers_404_after_the_job(&run.events, &mut found);
     masked_never_logged(&run.events, &mut found);
     status::check(&facts, &mut found);
@@ -331,125 +341,6 @@ fn at(ms: u64) -> String {
     crate::duration::clock(ms)
 }
 
-/// EX-4: the runner never holds two terminals of one session. A runner-side
-/// connection is a browser's direct 101 or Workhorse's link. The harness sees
-/// both ends later than the runner does, so a second terminal is a violation
-/// only when it began clearly before the runner can have ended the first:
-/// before the first's observed end less the latency (`SAME_MOMENT`), or, for
-/// Workhorse's link, before a GitLab-runner partition or hold began (behind
-/// one, the runner's close reaches Workhorse late or never).
-/// Trace facts: Open/Answer(101) of direct browsers, RunnerLink connected and
-/// its ends, Closed, Injected drops and crashes, and the scenario's partition
-/// and hold steps.
-fn single_terminal(events: &[Event], scenario: &Scenario, found: &mut Judge) {
-    let cut: Vec<u64> = scenario
-        .steps
-        .iter()
-        .filter(|s| cuts_workhorse_link(s))
-        .map(|s| millis(s.at.0))
-        .collect();
-    let mut terminals: Vec<Terminal> = Vec::new();
-    let mut direct_job: std::collections::BTreeMap<String, u64> = Default::default();
-    let end = |terminals: &mut Vec<Terminal>, at: u64, ended: &dyn Fn(&Terminal) -> bool| {
-        for t in terminals.iter_mut().filter(|t| t.until.is_none()) {
-            if ended(t) {
-                t.until = Some(at);
-            }
-        }
-    };
-    for e in events {
-        match &e.what {
-            What::Open {
-                browser, target, ..
-            } => match target.direct_job() {
-                Some(job) => drop(direct_job.insert(browser.clone(), job)),
-                None => drop(direct_job.remove(browser)),
-            },
-            What::Answer {
-                browser,
-                status: 101,
-                ..
-            } => {
-                if let Some(job) = direct_job.get(browser) {
-                    terminals.push(Terminal::new(*job, browser, e.at_ms));
-                }
-            }
-            What::RunnerLink {
-                job,
-                event: Link::Connected,
-            } => {
-                terminals.push(Terminal::new(*job, "workhorse", e.at_ms));
-            }
-            What::RunnerLink { job, event } if event.ends() => {
-                end(&mut terminals, e.at_ms, &|t| {
-                    t.job == *job && t.who == "workhorse"
-                });
-            }
-            What::Closed { browser, .. } => end(&mut terminals, e.at_ms, &|t| t.who == *browser),
-            What::Injected {
-                description: Injected::Vanished,
-            } => {
-                end(&mut terminals, e.at_ms, &|t| t.who == e.actor);
-            }
-            What::Injected { description } if description.ends_runner() => {
-                end(&mut terminals, e.at_ms, &|_| true);
-            }
-            _ => {}
-        }
-    }
-    for (i, second) in terminals.iter().enumerate() {
-        found.ran("EX-4");
-        let overlapped = terminals[..i].iter().find(|first| {
-            let mut ended = first.until.unwrap_or(u64::MAX);
-            if first.who == "workhorse" {
-                // The runner may have closed it as soon as the link was cut.
-                if let Some(c) = cut.iter().find(|c| **c >= first.since && **c < ended) {
-                    ended = *c;
-                }
-            }
-            first.job == second.job && second.since + SAME_MOMENT < ended
-        });
-        if let Some(first) = overlapped {
-            violation(
-                found,
-                "single-terminal",
-                "EX-4",
-                format!(
-                    "job {}: a second terminal ({}) at {} while {}'s, open since {}, was still open",
-                    second.job,
-                    second.who,
-                    at(second.since),
-                    first.who,
-                    at(first.since)
-                ),
-            );
-        }
-    }
-}
-
-/// A runner-side terminal connection as the harness observed it.
-struct Terminal {
-    job: u64,
-    who: String,
-    since: u64,
-    until: Option<u64>,
-}
-
-impl Terminal {
-    fn new(job: u64, who: &str, since: u64) -> Self {
-        Terminal {
-            job,
-            who: who.to_string(),
-            since,
-            until: None,
-        }
-    }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// A partition or hold of the link between GitLab and a runner.
 fn cuts_workhorse_link(step: &Step) -> bool {
     match &step.action {
@@ -458,512 +349,10 @@ fn cuts_workhorse_link(step: &Step) -> bool {
     }
 }
 
-/// EX-1, AU-2: no refused request is upgraded. Whether a request should be
-/// refused follows from the scenario: who the browser is, which token it sends.
-fn no_unauthorized_upgrade(scenario: &Scenario, events: &[Event], found: &mut Judge) {
-    for name in crate::scenario::browser_names(scenario) {
-        let opens: Vec<(&Step, &Open)> = scenario
-            .steps
-            .iter()
-            .filter_map(|s| match &s.action {
-                Action::Open(open) if open.browser == name => Some((s, open)),
-                _ => None,
-            })
-            .collect();
-        let answers: Vec<(u64, u16)> = events
-            .iter()
-            .filter_map(|e| match &e.what {
-                What::Answer {
-                    browser, status, ..
-                } if *browser == name => Some((e.at_ms, *status)),
-                _ => None,
-            })
-            .collect();
-        for ((step, open), (when, status)) in opens.iter().zip(&answers) {
-            found.ran(match open.via {
-                Via::Direct { .. } => "EX-1",
-                Via::Gitlab => "AU-2",
-            });
-            if *status == 101 && !may_open(scenario, &name, step, open) {
-                violation(
-                    found,
-                    "no-unauthorized-upgrade",
-                    "EX-1",
-                    format!(
-                        "{name} got 101 at {} without the right to open job {}",
-                        at(*when),
-                        open.job
-                    ),
-                );
-            }
-        }
-    }
-}
-
-/// Whether `browser`'s open `step` is one that must be allowed by authorization.
-fn may_open(scenario: &Scenario, browser: &str, step: &Step, open: &Open) -> bool {
-    let user = match scenario.browsers.get(browser) {
-        Some(b) => b.user.clone(),
-        None => Some(browser.to_string()),
-    };
-    if let Via::Direct { token, .. } = open.via {
-        return token == Token::Own;
-    }
-    let Some(job) = scenario.jobs.iter().find(|j| j.id == open.job) else {
-        return false;
-    };
-    // Roles and archiving as they stand when the browser opens.
-    let before = |s: &&Step| s.at <= step.at;
-    let role = |u: &str| {
-        let demoted = scenario
-            .steps
-            .iter()
-            .rev()
-            .filter(before)
-            .find_map(|s| match &s.action {
-                Action::Revoke { user, role } if user == u => Some(*role),
-                _ => None,
-            });
-        demoted.or_else(|| scenario.users.get(u).map(|u| u.role))
-    };
-    let archived =
-        scenario
-            .projects
-            .get(&job.project)
-            .is_some_and(|p| p.archived)
-            || scenario.steps.iter().filter(before).any(
-                |s| matches!(&s.action, Action::Archive { project } if *project == job.project),
-            );
-    let developer = |u: &str| role(u).is_some_and(|r| r >= crate::scenario::Role::Developer);
-    user.is_some_and(|u| u == job.owner && developer(&u)) && !archived
-}
-
-/// EX-1: a refused request spawns nothing. Every terminal the machine opened
-/// belongs to a request the runner may have upgraded: a direct open or a
-/// Workhorse dial (after Rails allowed it) that the harness did not see
-/// refused. Not "seen upgraded": behind a GitLab-runner partition or a held
-/// link the runner upgrades and relays a connection whose 101 never reaches
-/// Workhorse, and that is no refused request.
-/// Trace facts: direct Open and its Answer status, Authorize allowed,
-/// RunnerLink "runner answered <status>"; the machine's count of terminals.
-fn no_shell_for_refused_requests(run: &Run, found: &mut Judge) {
-    let opened = run.terminals.opened();
-    let (possible, refused) = possible_upgrades(&run.events);
-    found.ran("EX-1");
-    if opened > possible {
-        violation(
-            found,
-            "no-shell-for-refused-requests",
-            "EX-1",
-            format!(
-                "the machine opened {opened} terminal(s) for {possible} request(s) that may have been upgraded ({refused} seen refused): a refused request started a shell"
-            ),
-        );
-    }
-}
-
-/// Requests that reached the runner and were not seen refused (direct opens
-/// and Workhorse's dials), and those seen refused.
-fn possible_upgrades(events: &[Event]) -> (usize, usize) {
-    let mut direct = std::collections::BTreeSet::new();
-    let (mut possible, mut refused) = (0, 0);
-    for e in events {
-        match &e.what {
-            What::Open {
-                browser, target, ..
-            } if target.direct_job().is_some() => {
-                direct.insert(browser.clone());
-                possible += 1;
-            }
-            What::Answer {
-                browser, status, ..
-            } if direct.remove(browser) && !matches!(status, 101 | 0) => {
-                possible -= 1;
-                refused += 1;
-            }
-            What::Authorize { verdict, .. } if verdict.allows_terminal() => possible += 1,
-            What::RunnerLink {
-                event: Link::Refused { .. },
-                ..
-            } => {
-                possible -= 1;
-                refused += 1;
-            }
-            _ => {}
-        }
-    }
-    (possible, refused)
-}
-
-/// WS-2, WS-3: every data frame the runner sends has its subprotocol's type
-/// (binary for `terminal.gitlab.com` and for none, base64 text for
-/// `base64.terminal.gitlab.com`), and base64 input is decoded: the terminal
-/// never echoes a typed line's base64 form. Reads `Answer` (the protocol of
-/// each browser's connection), `Typed`, `Output` (a frame judged) and
-/// `Malformed` (the browser's finding).
-fn frames_follow_the_subprotocol(events: &[Event], found: &mut Judge) {
-    use base64::Engine as _;
-    const BASE64: &str = "base64.terminal.gitlab.com";
-    let mut protocols: BTreeMap<&str, Option<&str>> = BTreeMap::new();
-    // Per base64 connection: the base64 forms of its typed input, its output.
-    let mut typed: BTreeMap<&str, (Vec<String>, String)> = BTreeMap::new();
-    let judge_echo = |browser: &str, (sent, output): (Vec<String>, String), found: &mut Judge| {
-        for line in sent {
-            found.ran("WS-3");
-            if output.contains(&line) {
-                violation(
-                    found,
-                    "frame-type-of-the-subprotocol",
-                    "WS-3",
-                    format!("{browser}'s terminal echoed its base64 input {line:?} undecoded: base64 input must be decoded before it reaches the terminal"),
-                );
-            }
-        }
-    };
-    for e in events {
-        match &e.what {
-            What::Answer {
-                browser,
-                status: 101,
-                protocol,
-                ..
-            } => {
-                protocols.insert(browser, protocol.as_deref());
-                if let Some(old) = typed.remove(browser.as_str()) {
-                    judge_echo(browser, old, found);
-                }
-                if protocol.as_deref() == Some(BASE64) {
-                    typed.insert(browser, Default::default());
-                }
-            }
-            What::Typed { browser, text, .. } => {
-                // Short input may show by chance; a line's base64 form will not.
-                if let Some((sent, _)) = typed.get_mut(browser.as_str()).filter(|_| text.len() >= 6)
-                {
-                    sent.push(base64::engine::general_purpose::STANDARD.encode(text));
-                }
-            }
-            What::Output { browser, text, .. } => {
-                let base64 = protocols.get(browser.as_str()).copied().flatten() == Some(BASE64);
-                found.ran(if base64 { "WS-3" } else { "WS-2" });
-                if let Some((_, output)) = typed.get_mut(browser.as_str()) {
-                    output.push_str(text);
-                }
-            }
-            What::Malformed { browser, problem } => {
-                let detail = format!("{browser} received {problem} at {}", at(e.at_ms));
-                if e.spec.is_some_and(|s| s == "WS-3") {
-                    violation(found, "frame-type-of-the-subprotocol", "WS-3", detail);
-                } else {
-                    violation(found, "frame-type-of-the-subprotocol", "WS-2", detail);
-                }
-            }
-            _ => {}
-        }
-    }
-    for (browser, connection) in typed {
-        judge_echo(browser, connection, found);
-    }
-}
-
-/// WS-5: while connected, what is typed reaches the shell and what it prints
-/// reaches the browser, in order, exactly once. The typed input of a
-/// connection is cut into lines at Enter, as the shell reads it (a paste and
-/// its Enter may be messages of their own). Each `echo X` line must show `X`
-/// as an output line at most once, and if a later one shows, every earlier
-/// one showed before it. A line that shows with the right start must show
-/// whole: a paste cut short in transit is run short, and its output says so.
-fn output_in_order_exactly_once(events: &[Event], found: &mut Judge) {
-    #[derive(Default)]
-    struct Segment {
-        commands: Vec<String>,
-        output: String,
-        /// Typed since the last Enter.
-        pending: String,
-    }
-    let mut segments: std::collections::BTreeMap<String, Segment> = Default::default();
-    let mut finished: Vec<(String, Segment)> = Vec::new();
-    for e in events {
-        match &e.what {
-            What::Answer {
-                browser,
-                status: 101,
-                ..
-            } => {
-                if let Some(old) = segments.insert(browser.clone(), Segment::default()) {
-                    finished.push((browser.clone(), old));
-                }
-            }
-            What::Typed { browser, text, .. } => {
-                if let Some(seg) = segments.get_mut(browser) {
-                    seg.pending.push_str(text);
-                    while let Some(enter) = seg.pending.find('\r') {
-                        let line: String = seg.pending.drain(..=enter).collect();
-                        let line = &line[..line.len() - 1];
-                        // Control characters edit the line: not judged.
-                        if let Some(args) = line
-                            .strip_prefix("echo ")
-                            .filter(|a| !a.chars().any(char::is_control))
-                        {
-                            seg.commands.push(args.to_string());
-                        }
-                    }
-                }
-            }
-            What::Output { browser, text, .. } => {
-                if let Some(seg) = segments.get_mut(browser) {
-                    seg.output.push_str(text);
-                }
-            }
-            What::Closed { browser, .. } => {
-                if let Some(seg) = segments.remove(browser) {
-                    finished.push((browser.clone(), seg));
-                }
-            }
-            _ => {}
-        }
-    }
-    finished.extend(segments);
-    for (browser, seg) in finished {
-        let positions: Vec<Vec<usize>> = seg
-            .commands
-            .iter()
-            .map(|line| {
-                let needle = format!("\r\n{line}\r\n");
-                seg.output.match_indices(&needle).map(|(i, _)| i).collect()
-            })
-            .collect();
-        let short = |line: &str| line.chars().take(24).collect::<String>();
-        for (line, at) in seg.commands.iter().zip(&positions) {
-            found.ran("WS-5");
-            if at.is_empty() {
-                if let Some(ran) = ran_altered(&seg.output, line) {
-                    violation(
-                        found,
-                        "input-whole",
-                        "WS-5",
-                        format!(
-                            "{browser}: `echo {}` was typed as a line of {} bytes, and the shell ran one of {} bytes: input was lost in transit (a message is delivered whole or refused with close 1009)",
-                            short(line),
-                            "echo ".len() + line.len(),
-                            "echo ".len() + ran
-                        ),
-                    );
-                }
-            }
-            if at.len() > 1 {
-                violation(
-                    found,
-                    "output-exactly-once",
-                    "WS-5",
-                    format!(
-                        "{browser}: the output of `echo {}` arrived {} times",
-                        short(line),
-                        at.len()
-                    ),
-                );
-            }
-        }
-        if let Some(last) = positions.iter().rposition(|p| !p.is_empty()) {
-            let mut previous = 0;
-            for (line, at) in seg.commands[..=last].iter().zip(&positions) {
-                match at.first() {
-                    None => violation(
-                        found,
-                        "output-in-order",
-                        "WS-5",
-                        format!(
-                            "{browser}: `echo {}` was lost, while a later command's output arrived",
-                            short(line)
-                        ),
-                    ),
-                    Some(&i) if i < previous => violation(
-                        found,
-                        "output-in-order",
-                        "WS-5",
-                        format!("{browser}: `echo {}` arrived out of order", short(line)),
-                    ),
-                    Some(&i) => previous = i,
-                }
-            }
-        }
-    }
-}
-
-/// The length of the output line that starts as `line`'s output would (its
-/// first 16 characters, after a line break) but is not it: what the shell
-/// ran instead. A line still being written (no line break yet) is not judged.
-fn ran_altered(output: &str, line: &str) -> Option<usize> {
-    let start: String = line.chars().take(16).collect();
-    let needle = format!("\r\n{start}");
-    output.match_indices(&needle).find_map(|(i, _)| {
-        let rest = &output[i + 2..];
-        let end = rest.find("\r\n")?;
-        (rest[..end] != *line).then_some(end)
-    })
-}
-
-/// LC-1, LC-6, LC-7 and "never hangs", for each job.
-fn job_invariants(scenario: &Scenario, run: &Run, found: &mut Judge) {
-    let events = &run.events;
-    let lost_runner = scenario
-        .steps
-        .iter()
-        .any(|s| matches!(s.action, Action::Crash { .. } | Action::Bounce { .. }));
-    let reporting_delayed = scenario.steps.iter().any(cuts_workhorse_link);
-    let stopped = scenario
-        .steps
-        .iter()
-        .any(|s| matches!(s.action, Action::Signal { .. } | Action::Cancel { .. }));
-    let mut all_done = true;
-    for job in &scenario.jobs {
-        let taken = events.iter().find_map(|e| match &e.what {
-            What::JobTaken { job: j, .. } if *j == job.id => Some(e.at_ms),
-            _ => None,
-        });
-        let state = events.iter().find_map(|e| match &e.what {
-            What::JobState { job: j, state, .. } if *j == job.id => Some((e.at_ms, state.clone())),
-            _ => None,
-        });
-        found.ran("LC-1");
-        let (Some(taken), Some((finished, state))) = (taken, state) else {
-            all_done = false;
-            if !lost_runner && !reporting_delayed {
-                violation(
-                    found,
-                    "job-ends",
-                    "LC-1",
-                    format!("job {} never reached a final state", job.id),
-                );
-            }
-            continue;
-        };
-        let script = ScriptFacts::of(&job.script);
-        let timeout = job.timeout();
-        let session_timeout = match scenario.runner.session_timeout {
-            Some(s) if s > 0 => Duration::from_secs(s as u64),
-            _ => Duration::from_secs(1800),
-        };
-        let start = match job.container_start {
-            Some(ContainerStart::Never) => timeout,
-            Some(ContainerStart::After(start)) => start.0,
-            None => Duration::ZERO,
-        };
-        let prepare = job.prepare.map(|d| d.0).unwrap_or_default();
-        let script_end = prepare + start + script.seconds;
-        let deadline = timeout;
-        let held = if scenario.runner.executor == Executor::Docker {
-            Duration::ZERO
-        } else {
-            session_timeout.min(deadline.saturating_sub(script_end))
-        };
-        let bound =
-            taken + ((script_end + held).min(deadline) + SLACK + CLOSE_GRACE).as_millis() as u64;
-        if !reporting_delayed {
-            found.ran("LC-1");
-        }
-        if !reporting_delayed && finished > bound {
-            violation(
-                found,
-                "bounded-wait",
-                "LC-1",
-                format!(
-                    "job {} finished at {}, later than its script end plus min(session_timeout {}s, deadline) allows ({})",
-                    job.id,
-                    at(finished),
-                    session_timeout.as_secs(),
-                    at(bound)
-                ),
-            );
-        }
-        let clear_of_deadline = script_end + SLACK < deadline;
-        if !stopped && !lost_runner && clear_of_deadline {
-            found.ran("LC-6");
-            let expected = if script.exit_code == 0 {
-                "success"
-            } else {
-                "failed"
-            };
-            if state != expected {
-                violation(
-                    found,
-                    "result-is-the-scripts",
-                    "LC-6",
-                    format!(
-                        "job {}: the script exits {}, the job ended {state}",
-                        job.id, script.exit_code
-                    ),
-                );
-            }
-        }
-    }
-    if all_done && !lost_runner {
-        // Observed over sockets, as for a third party's runner: the session URL
-        // of an ended job must answer 404.
-        for (job, probe) in &run.session_probes {
-            found.ran("LC-7");
-            if let Probe::Answers(status) = probe {
-                violation(
-                    found,
-                    "session-removed",
-                    "LC-7",
-                    format!("job {job} had ended, yet its session URL still answered {status} (expected 404)"),
-                );
-            }
-        }
-        found.ran("LC-7");
-        if run.terminals.live() > 0 {
-            violation(
-                found,
-                "no-terminal-left",
-                "LC-7",
-                format!(
-                    "{} terminal(s) still open after every job ended",
-                    run.terminals.live()
-                ),
-            );
-        }
-    }
-}
-
-/// What a job script of the simulated machine does: total `sleep`, exit code.
-struct ScriptFacts {
-    seconds: Duration,
-    exit_code: i32,
-}
-
-impl ScriptFacts {
-    fn of(lines: &[String]) -> Self {
-        let mut seconds = 0.0;
-        for line in lines {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            match words.as_slice() {
-                ["sleep", s, ..] => seconds += s.parse::<f64>().unwrap_or(0.0),
-                ["exit", code, ..] => {
-                    return ScriptFacts {
-                        seconds: Duration::from_secs_f64(seconds),
-                        exit_code: code.parse().unwrap_or(1),
-                    }
-                }
-                ["false", ..] => {
-                    return ScriptFacts {
-                        seconds: Duration::from_secs_f64(seconds),
-                        exit_code: 1,
-                    }
-                }
-                _ => {}
-            }
-        }
-        ScriptFacts {
-            seconds: Duration::from_secs_f64(seconds),
-            exit_code: 0,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{ran_altered, INVARIANTS};
+    use super::output::ran_altered;
+    use super::INVARIANTS;
 
     #[test]
     fn a_paste_run_short_is_told_apart_from_one_run_whole_or_still_arriving() {
@@ -983,6 +372,9 @@ mod tests {
             include_str!("invariants/status.rs"),
             include_str!("invariants/timing.rs"),
             include_str!("invariants/closes.rs"),
+            include_str!("invariants/terminals.rs"),
+            include_str!("invariants/output.rs"),
+            include_str!("invariants/job.rs"),
         ]
         .concat();
         let mut calls = 0;

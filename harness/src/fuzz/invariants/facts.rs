@@ -205,7 +205,7 @@ fn jobs(scenario: &Scenario, events: &[Event]) -> Vec<JobFacts> {
                 ended,
                 prepare: job.prepare.map(|d| d.0).unwrap_or_default(),
                 container_start,
-                script: super::ScriptFacts::of(&job.script).seconds,
+                script: super::job::ScriptFacts::of(&job.script).seconds,
                 session_timeout,
                 timeout,
                 log,
