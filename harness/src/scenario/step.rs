@@ -408,7 +408,12 @@ pub struct Link {
 impl Link {
     /// Whether it is the link between GitLab and a runner (Workhorse's link).
     pub fn is_gitlab_to_runner(&self) -> bool {
-        let pair = [self.a.as_str(), self.b.as_str()];
-        pair.contains(&"gitlab") && pair.iter().any(|h| h.starts_with("runner"))
+        self.touches_runner() && (self.a == "gitlab" || self.b == "gitlab")
+    }
+
+    /// Whether one end is a runner (`runner`, a replica `runner-N`, or the
+    /// TLS proxy in front of one, `runner-proxy`).
+    pub fn touches_runner(&self) -> bool {
+        [&self.a, &self.b].iter().any(|h| h.starts_with("runner"))
     }
 }

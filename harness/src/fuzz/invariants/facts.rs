@@ -137,9 +137,7 @@ impl<'a> Facts<'a> {
             .iter()
             .filter(|s| match &s.action {
                 Action::Crash { .. } | Action::Bounce { .. } => true,
-                Action::Partition(link) | Action::Hold(link) => {
-                    [&link.a, &link.b].iter().any(|h| h.starts_with("runner"))
-                }
+                Action::Partition(link) | Action::Hold(link) => link.touches_runner(),
                 _ => false,
             })
             .map(|s| millis(s.at.0))
