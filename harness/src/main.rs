@@ -124,8 +124,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ReportCommand {
-    /// Merge the JSON reports of a run's shards (`run --format json` or
-    /// `conform --json`, each with its --shard K/N) into the whole run's report;
+    /// Merge the JSON reports of a run's shards (`run --format json`,
+    /// `conform --json` or `fuzz --json`, each with its --shard K/N) into the
+    /// whole run's report;
     /// prints its summary; exit 1 if any case failed.
     Merge {
         /// The shards' JSON reports.
