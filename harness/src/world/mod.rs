@@ -8,6 +8,7 @@
 //! front of the runner, one host per job service (its alias, else its name:
 //! `webide-file-sync:3000`), and one host per browser.
 
+mod allocator;
 mod browsers;
 mod ground;
 pub mod machine;
