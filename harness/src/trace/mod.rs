@@ -235,12 +235,20 @@ impl Recorder {
     }
 }
 
+/// Characters of a preview, after escaping.
+const PREVIEW: usize = 48;
+
 /// A short, escaped preview of terminal bytes.
 pub fn preview(bytes: &[u8]) -> String {
-    const MAX: usize = 48;
-    let text: String = String::from_utf8_lossy(bytes).escape_debug().collect();
-    if text.chars().count() > MAX {
-        format!("{}…", text.chars().take(MAX).collect::<String>())
+    // Only a prefix is read: an output frame may be 64 KiB, and escaping all
+    // of it to keep 48 characters was a percent of a fuzz case. The prefix
+    // holds more than PREVIEW characters whenever it is not all the bytes (a
+    // character is at most 4 bytes, an invalid byte one U+FFFD), so those
+    // it shows decode as in the whole; a character cut at its end is past them.
+    let prefix = &bytes[..bytes.len().min(4 * (PREVIEW + 2))];
+    let text: String = String::from_utf8_lossy(prefix).escape_debug().collect();
+    if prefix.len() < bytes.len() || text.chars().count() > PREVIEW {
+        format!("{}…", text.chars().take(PREVIEW).collect::<String>())
     } else {
         text
     }
@@ -403,6 +411,47 @@ impl Pings {
         match every {
             Some(every) => format!(" ({n} ping{plural} {from}, every {every}s)"),
             None => format!(" ({n} ping{plural} {from})"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod preview_tests {
+    use super::{preview, PREVIEW};
+
+    /// What a preview is: the whole escaped text, cut to PREVIEW characters.
+    fn whole(bytes: &[u8]) -> String {
+        let text: String = String::from_utf8_lossy(bytes).escape_debug().collect();
+        match text.chars().count() > PREVIEW {
+            true => format!("{}…", text.chars().take(PREVIEW).collect::<String>()),
+            false => text,
+        }
+    }
+
+    #[test]
+    fn a_preview_reads_a_prefix_yet_shows_what_the_whole_would() {
+        let pieces: [&[u8]; 6] = [
+            b"a",
+            "é".as_bytes(),
+            "😀".as_bytes(),
+            b"\x1b[0m",
+            b"\xff",
+            b"\r\n",
+        ];
+        let mut seed = 7u64;
+        for _ in 0..3000 {
+            let mut bytes = Vec::new();
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let len = (seed >> 33) % 400;
+            for i in 0..len {
+                let piece = pieces[((seed >> (i % 50)) as usize + i as usize) % pieces.len()];
+                bytes.extend_from_slice(piece);
+            }
+            // Cut anywhere, also inside a character.
+            bytes.truncate(((seed >> 20) % (bytes.len() as u64 + 1)) as usize);
+            assert_eq!(preview(&bytes), whole(&bytes), "{bytes:?}");
         }
     }
 }
