@@ -7,7 +7,8 @@
 //! one exception is `conform`'s `runner/job-request`, which every shard runs
 //! (it is the runner's profile each shard needs): the merge keeps one, a
 //! failed one if any shard's failed. A fuzz campaign's shards all report
-//! every rule: their counts add up, rule by rule (`fuzz_shard`). A soak's
+//! every rule: their counts add up, rule by rule (`fuzz_shard`), and each
+//! rule's status is then the campaign's (`campaign_statuses`). A soak's
 //! report is one runner's rounds, not a shard: refused.
 
 use std::collections::BTreeMap;
@@ -78,15 +79,17 @@ pub fn merge(files: &[PathBuf]) -> Result<Report, String> {
     // catalogue's order), then the endpoint-level cases as they ran (one
     // shard runs them all).
     match merged.command {
-        Command::Fuzz => merged.cases.sort_by_key(rule_order),
+        Command::Fuzz => {
+            campaign_statuses(&mut merged);
+            merged.cases.sort_by_key(rule_order);
+        }
         _ => merged.cases.sort_by_key(order),
     }
     Ok(merged)
 }
 
 /// Adds a fuzz shard to the campaign: its counts to the campaign's, and each
-/// rule's case to the same rule's. A rule passes when any shard reached it
-/// and none broke it; one never reached is skipped for the whole campaign.
+/// rule's case (counts, failures, notes) to the same rule's.
 fn fuzz_shard(merged: &mut Report, name: &str, shard: &Report) -> Result<(), String> {
     let Some(part) = &shard.campaign else {
         return Err(format!("{name}: a fuzz report without its campaign: written by an older harness? run it again with this one"));
@@ -120,8 +123,13 @@ fn fuzz_shard(merged: &mut Report, name: &str, shard: &Report) -> Result<(), Str
         kept.notes.extend(case.notes.iter().cloned());
         kept.exercised = exercised;
     }
-    // Each rule's status, for the campaign as a whole.
-    let lifecycles = campaign.lifecycles;
+    Ok(())
+}
+
+/// Each rule's status, for the campaign as a whole: passed when some shard
+/// reached it, skipped when none did, failed when any broke it.
+fn campaign_statuses(merged: &mut Report) {
+    let lifecycles = merged.campaign.as_ref().map_or(0, |c| c.lifecycles);
     for case in &mut merged.cases {
         let (Some(exercised), [rule]) = (case.exercised, &case.spec[..]) else {
             continue;
@@ -133,7 +141,6 @@ fn fuzz_shard(merged: &mut Report, name: &str, shard: &Report) -> Result<(), Str
             (case.status, case.skipped) = (Status::Failed, None);
         }
     }
-    Ok(())
 }
 
 /// A fuzz report's order: SPEC.md's, then the violations of no rule.

@@ -126,7 +126,7 @@ pub fn rule_case(rule: &str, text: &str, exercised: Exercised, lifecycles: u64) 
 /// Fails `case` with `failures`, saying which lifecycle broke them.
 fn fail(case: &mut Case, failures: impl IntoIterator<Item = Failure>, found: Option<&Found>) {
     case.verdict.failures.extend(failures);
-    case.status = Status::Failed;
+    case.status = Status::of(None, &case.verdict, None);
     case.skipped = None;
     if let Some(found) = found.map(FoundLines::of) {
         case.notes.push(found.case);
