@@ -17,7 +17,8 @@ pub enum Fault {
     TruncateInput,
     /// EX-1 broken: the terminal is opened before the token is checked.
     SpawnBeforeAuth,
-    /// EX order broken: the one-terminal check (423) runs before the token check (401).
+    /// EX order broken: the one-terminal check (423) runs first, before the
+    /// token's (401) and so before the upgrade's (405).
     LockBeforeAuth,
     /// CFG-3 broken: `session_timeout = 0` is taken as zero seconds, not the default.
     ZeroTimeoutKept,

@@ -24,8 +24,6 @@ pub const PASTE: usize = 40 * 1024;
 pub const TICK: Duration = Duration::from_secs(1);
 /// The client that sends requests that are not upgrades (`Op::Request`).
 pub const CURL: &str = "curl";
-/// The browser that checks, after the job, that its session is gone (LC-7).
-pub const PROBE: &str = "probe";
 const TERMINAL: &str = "terminal.gitlab.com";
 const BASE64: &str = "base64.terminal.gitlab.com";
 
@@ -41,8 +39,6 @@ pub struct Lifecycle {
     pub prepare: u64,
     /// Seconds before docker's build container runs (DK-1's 15 s wait).
     pub container_start: u64,
-    /// The token the LC-7 probe sends after the job: any shape gets 404 (RT-1 before EX-1).
-    pub probe_token: Token,
     /// Turmoil's seed: message latencies.
     pub seed: u64,
     pub ops: Vec<Timed>,
@@ -283,7 +279,6 @@ prop_compose! {
             exit_code,
             prepare,
             container_start,
-            probe_token: Token::Own,
             seed: 0,
             ops: Vec::new(),
         }
@@ -292,50 +287,14 @@ prop_compose! {
 
 /// Lifecycles of at most `max_steps` ops.
 pub fn lifecycle(max_steps: usize) -> impl Strategy<Value = Lifecycle> {
-    let probe = prop_oneof![3 => Just(Token::Own), 1 => wrong_token()];
     let ops = prop::collection::vec(
         (0u64..=30, op()).prop_map(|(after, op)| Timed { after, op }),
         0..=max_steps,
     );
-    (job(), probe, any::<u64>(), ops).prop_map(|(job, probe_token, seed, ops)| Lifecycle {
-        probe_token,
-        seed,
-        ops,
-        ..job
-    })
+    (job(), any::<u64>(), ops).prop_map(|(job, seed, ops)| Lifecycle { seed, ops, ..job })
 }
 
 impl Lifecycle {
-    /// A time by which the job has ended, whatever happens: its deadline, or
-    /// the end of its script plus the longest terminal wait, plus slack.
-    fn surely_ended(&self) -> Duration {
-        let timeout = match self.session_timeout {
-            s if s > 0 => s as u64,
-            _ => 1800,
-        };
-        let script_end = self.prepare + self.container_start + self.script_seconds;
-        let mut end = (script_end + timeout).min(self.job_timeout);
-        // LC-5: no terminal was ever opened by then, so none held the job.
-        if self.quiet_until(script_end + 30) {
-            end = end.min(script_end + 30);
-        }
-        Duration::from_secs(end + 30)
-    }
-
-    /// No terminal can be open and nothing slows the runner's talk with
-    /// GitLab before `until` (seconds): no browser opens, no runner link is cut or held.
-    fn quiet_until(&self, until: u64) -> bool {
-        let mut t = 2;
-        self.ops.iter().all(|timed| {
-            t += timed.after;
-            t > until
-                || !matches!(
-                    timed.op,
-                    Op::Open { .. } | Op::HoldRunnerLink { .. } | Op::PartitionRunnerLink { .. }
-                )
-        })
-    }
-
     /// Network faults the lifecycle injects.
     pub fn faults(&self) -> usize {
         self.ops
@@ -359,11 +318,6 @@ impl Lifecycle {
             t += Duration::from_secs(timed.after);
             steps.extend(steps_of(&timed.op, i, t));
         }
-        // LC-7: once the job has surely ended, its session must answer 404.
-        steps.push(Step {
-            at: Dur(self.surely_ended()),
-            action: Action::Open(open(PROBE, Some(self.probe_token), Protocols::Terminal)),
-        });
         // A partition of a browser that does nothing else has no host to cut.
         let acting: BTreeSet<String> = steps
             .iter()
@@ -400,7 +354,6 @@ impl Lifecycle {
             ("intruder", Some("alice")),
             ("anon", None),
             (CURL, None),
-            (PROBE, Some("alice")),
         ] {
             browsers.insert(
                 name.to_string(),
@@ -436,9 +389,9 @@ impl Lifecycle {
                 // more work every 3 s while its job runs (a fifth of a case's cost).
                 concurrent: 1,
                 // Once its job ended, the runner asks GitLab for another
-                // every `check_interval` until the run ends with the LC-7
-                // probe (`surely_ended`): at 30 s instead of GitLab Runner's
-                // default 3 s, an eighth of a case's cost less. A request
+                // every `check_interval` until the run ends (after the last
+                // op, and the director's LC-7 probe): at 30 s instead of
+                // GitLab Runner's default 3 s. A request
                 // that fails (GitLab cut off at the start) is retried 30 s
                 // later: the lifecycle starts later, and is judged from when
                 // its job was taken.

@@ -135,6 +135,7 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
     let probes: Arc<Mutex<Vec<(u64, session_probe::Probe)>>> = Arc::default();
     let settling: Arc<Mutex<Option<Duration>>> = Arc::default();
     let over_tx = Arc::new(over_tx);
+    let patience = session_probe::timeout(tick);
     {
         let (g, found, settling, over_tx) = (
             gitlab.clone(),
@@ -151,7 +152,7 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
                 };
                 let probe = async {
                     for (job, session) in g.ended_sessions() {
-                        let answer = session_probe::probe(&TurmoilNet, &session).await;
+                        let answer = session_probe::probe(&TurmoilNet, &session, patience).await;
                         found.lock().expect("probes lock").push((job, answer));
                     }
                 };
@@ -185,6 +186,7 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         recorder: recorder.clone(),
         controls,
         settling,
+        settle: ground::settle_time(tick),
         over,
         browsers,
         told: false,

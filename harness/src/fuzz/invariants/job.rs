@@ -105,16 +105,15 @@ pub(super) fn job_invariants(scenario: &Scenario, run: &Run, found: &mut Judge) 
     }
     if all_done && !lost_runner {
         // Observed over sockets, as for a third party's runner: the session URL
-        // of an ended job must answer 404. A probe without an answer proves
-        // nothing and is no check: at the fuzz world's 1 s tick the director's
-        // 2 s of settling are too short for a TLS exchange, so there the
-        // lifecycle's own probe step (`session_answers_404_after_the_job`)
-        // checks LC-7.
+        // of an ended job must answer 404 (RT-1: the session is gone). A
+        // probe without an answer (the runner stopped, say) proves nothing
+        // and is no check.
         for (job, probe) in &run.session_probes {
             if matches!(probe, Probe::Unknown(_)) {
                 continue;
             }
             found.ran("LC-7");
+            found.ran("RT-1");
             if let Probe::Answers(status) = probe {
                 violation(
                     found,
