@@ -285,10 +285,18 @@ prop_compose! {
     }
 }
 
+/// Seconds between two ops: mostly a few, so that ops meet (a reconnect at
+/// once, a paste into a busy shell, a close racing a cancel); sometimes up to
+/// 30, so that timed rules (pings every 30 s, waits of 15 and 60 s, session
+/// timeouts) pass between them.
+fn gap() -> impl Strategy<Value = u64> {
+    prop_oneof![3 => 0u64..=5, 2 => 6u64..=30]
+}
+
 /// Lifecycles of at most `max_steps` ops.
 pub fn lifecycle(max_steps: usize) -> impl Strategy<Value = Lifecycle> {
     let ops = prop::collection::vec(
-        (0u64..=30, op()).prop_map(|(after, op)| Timed { after, op }),
+        (gap(), op()).prop_map(|(after, op)| Timed { after, op }),
         0..=max_steps,
     );
     (job(), any::<u64>(), ops).prop_map(|(job, seed, ops)| Lifecycle { seed, ops, ..job })
