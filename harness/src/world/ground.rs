@@ -8,7 +8,6 @@ use session_server::runner;
 use tokio::sync::watch;
 
 use super::browsers::LateBrowser;
-use crate::actors::session_probe;
 use crate::scenario::{Action, StopMode};
 use crate::timeline::{Ground, NotHere, Pace};
 use crate::trace::{Injected, Recorder, What};
@@ -16,14 +15,9 @@ use crate::trace::{Injected, Recorder, What};
 /// How often the engine asks whether everything settled.
 const CHECK_EVERY: Duration = Duration::from_millis(500);
 /// After everything settled, the world runs this much longer to catch late
-/// events (and the director probes ended jobs' sessions, LC-7), at least.
+/// events (and the director probes ended jobs' sessions, LC-7, however long
+/// that takes: see `session_probe::timeout`).
 const SETTLE: Duration = Duration::from_secs(2);
-
-/// The settle time of a world of `tick`: long enough for the director's probe
-/// even where every hop takes a coarse tick (the fuzz world's second).
-pub fn settle_time(tick: Duration) -> Duration {
-    SETTLE.max(session_probe::timeout(tick) + tick * 2)
-}
 
 /// The simulation under the timeline.
 pub struct SimGround<'a, 'b> {
@@ -33,8 +27,6 @@ pub struct SimGround<'a, 'b> {
     pub controls: Vec<Arc<watch::Sender<Option<runner::StopMode>>>>,
     /// The director's settle time, set when it is started.
     pub settling: Arc<Mutex<Option<Duration>>>,
-    /// The whole settle time ([`settle_time`]).
-    pub settle: Duration,
     /// Said by the director when it is done.
     pub over: watch::Receiver<bool>,
     pub browsers: Vec<LateBrowser>,
@@ -108,7 +100,7 @@ impl Ground for SimGround<'_, '_> {
     /// The director host, idle until now, is started: it probes ended jobs'
     /// sessions while the world runs on, then says the run is over.
     fn settle(&mut self, late: Duration) {
-        *self.settling.lock().expect("settling lock") = Some(self.settle.saturating_sub(late));
+        *self.settling.lock().expect("settling lock") = Some(SETTLE.saturating_sub(late));
         self.sim.bounce("director");
     }
 

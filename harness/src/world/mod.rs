@@ -126,8 +126,9 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         &mut sim, scenario, &gitlab, &recorder, &progress, &over, tick,
     );
     // The director ends the run: once the timeline settled, it probes each
-    // ended job's session URL (LC-7 over sockets) for the rest of the settle
-    // time, then tells the browsers the run is over. It is a host whose
+    // ended job's session URL (LC-7 over sockets), and once that is done and
+    // the settle time over, tells the browsers the run is over. Where hops
+    // are slow (the fuzz world's 1 s tick) its probe outlasts the settle time. It is a host whose
     // software idles (finished, so turmoil does not tick a runtime for it)
     // until the ground starts it (`SimGround::settle`): one host fewer to
     // step every tick of every run. Registered here, last, as before: its
@@ -156,7 +157,7 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
                         found.lock().expect("probes lock").push((job, answer));
                     }
                 };
-                let _ = tokio::time::timeout(settle, async {
+                let _ = tokio::time::timeout(settle.max(patience), async {
                     tokio::join!(probe, tokio::time::sleep(settle))
                 })
                 .await;
@@ -186,7 +187,6 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
         recorder: recorder.clone(),
         controls,
         settling,
-        settle: ground::settle_time(tick),
         over,
         browsers,
         told: false,
