@@ -128,10 +128,10 @@ pub fn simulate(scenario: &Scenario, seed: u64) -> anyhow::Result<Run> {
     // The director ends the run: once the timeline settled, it probes each
     // ended job's session URL (LC-7 over sockets), and once that is done and
     // the settle time over, tells the browsers the run is over. Where hops
-    // are slow (the fuzz world's 1 s tick) its probe outlasts the settle time. It is a host whose
-    // software idles (finished, so turmoil does not tick a runtime for it)
-    // until the ground starts it (`SimGround::settle`): one host fewer to
-    // step every tick of every run. Registered here, last, as before: its
+    // are slow (the fuzz world's 1 s tick) its probe outlasts the settle
+    // time. It is a host whose software idles (finished, so turmoil does not
+    // tick a runtime for it) until the ground starts it
+    // (`SimGround::settle`): one host fewer to step every tick of every run. Registered here, last, as before: its
     // address and the world's random stream stay the same.
     let probes: Arc<Mutex<Vec<(u64, session_probe::Probe)>>> = Arc::default();
     let settling: Arc<Mutex<Option<Duration>>> = Arc::default();
