@@ -12,7 +12,7 @@ use super::ws::Trust;
 use crate::scenario::Shape;
 
 /// Sends `shape` to `url` (`https://host:port/path`) with `headers`, within
-/// [`ws::DIAL_TIMEOUT`]: the answer's status and the first line of its body,
+/// `ws::DIAL_TIMEOUT`: the answer's status and the first line of its body,
 /// or why there was none. A runner that answers 101 to such a request is
 /// reported with that status; the connection is not used.
 pub async fn send<N: Net>(

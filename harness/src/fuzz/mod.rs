@@ -6,7 +6,7 @@
 //! written as a scenario under `scenarios/regressions/` that `session-harness
 //! run` replays. Every case has its own seed, from the campaign's seed and its
 //! index, so `replay --seed S` reruns one, and the campaign's verdicts are the
-//! same on any number of workers and split into any shards ([`campaign`]).
+//! same on any number of workers and split into any shards (`campaign`).
 
 mod campaign;
 pub mod coverage;

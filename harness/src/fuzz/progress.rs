@@ -10,7 +10,7 @@ pub enum Progress {
     Off,
     /// Redrawn in place (`\r`): for a terminal only.
     Bar,
-    /// A line every [`LINE_EVERY`] cases (or a tenth of a shorter run).
+    /// A line every `LINE_EVERY` cases (or a tenth of a shorter run).
     Lines,
 }
 

@@ -4,7 +4,7 @@
 //! `report merge` (shards' reports as one). A case
 //! passes (perhaps only non-strictly, WS-6), fails with expected against
 //! observed, or is skipped with a reason; [`human`] writes it for people,
-//! [`json`] and [`junit`] for machines.
+//! [`json`] and `junit` for machines.
 
 mod human;
 mod junit;

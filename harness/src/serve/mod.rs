@@ -4,11 +4,11 @@
 //! The coordinator API, Rails' authorization and Workhorse are the
 //! simulation's own actors (`actors::{gitlab, workhorse}`), reached through the
 //! same [`Gateway`] as `conform`'s front. In front of them this module serves
-//! a small web UI ([`pages`]): the job list, a job page whose log follows the
+//! a small web UI (`pages`): the job list, a job page whose log follows the
 //! runner's trace, the Debug button under Rails' own rule (AU-1/2, the same
 //! `Gitlab::authorize` that Workhorse asks), and a terminal page that opens
 //! `/-/jobs/<id>/terminal.ws` as GitLab's frontend does, rendered by xterm.js
-//! served from the binary ([`assets`]).
+//! served from the binary (`assets`).
 //!
 //! Who the browser is: a cookie set by the user switcher. Workhorse learns it
 //! as its login header ([`workhorse::USER_HEADER`]); a header a browser sends

@@ -1,6 +1,6 @@
 //! The terminal protocol (WS-1..8): subprotocols, close reasons, pings and
 //! deadlines, the limits of what a peer can make the server queue; the relay
-//! itself is [`relay`], its input queue [`input`].
+//! itself is [`relay`], its input queue `input`.
 
 mod input;
 mod relay;

@@ -3,15 +3,15 @@
 //! over its job. A fixed list of cases, run in order, each naming its SPEC ids;
 //! the harness talks to the session as Workhorse does (TLS trusting only the
 //! session certificate, the token in `Authorization`) and judges each upgrade
-//! itself ([`handshake`]).
+//! itself (`handshake`).
 //!
 //! The session's job must go on running its script meanwhile (`sleep 600`):
 //! once the script has ended, closing a terminal lets the job finish (LC-2) and
 //! its session is gone (LC-7).
 //!
-//! - [`access`]: TLS, routing, the token, the upgrade (TLS, RT, EX-1/2/7)
-//! - [`protocol`]: subprotocols, pings, long input, input into a busy shell (WS)
-//! - [`lifecycle`]: one terminal at a time, closes, exits, reconnects (EX-4, WS-7)
+//! - `access`: TLS, routing, the token, the upgrade (TLS, RT, EX-1/2/7)
+//! - `protocol`: subprotocols, pings, long input, input into a busy shell (WS)
+//! - `lifecycle`: one terminal at a time, closes, exits, reconnects (EX-4, WS-7)
 
 mod access;
 mod handshake;

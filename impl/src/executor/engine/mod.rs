@@ -7,7 +7,7 @@
 //! - [`build`]: the build container, which runs the job's script (its output is
 //!   the job log, its exit code the job's result) and stops with it (DK-3);
 //! - [`exec`]: a terminal, an exec with a TTY in the build container (DK-2);
-//! - [`stream`]: the engine's framed output as a byte stream.
+//! - `stream`: the engine's framed output as a byte stream.
 //!
 //! Only a real machine uses it ([`crate::machine::Machine::runs_containers`]):
 //! under simulation the model of [`super::docker`] stands for the container.
