@@ -211,6 +211,16 @@ async fn open_terminal(browser: &Chromium) -> (String, String) {
     (job_tab, terminal_tab)
 }
 
+/// Alice logs in, clicks Debug on job 1's page, and waits for the terminal
+/// tab to connect: the job tab and the terminal tab.
+async fn alice_connects_to_job_1(browser: &Chromium, served: &Served) -> (String, String) {
+    log_in(browser, served, "alice", 1).await;
+    job_page_when(browser, "Debug on job 1", "job.debug").await;
+    let tabs = open_terminal(browser).await;
+    terminal_state_when(browser, "the terminal connects", "state === 'connected'").await;
+    tabs
+}
+
 /// Types a command into xterm.js as a user does: keys into its textarea.
 async fn type_command(browser: &Chromium, command: &str) {
     let input = browser
@@ -313,10 +323,7 @@ async fn debug_opens_a_terminal_where_typing_echo_shows_42() {
     };
     let (browser, served) = (&page.browser, &page.served);
 
-    log_in(browser, served, "alice", 1).await;
-    job_page_when(browser, "Debug on job 1", "job.debug").await;
-    open_terminal(browser).await;
-    terminal_state_when(browser, "the terminal connects", "state === 'connected'").await;
+    alice_connects_to_job_1(browser, served).await;
     let protocol = browser
         .execute(
             "const s = window.harnessSocket; return [s.url, s.protocol, s.binaryType];",
@@ -368,10 +375,7 @@ script = ["echo 'Building...'", "sleep 6", "echo 'Build finished'"]
     };
     let (browser, served) = (&page.browser, &page.served);
 
-    log_in(browser, served, "alice", 1).await;
-    job_page_when(browser, "Debug on job 1", "job.debug").await;
-    let (job_tab, terminal_tab) = open_terminal(browser).await;
-    terminal_state_when(browser, "the terminal connects", "state === 'connected'").await;
+    let (job_tab, terminal_tab) = alice_connects_to_job_1(browser, served).await;
 
     browser.switch_to(&job_tab).await.unwrap();
     let held = job_page_when(
@@ -430,10 +434,7 @@ script = ["for i in $(seq 1200); do [ -e done-debugging ] && exit 0; sleep 0.1; 
     };
     let (browser, served) = (&page.browser, &page.served);
 
-    log_in(browser, served, "alice", 1).await;
-    job_page_when(browser, "Debug on job 1", "job.debug").await;
-    let (job_tab, _) = open_terminal(browser).await;
-    terminal_state_when(browser, "the terminal connects", "state === 'connected'").await;
+    let (job_tab, _) = alice_connects_to_job_1(browser, served).await;
     type_command(browser, "touch done-debugging").await;
     let closed =
         terminal_state_when(browser, "the terminal closes", "state.startsWith('closed')").await;
